@@ -1,0 +1,82 @@
+/* tierctl — global options and command dispatch. See tierctl(1). */
+#include "tierctl.h"
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(const struct tierctl_opts *o, int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{ "plan", tierctl_plan,
+	  "plan [--policy NAME]      dry run: what each policy would move now" },
+	{ "check-target", tierctl_check_target,
+	  "check-target NAME         test a target's settings end to end" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tierctl [-c FILE] [-s SOCKET] [--json] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s\n", commands[i].help);
+	fprintf(f, "\nexit codes: 0 done, 1 failed, 2 usage/config error, 3 daemon unreachable\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct tierctl_opts o = { .config_path = TD_DEFAULT_CONFIG };
+	int c;
+
+	/* '+': stop at the command name so each command parses its own flags. */
+	while ((c = getopt_long(argc, argv, "+c:s:jh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o.config_path = optarg;
+			break;
+		case 's':
+			o.socket_path = optarg;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return TIERCTL_OK;
+		case 'V':
+			printf("tierctl %s\n", TD_VERSION);
+			return TIERCTL_OK;
+		default:
+			usage(stderr);
+			return TIERCTL_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return TIERCTL_USAGE;
+	}
+	o.tty = isatty(STDOUT_FILENO) && !o.json;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			/* commands see their own name as argv[0] */
+			argv += optind;
+			argc -= optind;
+			optind = 0; /* GNU getopt: reinitialize for the command's own flags */
+			return commands[i].fn(&o, argc, argv);
+		}
+	}
+	fprintf(stderr, "tierctl: unknown command '%s'\n", argv[optind]);
+	usage(stderr);
+	return TIERCTL_USAGE;
+}

@@ -1,0 +1,26 @@
+/*
+ * tierctl — the command-line client. tierctl.c parses the global options and
+ * dispatches; each command lives in its own tierctl_<command>.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+/* Exit codes, from INTERFACE.md. */
+enum {
+	TIERCTL_OK = 0,
+	TIERCTL_FAILED = 1,      /* the operation failed (for some paths: each reported) */
+	TIERCTL_USAGE = 2,       /* usage or configuration error */
+	TIERCTL_UNREACHABLE = 3, /* the daemon is unreachable */
+};
+
+struct tierctl_opts {
+	const char *config_path; /* -c, default TD_DEFAULT_CONFIG */
+	const char *socket_path; /* -s, NULL: <run_dir>/tierd.sock from the config */
+	bool json;               /* --json */
+	bool tty;                /* stdout is a terminal: progress lines allowed */
+};
+
+/* Each command gets argv[0] = its own name; returns an exit code above. */
+int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

@@ -1,0 +1,177 @@
+/*
+ * config — tierd.conf (INI, parsed with inih) into validated, typed structs.
+ *
+ * Any thread; no globals. td_config_load() reads the whole file, checks every
+ * key, and reports every problem it finds in one pass (file:line, key, message).
+ * The result is immutable once returned; the daemon swaps whole configs on
+ * SIGHUP. Strings are owned by the config and freed by td_config_free().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define TD_DEFAULT_CONFIG "/etc/tierd/tierd.conf"
+
+enum td_log_level {
+	TD_LOG_ERROR = 3, /* syslog priorities, so they double as journald <N> prefixes */
+	TD_LOG_WARNING = 4,
+	TD_LOG_NOTICE = 5,
+	TD_LOG_INFO = 6,
+	TD_LOG_DEBUG = 7,
+};
+
+/* A list of strings from a space- or comma-separated value. */
+struct td_strlist {
+	char **v;
+	size_t n;
+};
+
+/* Bytes, or a percentage of a filesystem's size when is_pct. */
+struct td_size_or_pct {
+	bool is_pct;
+	uint64_t bytes;
+	double pct; /* 0..100 */
+};
+
+enum td_target_type {
+	TD_TARGET_S3,
+	TD_TARGET_DIR,
+};
+
+enum td_addressing {
+	TD_ADDRESSING_PATH,
+	TD_ADDRESSING_VIRTUAL,
+};
+
+struct td_target_conf {
+	char *name;
+	unsigned line; /* line of the [target "NAME"] header, for messages */
+	enum td_target_type type;
+
+	/* type = s3 */
+	char *endpoint; /* scheme://host[:port], no trailing slash */
+	char *region;   /* default us-east-1 */
+	char *bucket;
+	char *prefix; /* "" or ends in '/' */
+	enum td_addressing addressing;
+	char *credentials_file; /* NULL: use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY */
+	char *access_key;       /* secret: never printed or logged */
+	char *secret_key;       /* secret: never printed or logged */
+	char *storage_class;    /* default STANDARD */
+	uint64_t multipart_threshold_bytes; /* default 64M */
+	uint64_t part_size_bytes;           /* default 16M, 5M..5G */
+	unsigned max_connections;           /* default 8 */
+	uint64_t bandwidth_limit_bytes;     /* bytes per second, 0 = unlimited */
+	char *ca_file;                      /* NULL: system bundle only */
+
+	/* type = dir */
+	char *path;
+};
+
+enum td_age_by {
+	TD_AGE_ATIME,
+	TD_AGE_MTIME,
+	TD_AGE_CTIME,
+	TD_AGE_NEWEST, /* the latest of the three */
+};
+
+enum td_schedule_kind {
+	TD_SCHEDULE_MANUAL,
+	TD_SCHEDULE_EVERY,  /* every every_s seconds */
+	TD_SCHEDULE_HOURLY, /* at minute `minute` of every hour (0) */
+	TD_SCHEDULE_DAILY,  /* at hour:minute local time */
+	TD_SCHEDULE_WEEKLY, /* on weekday (0 = Sunday) at hour:minute */
+};
+
+struct td_schedule {
+	enum td_schedule_kind kind;
+	int64_t every_s;
+	int weekday;
+	int hour;
+	int minute;
+};
+
+struct td_policy_conf {
+	char *name;
+	unsigned line;
+	struct td_strlist paths; /* absolute, normalized (no trailing '/', no "..") */
+	char *target;            /* name of a [target] section */
+	const struct td_target_conf *target_conf; /* resolved; points into td_config.targets */
+	enum td_age_by age_by;                    /* default atime */
+	int64_t min_age_s;                        /* default 90d */
+	uint64_t min_size_bytes;                  /* default 1M */
+	uint64_t max_size_bytes;                  /* UINT64_MAX when empty */
+	struct td_strlist include;                /* default "*" */
+	struct td_strlist exclude;                /* default empty */
+	uid_t *owners;                            /* resolved uids; n_owners = 0: anyone */
+	size_t n_owners;
+	gid_t *groups;
+	size_t n_groups;
+	struct td_schedule schedule; /* default manual */
+	bool has_watermarks;
+	double high_watermark_pct; /* 0..100 */
+	double low_watermark_pct;
+	uint64_t max_bytes_per_run; /* 0 = unlimited */
+	uint64_t max_files_per_run; /* 0 = unlimited */
+	bool keep_cached;           /* default no */
+	bool one_filesystem;        /* default yes */
+};
+
+struct td_config {
+	char *path; /* the file it was read from */
+	char *state_dir;
+	char *cache_dir;
+	char *run_dir;
+	struct td_size_or_pct cache_size; /* default 10% */
+	enum td_log_level log_level;      /* default info */
+	char *admin_group;                /* default "tierd"; may not exist */
+	bool has_admin_gid;
+	gid_t admin_gid;
+	unsigned max_transfers;       /* default 8 */
+	int64_t retention_s;          /* default 30d */
+	struct td_strlist no_hydrate; /* process names */
+	struct td_target_conf *targets;
+	size_t n_targets;
+	struct td_policy_conf *policies;
+	size_t n_policies;
+};
+
+struct td_config_error {
+	char *file;
+	unsigned line; /* 0 when the error is about the file as a whole */
+	char *key;     /* NULL when not about one key */
+	char *msg;
+};
+
+struct td_config_errors {
+	struct td_config_error *v;
+	size_t n;
+};
+
+/*
+ * Reads and validates `path`. Returns 0 and a new config in *out, or a negative
+ * errno (-EINVAL for validation errors, others for I/O) with every problem
+ * appended to `errs` and *out untouched. `errs` may be NULL.
+ */
+int td_config_load(struct td_config **out, const char *path, struct td_config_errors *errs);
+void td_config_free(struct td_config *c);
+void td_config_errors_clear(struct td_config_errors *errs);
+/* Writes "FILE:LINE: key: message" lines. */
+void td_config_errors_print(const struct td_config_errors *errs, FILE *f);
+
+/* Prints the effective configuration as INI, defaults filled in, secrets redacted. */
+int td_config_dump(const struct td_config *c, FILE *f);
+
+const struct td_target_conf *td_config_target(const struct td_config *c, const char *name);
+const struct td_policy_conf *td_config_policy(const struct td_config *c, const char *name);
+
+/* Value parsers, shared with command-line flags. Return 0 or -EINVAL/-ERANGE. */
+int td_parse_size(const char *s, uint64_t *out_bytes); /* "10", "64M", "1.5G" */
+int td_parse_duration(const char *s, int64_t *out_s);  /* "30s", "90d", "2w" */
+int td_parse_percent(const char *s, double *out_pct);  /* "85%" */
+int td_parse_bool(const char *s, bool *out);           /* yes/no/true/false/on/off/1/0 */
+int td_parse_schedule(const char *s, struct td_schedule *out);

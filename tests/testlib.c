@@ -1,0 +1,80 @@
+/* testlib — see testlib.h. */
+#include "testlib.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int td_test_failures;
+int td_test_checks;
+
+void td_test_fail(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	td_test_failures++;
+	fprintf(stdout, "  FAIL %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+int td_test_done(void)
+{
+	printf("%d checks, %d failed\n", td_test_checks, td_test_failures);
+	if (td_test_checks == 0) {
+		printf("no checks ran: a test must be able to fail\n");
+		return 1;
+	}
+	return td_test_failures ? 1 : 0;
+}
+
+const char *td_test_tmpdir(const char *tag)
+{
+	static char path[4096];
+	const char *base = getenv("TMPDIR");
+
+	snprintf(path, sizeof(path), "%s/tierd-test-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+	if (!mkdtemp(path)) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	return path;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		return rmdir(p) < 0 && errno != ENOENT ? -errno : 0;
+	return unlink(p) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int td_test_rmtree(const char *path)
+{
+	return nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS);
+}
+
+void td_test_require_s3(struct td_test_s3 *s3)
+{
+	s3->endpoint = getenv("TD_S3_ENDPOINT");
+	s3->access_key = getenv("TD_S3_ACCESS_KEY");
+	s3->secret_key = getenv("TD_S3_SECRET_KEY");
+	s3->bucket = getenv("TD_S3_BUCKET");
+	s3->region = getenv("TD_S3_REGION") ? getenv("TD_S3_REGION") : "us-east-1";
+	if (s3->endpoint && s3->access_key && s3->secret_key && s3->bucket)
+		return;
+	if (getenv("CI")) {
+		printf(
+		    "FAIL: TD_S3_* not set: this test needs the radosgw started by scripts/test\n");
+		exit(1);
+	}
+	printf("SKIP: TD_S3_* not set (start radosgw with tests/s3/radosgw.sh); this fails under "
+	       "CI\n");
+	exit(77);
+}

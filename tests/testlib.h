@@ -1,0 +1,97 @@
+/*
+ * testlib — the tiny assertion kit every tierd test links with.
+ *
+ * A test program runs its cases with TD_RUN(fn); each failed CHECK prints
+ * file:line and the expression, marks the program failed, and the case goes on
+ * (CHECK) or returns at once (REQUIRE). td_test_done() prints a summary and
+ * returns the exit status for main(). Programs run in their own process under
+ * ctest with a timeout, so a hang is reported as a failure, not a stuck run.
+ */
+#pragma once
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+extern int td_test_failures;
+extern int td_test_checks;
+
+void td_test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define CHECK(expr)                                                                                \
+	do {                                                                                       \
+		td_test_checks++;                                                                  \
+		if (!(expr))                                                                       \
+			td_test_fail(__FILE__, __LINE__, "CHECK(%s)", #expr);                      \
+	} while (0)
+
+#define REQUIRE(expr)                                                                              \
+	do {                                                                                       \
+		td_test_checks++;                                                                  \
+		if (!(expr)) {                                                                     \
+			td_test_fail(__FILE__, __LINE__, "REQUIRE(%s)", #expr);                    \
+			return;                                                                    \
+		}                                                                                  \
+	} while (0)
+
+#define CHECK_INT(a, b)                                                                            \
+	do {                                                                                       \
+		long long td_a_ = (long long)(a), td_b_ = (long long)(b);                          \
+		td_test_checks++;                                                                  \
+		if (td_a_ != td_b_)                                                                \
+			td_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, td_a_,  \
+			             td_b_);                                                       \
+	} while (0)
+
+#define CHECK_STR(a, b)                                                                            \
+	do {                                                                                       \
+		const char *td_a_ = (a), *td_b_ = (b);                                             \
+		td_test_checks++;                                                                  \
+		if (!td_a_ || !td_b_ || strcmp(td_a_, td_b_) != 0)                                 \
+			td_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,     \
+			             td_a_ ? td_a_ : "(null)", td_b_ ? td_b_ : "(null)");          \
+	} while (0)
+
+/* Checks that `hay` contains `needle`. */
+#define CHECK_CONTAINS(hay, needle)                                                                \
+	do {                                                                                       \
+		const char *td_h_ = (hay), *td_n_ = (needle);                                      \
+		td_test_checks++;                                                                  \
+		if (!td_h_ || !strstr(td_h_, td_n_))                                               \
+			td_test_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"",         \
+			             td_h_ ? td_h_ : "(null)", td_n_);                             \
+	} while (0)
+
+#define TD_RUN(fn)                                                                                 \
+	do {                                                                                       \
+		int td_before_ = td_test_failures;                                                 \
+		fn();                                                                              \
+		printf("%s %s\n", td_test_failures == td_before_ ? "ok" : "FAILED", #fn);          \
+		fflush(stdout);                                                                    \
+	} while (0)
+
+/* Prints the summary and returns main()'s exit status (0 only if every check passed
+ * and at least one check ran). */
+int td_test_done(void);
+
+/* Makes a fresh private directory under $TMPDIR (or /tmp) and returns its path
+ * (static storage, valid until the next call). Removed by td_test_rmtree. */
+const char *td_test_tmpdir(const char *tag);
+int td_test_rmtree(const char *path);
+
+/* S3 settings for tests that need the radosgw started by scripts/test. */
+struct td_test_s3 {
+	const char *endpoint; /* http://127.0.0.1:PORT */
+	const char *access_key;
+	const char *secret_key;
+	const char *bucket;
+	const char *region;
+};
+
+/* Fills `s3` from TD_S3_* variables. When they are missing: exits 1 (a failure)
+ * if CI is set, else exits 77 so ctest reports the test as skipped. */
+void td_test_require_s3(struct td_test_s3 *s3);

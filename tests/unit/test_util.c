@@ -1,0 +1,45 @@
+/* Unit tests for util and hash. */
+#include "hash.h"
+#include "testlib.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+static void test_hex(void)
+{
+	char out[9];
+	const unsigned char in[] = { 0x00, 0xab, 0x10, 0xff };
+
+	td_hex(out, in, sizeof(in));
+	CHECK_STR(out, "00ab10ff");
+}
+
+static void test_escape(void)
+{
+	char *e = td_escape("a\nb\t\\\xff", 6);
+
+	REQUIRE(e);
+	CHECK_STR(e, "a\\nb\\t\\\\\\xff");
+	free(e);
+}
+
+static void test_sha256(void)
+{
+	unsigned char d[TD_SHA256_LEN];
+	char hex[TD_SHA256_HEX];
+	char md5[25];
+
+	td_sha256("abc", 3, d);
+	td_hex(hex, d, sizeof(d));
+	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	td_md5_base64("", 0, md5);
+	CHECK_STR(md5, "1B2M2Y8AsgTpgAmY7PhCfg==");
+}
+
+int main(void)
+{
+	TD_RUN(test_hex);
+	TD_RUN(test_escape);
+	TD_RUN(test_sha256);
+	return td_test_done();
+}
