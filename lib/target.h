@@ -62,7 +62,8 @@ struct td_object_info {
 	char etag[132]; /* without quotes */
 	int64_t mtime_s;
 	char version_id[132];
-	size_t n_meta; /* head only; list leaves it 0 */
+	int64_t server_time_s; /* head only: the server's Date header (clock-skew checks), or 0 */
+	size_t n_meta;         /* head only; list leaves it 0 */
 	struct {
 		char key[64];
 		char value[512];
