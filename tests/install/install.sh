@@ -2,14 +2,14 @@
 # `cmake --install` puts every piece in its FHS place, and a second install
 # keeps an admin's edited configuration.
 set -euo pipefail
-# (The unit file joins this list with the daemon issue, when tierd runs as a service.)
 : "${TD_BUILD_DIR:?}"
 dest=$(mktemp -d /tmp/tierd-install.XXXXXX)
 trap 'rm -rf "$dest"' EXIT
 DESTDIR="$dest" cmake --install "$TD_BUILD_DIR" --prefix /usr >"$dest.log" 2>&1 || { cat "$dest.log"; exit 1; }
 fail=0
 for f in usr/sbin/tierd usr/bin/tierctl etc/tierd/tierd.conf usr/share/doc/tierd/examples/tierd.conf \
-	usr/share/man/man5/tierd.conf.5 usr/share/man/man8/tierd.8 usr/share/man/man1/tierctl.1; do
+	usr/share/man/man5/tierd.conf.5 usr/share/man/man8/tierd.8 usr/share/man/man1/tierctl.1 \
+	usr/lib/systemd/system/tierd.service; do
 	if [ ! -e "$dest/$f" ]; then echo "FAIL: not installed: /$f"; fail=1; fi
 done
 [ -x "$dest/usr/sbin/tierd" ] || { echo "FAIL: tierd not executable"; fail=1; }
