@@ -810,6 +810,7 @@ static int read_dir(int dfd, const char *match, struct dent **out, size_t *n_out
 		close(fd);
 		return r;
 	}
+	rewinddir(d); /* the dup shares its offset with dfd, which may have been read */
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		bool is_dir;
 		size_t ln = strlen(de->d_name);
@@ -923,6 +924,7 @@ static int cleanup_entries(struct walk *w, int dfd)
 		close(fd);
 		return -errno;
 	}
+	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
 
