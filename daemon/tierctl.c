@@ -12,6 +12,10 @@ static const struct {
 	int (*fn)(const struct tierctl_opts *o, int argc, char **argv);
 	const char *help;
 } commands[] = {
+	{ "status", tierctl_status,
+	  "status                    daemon, targets, transfers in flight" },
+	{ "reload", tierctl_reload,
+	  "reload                    re-read the configuration (like SIGHUP)" },
 	{ "plan", tierctl_plan,
 	  "plan [--policy NAME]      dry run: what each policy would move now" },
 	{ "check-target", tierctl_check_target,

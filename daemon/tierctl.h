@@ -21,6 +21,17 @@ struct tierctl_opts {
 	bool tty;                /* stdout is a terminal: progress lines allowed */
 };
 
+#include <jansson.h>
+
+/* Sends {"cmd": cmd, "args": args} to tierd and returns its reply in *reply
+ * (a new reference). Returns TIERCTL_OK, TIERCTL_USAGE (no socket path), or
+ * TIERCTL_UNREACHABLE, having printed why. */
+int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply);
+/* Prints a reply's error; returns the exit code for it. */
+int tierctl_reply_error(json_t *reply);
+
 /* Each command gets argv[0] = its own name; returns an exit code above. */
 int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_status(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_reload(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

@@ -1,5 +1,6 @@
 /* tierd — the tiering service. See tierd(8). */
 #include "config.h"
+#include "service.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = TD_DEFAULT_CONFIG;
 	struct td_config *conf = NULL;
-	bool check = false;
+	bool check = false, foreground = false;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
@@ -88,6 +90,7 @@ int main(int argc, char **argv)
 			config_path = optarg;
 			break;
 		case 'f':
+			foreground = true;
 			break;
 		case 'C':
 			check = true;
@@ -119,7 +122,10 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	fprintf(stderr, "tierd: the service loop is not built yet (see issue: daemon and mover)\n");
-	td_config_free(conf);
-	return 1;
+	if (!foreground && daemon(0, 0) < 0) {
+		fprintf(stderr, "tierd: cannot detach: %s\n", strerror(errno));
+		td_config_free(conf);
+		return 1;
+	}
+	return td_service_run(config_path, conf);
 }
