@@ -449,6 +449,10 @@ static int run_check(sqlite3 *db, const char *pragma, bool *ok, char *problems, 
 			used += (size_t)snprintf(problems + used, size - used, "%s%s",
 			                         used ? "; " : "", t ? t : "?");
 	}
+	/* Rows may hold newlines; the message is one log line. */
+	for (char *c = problems; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
@@ -1016,7 +1020,10 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 	/* Read-only checks first: a refused file must be left as it was. */
 	rc = query_int(cat->db, "PRAGMA user_version", &version);
 	if (rc != SQLITE_OK)
-		return db_err(cat, err, rc, "cannot read; refusing to use it");
+		return db_err(cat, err, rc, "%s; refusing to use it",
+		              (rc & 0xff) == SQLITE_CORRUPT  ? "is damaged"
+		              : (rc & 0xff) == SQLITE_NOTADB ? "is not a database"
+		                                             : "cannot be read");
 	if (version > latest)
 		return set_err(
 		    err, cat->path, -ENOTSUP, NULL, 0,
