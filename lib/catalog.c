@@ -229,7 +229,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_GET_INODE] = "SELECT " COLS " FROM files WHERE dev = ?1 AND ino = ?2 "
 	                 "ORDER BY created_ns DESC LIMIT 1",
 	[ST_GET_OBJECT] = "SELECT " COLS " FROM files WHERE target = ?1 AND object_key = ?2",
-	[ST_EXISTS] = "SELECT 1 FROM files WHERE id = ?1",
+	[ST_EXISTS] = "SELECT state, step FROM files WHERE id = ?1",
 	[ST_ADD_ERROR] = "UPDATE files SET error_count = error_count + 1, last_error = ?2, "
 	                 "last_error_ns = ?3, updated_ns = ?3 WHERE id = ?1",
 	[ST_DELETE] = "DELETE FROM files WHERE " CAS_WHERE,
@@ -1276,10 +1276,14 @@ static int no_match(struct td_catalog *cat, const char *id, struct td_catalog_er
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r = set_err(err, cat->path, -ESTALE, NULL, 0,
+		            "%s is not in the expected state (it is %s, step %d)", id,
+		            (const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1));
+		done(st);
+		return r;
+	}
 	done(st);
-	if (rc == SQLITE_ROW)
-		return set_err(err, cat->path, -ESTALE, NULL, 0, "%s is not in the expected state",
-		               id);
 	if (rc == SQLITE_DONE)
 		return set_err(err, cat->path, -ENOENT, NULL, 0, "%s: no such entry", id);
 	return db_err(cat, err, rc, "lookup %s", id);

@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -406,6 +407,7 @@ static void test_cas(void)
 	CHECK_INT(td_catalog_set_state(cat, e.id, TD_CATALOG_TIERED, TD_CATALOG_CACHED, 0, &err),
 	          -ESTALE);
 	CHECK_CONTAINS(err.message, e.id);
+	CHECK_CONTAINS(err.message, "it is local");
 	REQUIRE(td_catalog_get(&g, cat, e.id, &err) == 0);
 	CHECK_INT(g->state, TD_CATALOG_LOCAL);
 	td_catalog_entry_free(g);
@@ -671,6 +673,79 @@ static void test_transactions(void)
 	td_catalog_close(b);
 }
 
+/* ---- one handle per thread ----------------------------------------------------- */
+
+struct worker {
+	const char *path;
+	int n;
+	int failures;
+};
+
+/* Each thread opens its own handle (the documented rule) and writes in small
+ * transactions; concurrent writers wait on each other through the busy timeout. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error err;
+	struct td_catalog_entry e;
+	char path[64];
+
+	if (td_catalog_open(&cat, w->path, TD_CATALOG_NO_CHECK, &err) < 0) {
+		w->failures++;
+		return NULL;
+	}
+	for (int t = 0; t < 20; t++) {
+		if (td_catalog_begin(cat, &err) < 0) {
+			w->failures++;
+			continue;
+		}
+		for (int i = 0; i < 10; i++) {
+			snprintf(path, sizeof(path), "/t%d/%d", w->n, t * 10 + i);
+			basic(&e, 0, path);
+			if (td_catalog_new_id(e.id) < 0 || td_catalog_insert(cat, &e, &err) < 0)
+				w->failures++;
+		}
+		if (td_catalog_commit(cat, &err) < 0)
+			w->failures++;
+		/* A CAS on a row the other threads race for: whoever wins puts it back. */
+		make_id(e.id, 0xabc);
+		if (td_catalog_set_state(cat, e.id, TD_CATALOG_LOCAL, TD_CATALOG_MIGRATING, 1,
+		                         &err) == 0 &&
+		    td_catalog_set_state(cat, e.id, TD_CATALOG_MIGRATING, TD_CATALOG_LOCAL, 0,
+		                         &err) < 0)
+			w->failures++;
+	}
+	td_catalog_close(cat);
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	char p[4200];
+	struct td_catalog *cat = open_new("threads.db");
+	struct td_catalog_entry e;
+	struct td_catalog_error err;
+	struct worker w[4];
+	pthread_t th[4];
+
+	REQUIRE(cat);
+	snprintf(p, sizeof(p), "%s", tpath("threads.db"));
+	basic(&e, 0xabc, "/shared");
+	REQUIRE(td_catalog_insert(cat, &e, &err) == 0);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .path = p, .n = i };
+		REQUIRE(pthread_create(&th[i], NULL, worker_main, &w[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(w[i].failures, 0);
+	}
+	CHECK_INT(count_rows(cat), 4 * 200 + 1);
+	CHECK_INT(td_catalog_check(cat, &err), 0);
+	td_catalog_close(cat);
+}
+
 /* ---- SIGKILL mid-transaction --------------------------------------------------- */
 
 /* Transaction t of a round inserts this many rows: some small, some big enough
@@ -847,6 +922,16 @@ static void check_refused(const char *p, int want, const char *why)
 		CHECK_STR(err.path, p);
 		if (i == 0)
 			printf("  refused as expected: %s\n", err.message);
+	}
+	/* No side files left behind either. */
+	{
+		char side[4300];
+		snprintf(side, sizeof(side), "%s-wal", p);
+		CHECK(!exists(side));
+		snprintf(side, sizeof(side), "%s-shm", p);
+		CHECK(!exists(side));
+		snprintf(side, sizeof(side), "%s.new", p);
+		CHECK(!exists(side));
 	}
 	if (is_dir) {
 		CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
@@ -1025,6 +1110,7 @@ int main(void)
 	TD_RUN(test_update_fields);
 	TD_RUN(test_iterate_and_stats);
 	TD_RUN(test_transactions);
+	TD_RUN(test_threads);
 	TD_RUN(test_sigkill);
 	TD_RUN(test_corrupt);
 	TD_RUN(test_newer_version);
