@@ -32,6 +32,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -867,9 +868,10 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
                   struct td_catalog_error *err)
 {
 	_cleanup_free_ char *tmp = NULL, *journal = NULL, *dir = NULL;
+	_cleanup_close_ int fd = -1;
 	sqlite3 *db = NULL;
 	char sql[64], *slash;
-	int fd, rc, r, failed = 0;
+	int rc, r, failed = 0;
 
 	if (asprintf(&tmp, "%s.new", path) < 0) {
 		tmp = NULL; /* asprintf leaves it undefined on failure */
@@ -882,18 +884,32 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
 	dir = strdup(path);
 	if (!dir)
 		return set_err(err, path, -ENOMEM, NULL, 0, "out of memory");
-	/* A leftover of a creation that crashed: never linked, so never in use. */
-	(void)unlink(journal);
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		return set_err(err, path, -errno, NULL, 0, "cannot remove stale %s: %s", tmp,
-		               strerror(errno));
 	/* 0600: the catalog lists every user's files. SQLite gives its WAL and
 	 * shared-memory files the database file's mode. */
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return set_err(err, path, -errno, NULL, 0, "cannot create %s: %s", tmp,
 		               strerror(errno));
-	close(fd);
+	/* Two processes creating the same catalog take turns; the flock (separate
+	 * from SQLite's fcntl locks) is held until the name is linked and the
+	 * temporary name removed. The loser finds `path` and opens that. */
+	if (flock(fd, LOCK_EX) < 0)
+		return set_err(err, path, -errno, NULL, 0, "cannot lock %s: %s", tmp,
+		               strerror(errno));
+	if (access(path, F_OK) == 0) {
+		struct stat a, b;
+		/* Remove the temporary name we may have just created, if still ours. */
+		if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev)
+			(void)unlink(tmp);
+		return -EEXIST;
+	}
+	/* Whatever is in tmp now is a leftover of a creation that crashed: it was
+	 * never linked, so never used. Start it over. */
+	(void)unlink(journal);
+	if (ftruncate(fd, 0) < 0)
+		return set_err(err, path, -errno, NULL, 0, "cannot truncate %s: %s", tmp,
+		               strerror(errno));
 
 	rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK)
@@ -922,9 +938,8 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
 		r = set_err(err, path, td_catalog_errno(rc, 0), NULL, rc, "cannot close %s", tmp);
 		goto fail;
 	}
-	r = fsync_path(tmp, 0);
-	if (r < 0) {
-		set_err(err, path, r, NULL, 0, "fsync %s: %s", tmp, strerror(-r));
+	if (fsync(fd) < 0) {
+		r = set_err(err, path, -errno, NULL, 0, "fsync %s: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	/* link() never replaces: if a catalog appeared meanwhile, it wins. */

@@ -16,6 +16,8 @@
 
 static char dir[4096];
 
+static int count_rows(struct td_catalog *cat);
+
 static const char *tpath(const char *name)
 {
 	/* A ring, so a few results may be used at once; copy one to keep it. */
@@ -223,6 +225,44 @@ static void test_create_and_missing(void)
 		CHECK_INT(td_catalog_get(&g, cat, id, &err), 0);
 		td_catalog_entry_free(g);
 	}
+	td_catalog_close(cat);
+}
+
+/* A crashed creation's leftover is discarded; racing creators share one catalog. */
+static void test_create_race(void)
+{
+	char p[4200], stale[4300];
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error err;
+	pid_t pids[4];
+	int status;
+
+	snprintf(p, sizeof(p), "%s", tpath("race.db"));
+	snprintf(stale, sizeof(stale), "%s.new", p);
+	REQUIRE(spit(stale, "half-made garbage", 17) == 0);
+	fflush(stdout);
+	for (int i = 0; i < 4; i++) {
+		pids[i] = fork();
+		REQUIRE(pids[i] >= 0);
+		if (pids[i] == 0) {
+			struct td_catalog_entry e;
+			char path[32];
+			snprintf(path, sizeof(path), "/child/%d", i);
+			basic(&e, (unsigned)i + 1, path);
+			if (td_catalog_open(&cat, p, TD_CATALOG_CREATE, &err) < 0) {
+				printf("  child %d: %s\n", i, err.message);
+				_exit(1);
+			}
+			_exit(td_catalog_insert(cat, &e, &err) < 0 ? 2 : 0);
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(waitpid(pids[i], &status, 0), pids[i]);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	CHECK(!exists(stale));
+	REQUIRE(td_catalog_open(&cat, p, 0, &err) == 0);
+	CHECK_INT(count_rows(cat), 4);
 	td_catalog_close(cat);
 }
 
@@ -1104,6 +1144,7 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s", td_test_tmpdir("catalog"));
 	TD_RUN(test_errno_map);
 	TD_RUN(test_create_and_missing);
+	TD_RUN(test_create_race);
 	TD_RUN(test_round_trip);
 	TD_RUN(test_validation);
 	TD_RUN(test_cas);
