@@ -14,7 +14,8 @@
  * Creating a catalog happens in "<path>.new", which is linked to <path> only
  * when it is complete: a crash during creation cannot leave a half-made
  * catalog that a later start would refuse (or worse, accept). link() fails if
- * <path> appeared meanwhile, so an existing catalog is never replaced.
+ * <path> appeared meanwhile, so an existing catalog is never replaced, and an
+ * flock on "<path>.new" makes concurrent creators take turns.
  *
  * Before SQLite sees an existing file we check it ourselves (regular file, not
  * empty, SQLite header, tierd's application id): SQLite treats an empty file as
