@@ -731,7 +731,6 @@ static int http_setup(struct s3_http *h)
 
 	curl_easy_reset(e);
 	APPEND("x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	APPEND("Expect:");
 	for (const struct curl_slist *b = h->base_hdrs; b; b = b->next)
 		APPEND(b->data);
 	h->sent_range = h->has_range || h->received > 0;
