@@ -258,6 +258,320 @@ static void test_keys(void)
 	s3t_close(&loop, t);
 }
 
+static void test_errors(void)
+{
+	struct td_target_conf c;
+	struct td_target *t;
+	struct td_object_info info;
+	struct td_target_error err;
+	struct td_s3_tuning tu;
+	int64_t t0;
+	int r;
+
+	/* Wrong secret: a clear authentication error, not retried. */
+	s3t_conf(&c, &s3, prefix);
+	c.secret_key = (char *)"wrong-secret-wrong-secret";
+	t = open_target(&c);
+	REQUIRE(t);
+	r = do_head(t, "x", &info, &err);
+	CHECK_INT(r, -EACCES);
+	{
+		struct td_target_sync s = { 0 };
+		char buf[8];
+		size_t got;
+
+		r = td_target_sync_wait(
+		    &loop, &s,
+		    td_target_get_range(t, NULL, "x", 0, 8, buf, &got, td_target_sync_cb, &s),
+		    &err);
+		CHECK_INT(r, -EACCES);
+		CHECK_STR(err.code, "SignatureDoesNotMatch");
+		CHECK_CONTAINS(err.message, "secret key is wrong");
+		CHECK_INT(err.http_status, 403);
+		CHECK(strstr(err.message, "wrong-secret") == NULL);
+		printf("  wrong secret: %s\n", err.message);
+	}
+	s3t_close(&loop, t);
+
+	/* Unknown access key. */
+	s3t_conf(&c, &s3, prefix);
+	c.access_key = (char *)"NOSUCHACCESSKEY";
+	t = open_target(&c);
+	REQUIRE(t);
+	{
+		struct td_target_sync s = { 0 };
+		char buf[8];
+		size_t got;
+
+		r = td_target_sync_wait(
+		    &loop, &s,
+		    td_target_get_range(t, NULL, "x", 0, 8, buf, &got, td_target_sync_cb, &s),
+		    &err);
+		CHECK_INT(r, -EACCES);
+		CHECK_STR(err.code, "InvalidAccessKeyId");
+		printf("  unknown key: %s\n", err.message);
+	}
+	s3t_close(&loop, t);
+
+	/* Missing bucket. */
+	s3t_conf(&c, &s3, prefix);
+	c.bucket = (char *)"tierd-no-such-bucket-here";
+	t = open_target(&c);
+	REQUIRE(t);
+	{
+		struct listed l = { 0 };
+
+		memset(&l.s, 0, sizeof(l.s));
+		r = td_target_sync_wait(
+		    &loop, &l.s, td_target_list(t, NULL, "", on_each, td_target_sync_cb, &l), &err);
+		CHECK_INT(r, -ENOENT);
+		CHECK_STR(l.s.err.code, "NoSuchBucket");
+		CHECK_CONTAINS(l.s.err.message, "does not exist");
+		printf("  missing bucket: %s\n", l.s.err.message);
+	}
+	s3t_close(&loop, t);
+
+	/* Unreachable endpoint: a closed port on localhost, bounded retries. */
+	s3t_conf(&c, &s3, prefix);
+	c.endpoint = (char *)"http://127.0.0.1:9";
+	t = open_target(&c);
+	REQUIRE(t);
+	td_target_s3_tuning_default(&tu);
+	tu.max_attempts = 3;
+	tu.backoff_base_ms = 50;
+	CHECK_INT(td_target_s3_tune(t, &tu), 0);
+	t0 = td_monotonic_ns();
+	r = do_head(t, "x", &info, &err);
+	CHECK_INT(r, -ECONNREFUSED);
+	CHECK_CONTAINS(err.message, "127.0.0.1:9");
+	CHECK((td_monotonic_ns() - t0) / 1000000 < 5000);
+	printf("  unreachable: %s\n", err.message);
+	s3t_close(&loop, t);
+}
+
+/* A source shorter or longer than announced fails with -EIO and leaves no
+ * object and no open multipart upload. */
+static void test_short_source(void)
+{
+	struct td_target *t = default_target();
+	struct td_put_result res;
+	struct td_target_error err;
+	struct td_object_info info;
+	char path[512];
+	int fd, st;
+
+	REQUIRE(t);
+	fd = s3t_make_file(tmp, "short", 12 * MIB, 3, path, sizeof(path));
+	REQUIRE(fd >= 0);
+	CHECK_INT(do_put_fd(t, "short/multi", fd, 13 * MIB, &res, &err), -EIO);
+	printf("  short (multipart): %s\n", err.message);
+	CHECK_INT(do_put_fd(t, "short/multi-grown", fd, 11 * MIB, &res, &err), -EIO);
+	printf("  grown (multipart): %s\n", err.message);
+	CHECK_INT(do_put_fd(t, "short/single", fd, 12 * MIB + 1, &res, &err), -EIO);
+	/* below the threshold: single PUT */
+	close(fd);
+	fd = s3t_make_file(tmp, "short2", 1000, 3, path, sizeof(path));
+	CHECK_INT(do_put_fd(t, "short/single", fd, 999, &res, &err), -EIO);
+	CHECK_INT(do_put_fd(t, "short/single", fd, 1001, &res, &err), -EIO);
+	close(fd);
+	CHECK_INT(do_head(t, "short/multi", &info, &err), -ENOENT);
+	CHECK_INT(do_head(t, "short/single", &info, &err), -ENOENT);
+	CHECK_INT(cleanup(t, &st), 0); /* nothing was left open */
+	CHECK_INT(st, 0);
+	s3t_close(&loop, t);
+}
+
+/* A target closed in the middle of a multipart upload (what a crash leaves):
+ * cleanup_stale finds and aborts it; a second pass finds nothing. */
+static void test_stale_multipart(void)
+{
+	struct td_target_conf c;
+	struct td_target *t;
+	struct td_put_result res;
+	struct td_target_sync s = { 0 };
+	char path[512];
+	int fd, st, r;
+	unsigned n;
+
+	/* Slowed down by the bandwidth limit so it is still running when closed. */
+	s3t_conf(&c, &s3, prefix);
+	c.bandwidth_limit_bytes = 10 * MIB;
+	t = open_target(&c);
+	REQUIRE(t);
+	fd = s3t_make_file(tmp, "stale", 30 * MIB, 4, path, sizeof(path));
+	REQUIRE(fd >= 0);
+	r = td_target_put_fd(t, NULL, "stale/obj", fd, 30 * MIB, NULL, 0, &res, td_target_sync_cb,
+	                     &s);
+	REQUIRE(r == 0);
+	/* Run until at least the initiate has been answered and a part is moving. */
+	{
+		int64_t t0 = td_monotonic_ns();
+
+		while (!s.done && td_monotonic_ns() - t0 < 300 * 1000000LL)
+			uv_run(&loop, UV_RUN_ONCE);
+	}
+	REQUIRE(!s.done);
+	s3t_close(&loop, t);
+	CHECK(s.done);
+	CHECK_INT(s.status, -ECANCELED);
+	close(fd);
+
+	t = default_target();
+	REQUIRE(t);
+	n = cleanup(t, &st);
+	CHECK_INT(st, 0);
+	CHECK(n >= 1);
+	printf("  cleaned %u stale upload(s)\n", n);
+	CHECK_INT(cleanup(t, &st), 0);
+	s3t_close(&loop, t);
+}
+
+static void test_cancel(void)
+{
+	struct td_target *t = default_target();
+	struct td_put_result res;
+	struct td_target_sync s = { 0 };
+	struct td_target_req *req = NULL;
+	char path[512];
+	int fd, st;
+
+	REQUIRE(t);
+	fd = s3t_make_file(tmp, "cancel", 20 * MIB, 5, path, sizeof(path));
+	REQUIRE(fd >= 0);
+	REQUIRE(td_target_put_fd(t, &req, "cancel/obj", fd, 20 * MIB, NULL, 0, &res,
+	                         td_target_sync_cb, &s) == 0);
+	uv_run(&loop, UV_RUN_ONCE);
+	td_target_cancel(req);
+	CHECK(!s.done); /* the callback comes later, from the loop */
+	CHECK_INT(td_target_sync_wait(&loop, &s, 0, NULL), -ECANCELED);
+	close(fd);
+	CHECK_INT(cleanup(t, &st), 0); /* the cancelled upload was aborted */
+	s3t_close(&loop, t);
+}
+
+struct many {
+	struct td_target_sync s;
+	unsigned left;
+	int failed;
+};
+
+static void on_many(struct td_target_req *req, int status, const struct td_target_error *err,
+                    void *data)
+{
+	struct many *m = data;
+
+	(void)req;
+	(void)err;
+	if (status < 0)
+		m->failed++;
+	m->left--;
+}
+
+/* More objects than one ListObjectsV2 page holds; an early stop; JSON. */
+static void test_list_and_json(void)
+{
+	struct td_target *t = default_target();
+	struct td_put_result *res;
+	struct many m = { 0 };
+	struct listed l = { 0 };
+	const unsigned n = 1010;
+	json_t *doc, *back = NULL;
+	struct td_target_sync s = { 0 };
+
+	REQUIRE(t);
+	res = calloc(n, sizeof(*res));
+	m.left = n;
+	for (unsigned i = 0; i < n; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "many/%05u", i);
+		CHECK_INT(
+		    td_target_put_buf(t, NULL, key, "x", 1, NULL, NULL, 0, &res[i], on_many, &m),
+		    0);
+	}
+	while (m.left)
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_INT(m.failed, 0);
+	l.want = "many/01009";
+	l.want_size = 1;
+	CHECK_INT(do_list(t, "many/", &l), 0);
+	CHECK_INT(l.n, n);
+	CHECK(l.found);
+	memset(&l, 0, sizeof(l));
+	l.stop_after = 5;
+	CHECK_INT(do_list(t, "many/", &l), 0);
+	CHECK_INT(l.n, 5);
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(do_list(t, "nothing-here/", &l), 0);
+	CHECK_INT(l.n, 0);
+
+	doc = json_pack("{s:s, s:i}", "path", "/srv/ü x", "size", 42);
+	CHECK_INT(td_target_sync_wait(
+	              &loop, &s,
+	              td_target_put_json(t, NULL, "many.json", doc, td_target_sync_cb, &s), NULL),
+	          0);
+	memset(&s, 0, sizeof(s));
+	CHECK_INT(td_target_sync_wait(
+	              &loop, &s,
+	              td_target_get_json(t, NULL, "many.json", &back, td_target_sync_cb, &s), NULL),
+	          0);
+	CHECK(back && json_equal(doc, back));
+	json_decref(doc);
+	json_decref(back);
+
+	m.left = n;
+	for (unsigned i = 0; i < n; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "many/%05u", i);
+		td_target_delete(t, NULL, key, on_many, &m);
+	}
+	while (m.left)
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_INT(do_delete(t, "many.json"), 0);
+	free(res);
+	s3t_close(&loop, t);
+}
+
+/* bandwidth_limit holds a whole upload and download to about its rate. */
+static void test_bandwidth(void)
+{
+	struct td_target_conf c;
+	struct td_target *t;
+	struct td_put_result res;
+	struct td_target_error err;
+	struct td_target_sync s = { 0 };
+	char path[512];
+	int64_t t0, ms;
+	int fd, fd2;
+
+	s3t_conf(&c, &s3, prefix);
+	c.bandwidth_limit_bytes = 8 * MIB;
+	t = open_target(&c);
+	REQUIRE(t);
+	fd = s3t_make_file(tmp, "bw", 16 * MIB, 6, path, sizeof(path));
+	REQUIRE(fd >= 0);
+	t0 = td_monotonic_ns();
+	CHECK_INT(do_put_fd(t, "bw/obj", fd, 16 * MIB, &res, &err), 0);
+	ms = (td_monotonic_ns() - t0) / 1000000;
+	printf("  16 MiB up at 8 MiB/s: %" PRId64 " ms\n", ms);
+	CHECK(ms >= 1500);
+	fd2 = open(path, O_RDWR | O_CLOEXEC);
+	t0 = td_monotonic_ns();
+	CHECK_INT(td_target_sync_wait(&loop, &s,
+	                              td_target_get_fd(t, NULL, "bw/obj", 0, UINT64_MAX, fd2, 0,
+	                                               res.sha256_hex, td_target_sync_cb, &s),
+	                              NULL),
+	          0);
+	ms = (td_monotonic_ns() - t0) / 1000000;
+	printf("  16 MiB down at 8 MiB/s: %" PRId64 " ms\n", ms);
+	CHECK(ms >= 1500);
+	close(fd);
+	close(fd2);
+	CHECK_INT(do_delete(t, "bw/obj"), 0);
+	s3t_close(&loop, t);
+}
+
 int main(void)
 {
 	unsigned char rnd[6];
@@ -273,6 +587,12 @@ int main(void)
 	printf("prefix %s\n", prefix);
 	TD_RUN(test_sizes);
 	TD_RUN(test_keys);
+	TD_RUN(test_errors);
+	TD_RUN(test_short_source);
+	TD_RUN(test_stale_multipart);
+	TD_RUN(test_cancel);
+	TD_RUN(test_bandwidth);
+	TD_RUN(test_list_and_json);
 	td_test_rmtree(tmp);
 	uv_loop_close(&loop);
 	curl_global_cleanup();
