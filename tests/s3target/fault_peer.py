@@ -86,7 +86,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         elif act in ("truncate", "stall"):
             data = objects.get(self.path.split("?")[0], b"x" * 100000)
-            self.send_response(200)
+            rng = self.headers.get("Range")
+            if rng:
+                a = int(rng.split("=")[1].split("-")[0])
+                self.send_response(206)
+                self.send_header("Content-Range", "bytes %d-%d/%d" % (a, len(data) - 1, len(data)))
+                data = data[a:]
+            else:
+                self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("ETag", "\"e\"")
             self.end_headers()
