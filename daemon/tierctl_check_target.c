@@ -591,6 +591,21 @@ static int run_checks(struct check *c, const struct td_target_conf *tc)
 	if (r < 0)
 		return TIERCTL_FAILED;
 
+	/* Reachability first, with an empty listing: a missing bucket, refused
+	 * credentials or an unreachable endpoint show here with their own message. */
+	{
+		struct list_ctx l = { .want = "" };
+
+		t0 = td_monotonic_ns();
+		r = td_target_sync_wait(
+		    &c->loop, &l.s,
+		    td_target_list(c->t, NULL, c->list_prefix, list_each, td_target_sync_cb, &l),
+		    &err);
+		step_done(c, tc->type == TD_TARGET_S3 ? "bucket reachable" : "directory readable",
+		          ms_since(t0), r, &err, NULL);
+		if (r < 0)
+			return TIERCTL_FAILED;
+	}
 	if (!small_object_steps(c, &put_tried))
 		all_ok = false;
 
