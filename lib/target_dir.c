@@ -495,7 +495,7 @@ static int open_object(struct dir_req *r, int *dfd_out, const char **name, struc
 
 	dfd = open_parent(r->t->root_fd, r->key, false, name);
 	if (dfd < 0)
-		return dfd == -ENOTDIR ? -ENOENT : dfd;
+		return dfd == -ENOTDIR || dfd == -ELOOP ? -ENOENT : dfd;
 	/* O_NONBLOCK: a FIFO planted in the target must not hang a worker. */
 	fd = openat(dfd, *name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -504,7 +504,10 @@ static int open_object(struct dir_req *r, int *dfd_out, const char **name, struc
 		return -e;
 	}
 	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-		int e = S_ISREG(st->st_mode) ? errno : ENOENT;
+		int e = errno;
+
+		if (fstat(fd, st) == 0)
+			e = ENOENT; /* a directory, FIFO or device is not an object */
 		close(fd);
 		close(dfd);
 		return -e;
