@@ -431,6 +431,7 @@ enum sect_kind {
 /* The line each key of one section was set on, 0 if not set. */
 struct keylines {
 	unsigned line[MAX_KEYS];
+	bool bad[MAX_KEYS]; /* its value was rejected: whole-file checks skip it */
 };
 
 struct ctx {
@@ -888,7 +889,12 @@ static void list_item(struct ctx *x, void *arg, const char *item)
 		 */
 		const char *q = item;
 		while ((q = strchr(q, '['))) {
-			const char *close = strchr(q + 1 + (q[1] == '!' || q[1] == '^') + 1, ']');
+			const char *b = q + 1, *close;
+			if (*b == '!' || *b == '^')
+				b++;
+			if (*b == ']') /* a ']' first in the set is a literal */
+				b++;
+			close = strchr(b, ']');
 			if (!close) {
 				add_error(x, x->lineno, a->key, "glob '%s' has an unclosed '['",
 				          item);
@@ -1383,7 +1389,9 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 	case V_ENDPOINT: {
 		char *e = check_endpoint(v, &why);
 		if (!e) {
-			if (why)
+			if (why && strstr(why, "credentials"))
+				add_error(x, x->lineno, key, "%s", why); /* do not echo a secret */
+			else if (why)
 				add_error(x, x->lineno, key, "'%s' %s", v, why);
 			else
 				x->oom = true;
@@ -1491,7 +1499,10 @@ static void handle_kv(struct ctx *x, const char *name, const char *value, bool c
 		}
 		x->keys->line[i] = x->lineno;
 	}
+	size_t before = x->errs->n;
 	set_value(x, &keys[i], name, base, value, continuation);
+	if (x->errs->n > before)
+		x->keys->bad[i] = true;
 }
 
 static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
@@ -1830,6 +1841,14 @@ static unsigned key_line(const struct keylines *k, const struct keydef *keys, co
 	return i < 0 ? 0 : k->line[i];
 }
 
+/* The line of a key whose value was accepted, else 0. */
+static unsigned good_line(const struct keylines *k, const struct keydef *keys, const char *name)
+{
+	int i = key_index(keys, name);
+
+	return i < 0 || k->bad[i] ? 0 : k->line[i];
+}
+
 static void finish_target(struct ctx *x, struct td_target_conf *t, const struct keylines *k)
 {
 	char kn[64];
@@ -1839,6 +1858,8 @@ static void finish_target(struct ctx *x, struct td_target_conf *t, const struct 
 		          t->name);
 		return;
 	}
+	if (!good_line(k, target_keys, "type"))
+		return; /* reported already; the rest depends on it */
 	for (int i = 0; target_keys[i].name; i++) {
 		unsigned f = target_keys[i].flags;
 		key_name(kn, sizeof(kn), &target_keys[i]);
@@ -1871,24 +1892,28 @@ static void finish_policy(struct ctx *x, struct td_policy_conf *p, const struct 
 {
 	unsigned hi = key_line(k, policy_keys, "high_watermark");
 	unsigned lo = key_line(k, policy_keys, "low_watermark");
-	unsigned tl = key_line(k, policy_keys, "target");
-	unsigned ml = key_line(k, policy_keys, "max_size");
+	unsigned tl = good_line(k, policy_keys, "target");
+	unsigned ml = good_line(k, policy_keys, "max_size");
+	bool wm_ok = good_line(k, policy_keys, "high_watermark") == hi &&
+	             good_line(k, policy_keys, "low_watermark") == lo;
 	char a[32], b[32];
 
 	if (!key_line(k, policy_keys, "paths"))
 		add_error(x, p->line, "paths", "policy \"%s\": missing required key", p->name);
-	else if (p->paths.n == 0)
+	else if (p->paths.n == 0 && good_line(k, policy_keys, "paths"))
 		add_error(x, key_line(k, policy_keys, "paths"), "paths", "no paths given");
-	if (!tl) {
+	if (!key_line(k, policy_keys, "target")) {
 		add_error(x, p->line, "target", "policy \"%s\": missing required key", p->name);
-	} else if (p->target) {
+	} else if (tl && p->target) {
 		p->target_conf = td_config_target(x->c, p->target);
 		if (!p->target_conf)
 			add_error(x, tl, "target",
 			          "undefined target '%s' (no [target \"%s\"] section)", p->target,
 			          p->target);
 	}
-	if (hi && !lo)
+	if (!wm_ok)
+		; /* a watermark value was rejected: reported already */
+	else if (hi && !lo)
 		add_error(x, hi, "high_watermark", "needs low_watermark too");
 	else if (lo && !hi)
 		add_error(x, lo, "low_watermark", "needs high_watermark too");
@@ -1897,7 +1922,8 @@ static void finish_policy(struct ctx *x, struct td_policy_conf *p, const struct 
 		          p->low_watermark_pct, p->high_watermark_pct);
 	else if (hi && lo)
 		p->has_watermarks = true;
-	if (ml && p->max_size_bytes < p->min_size_bytes) {
+	if (ml && good_line(k, policy_keys, "min_size") == key_line(k, policy_keys, "min_size") &&
+	    p->max_size_bytes < p->min_size_bytes) {
 		fmt_size(a, sizeof(a), p->max_size_bytes);
 		fmt_size(b, sizeof(b), p->min_size_bytes);
 		add_error(x, ml, "max_size", "%s is below min_size (%s)", a, b);
@@ -1962,11 +1988,11 @@ static void check_overlaps(struct ctx *x)
 			const struct root *a = &r[i], *b = &r[j];
 			if (!path_within(a->path, b->path) && !path_within(b->path, a->path))
 				continue;
-			const char *rel = strcmp(a->path, b->path) == 0   ? "the same as"
-			                  : path_within(b->path, a->path) ? "inside"
+			const char *rel = strcmp(a->path, b->path) == 0   ? "is the same as"
+			                  : path_within(b->path, a->path) ? "is inside"
 			                                                  : "contains";
 			add_error(x, b->line, "paths",
-			          "'%s' is %s '%s' (%s, line %u): roots must not overlap", b->path,
+			          "'%s' %s '%s' (%s, line %u): roots must not overlap", b->path,
 			          rel, a->path, a->what, a->line);
 		}
 	}
