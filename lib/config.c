@@ -666,6 +666,7 @@ enum vkind {
 	V_CREDFILE,  /* credentials file: path, and its keys loaded */
 	V_TOKEN,     /* non-empty, no blanks (region, storage class) */
 	V_GROUPNAME, /* group name or gid, may be empty; resolved at the end */
+	V_CAFILE,    /* an existing regular file, empty = NULL */
 };
 
 struct enumval {
@@ -742,7 +743,7 @@ static const struct keydef target_keys[] = {
 	GK(V_SIZE, part_size_bytes, .min = 5 * MiB, .max = 5 * GiB, .flags = F_S3),
 	GK(V_UINT, max_connections, .min = 1, .max = 1024, .flags = F_S3),
 	GK(V_SIZE, bandwidth_limit_bytes, .max = UINT64_MAX, .flags = F_S3),
-	GK(V_OPTPATH, ca_file, .flags = F_S3),
+	GK(V_CAFILE, ca_file, .flags = F_S3),
 	GK(V_PATH, path, .flags = F_DIR),
 	{ NULL },
 };
@@ -1085,7 +1086,7 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 	ssize_t n;
 	char *p, *eol;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		add_error(x, x->lineno, key, "cannot open '%s': %s", path, strerror(errno));
 		return;
@@ -1096,6 +1097,12 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 	}
 	if (!S_ISREG(st.st_mode)) {
 		add_error(x, x->lineno, key, "'%s' is not a regular file", path);
+		return;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		/* Its owner could swap the keys, or read them: only root or us. */
+		add_error(x, x->lineno, key, "'%s' is owned by uid %u, not by root or uid %u", path,
+		          (unsigned)st.st_uid, (unsigned)geteuid());
 		return;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
@@ -1216,10 +1223,12 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 
 	switch (k->kind) {
 	case V_PATH:
-	case V_OPTPATH: {
+	case V_OPTPATH:
+	case V_CAFILE: {
 		char *norm;
+		struct stat st;
 		if (!*v) {
-			if (k->kind == V_OPTPATH) {
+			if (k->kind != V_PATH) {
 				free(*(char **)p);
 				*(char **)p = NULL;
 			} else {
@@ -1234,6 +1243,16 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 				add_error(x, x->lineno, key, "'%s' %s", v, why);
 			else
 				x->oom = true;
+			return;
+		}
+		if (k->kind == V_CAFILE && stat(norm, &st) < 0) {
+			add_error(x, x->lineno, key, "cannot use '%s': %s", norm, strerror(errno));
+			free(norm);
+			return;
+		}
+		if (k->kind == V_CAFILE && !S_ISREG(st.st_mode)) {
+			add_error(x, x->lineno, key, "'%s' is not a regular file", norm);
+			free(norm);
 			return;
 		}
 		free(*(char **)p);

@@ -392,6 +392,9 @@ static const struct broken broken[] = {
 	  "continuation line (indented) for a key that is not a list" },
 	{ "glob_bracket", S3 POL "exclude = *.tmp [abc\n", 8, "exclude",
 	  "glob '[abc' has an unclosed '['" },
+	{ "ca_file_missing", S3 "ca_file = /nonexistent/ca.pem\n", 5, "ca_file",
+	  "cannot use '/nonexistent/ca.pem': No such file" },
+	{ "ca_file_dir", S3 "ca_file = /\n", 5, "ca_file", "'/' is not a regular file" },
 	{ "missing_key_name", "[tierd]\n= 5\n", 2, NULL, "missing key name" },
 	{ "empty_target", S3 "[policy \"p\"]\npaths = /srv\ntarget =\n", 7, "target",
 	  "empty value" },
@@ -816,8 +819,6 @@ static void test_dump_redacts_and_round_trips(void)
 
 int main(void)
 {
-	char path[4300];
-
 	snprintf(tmp, sizeof(tmp), "%s", td_test_tmpdir("config"));
 	snprintf(cred_ok, sizeof(cred_ok), "%s/ok.cred", tmp);
 	snprintf(cred_644, sizeof(cred_644), "%s/644.cred", tmp);
@@ -827,7 +828,6 @@ int main(void)
 	write_file(cred_644, "access_key = " ACCESS "\nsecret_key = " SECRET "\n", 0644);
 	write_file(cred_bad, "access_key = " ACCESS "\nfoo = " SECRET "\nsecret_key = x\n", 0600);
 	write_file(cred_nosecret, "access_key = " ACCESS "\n", 0600);
-	(void)path;
 
 	TD_RUN(test_parse_size);
 	TD_RUN(test_parse_size_or_pct);
