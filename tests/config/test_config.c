@@ -817,6 +817,84 @@ static void test_dump_redacts_and_round_trips(void)
 	td_config_free(c);
 }
 
+/*
+ * Mutates the example config (seeded, so failures reproduce) and loads each
+ * variant: every load must end in success or -EINVAL with in-range line numbers,
+ * and never crash or leak (the sanitizer build checks those).
+ */
+static void test_mutations(void)
+{
+	const char *src = getenv("TD_SOURCE_DIR");
+	char path[4300], *base = NULL, *text;
+	size_t len = 0, lines = 1;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	static const char alphabet[] = "[]\"=:;# \t\n/.,%*abcdeKMGT0123456789";
+	FILE *f;
+
+	if (!src) {
+		printf("  TD_SOURCE_DIR not set: mutating a built-in config\n");
+		base = strdup("[tierd]\nlog_level = info\n[target \"t\"]\ntype = dir\npath = /x\n"
+		              "[policy \"p\"]\npaths = /srv\ntarget = t\nmin_age = 1d\n");
+		REQUIRE(base);
+		len = strlen(base);
+	} else {
+		snprintf(path, sizeof(path), "%s/conf/tierd.conf", src);
+		f = fopen(path, "re");
+		REQUIRE(f);
+		base = malloc(1 << 16);
+		REQUIRE(base);
+		len = fread(base, 1, (1 << 16) - 1, f);
+		base[len] = '\0';
+		fclose(f);
+	}
+	for (size_t i = 0; i < len; i++)
+		lines += base[i] == '\n';
+	text = malloc(len + 64);
+	REQUIRE(text);
+	for (int iter = 0; iter < 3000; iter++) {
+		struct td_config_errors errs = { 0 };
+		struct td_config *c = NULL;
+		size_t n = len;
+		int r;
+
+		memcpy(text, base, len + 1);
+		for (int m = 0; m < 1 + iter % 4; m++) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			size_t at = (size_t)(rng % n);
+			char ch = alphabet[(rng >> 32) % (sizeof(alphabet) - 1)];
+			if (((rng >> 40) & 3) == 0) /* delete a byte */
+				memmove(text + at, text + at + 1, n-- - at);
+			else
+				text[at] = ch;
+		}
+		text[n] = '\0';
+		snprintf(path, sizeof(path), "%s/mutant.conf", tmp);
+		write_file(path, text, 0600);
+		r = td_config_load(&c, path, &errs);
+		td_test_checks++;
+		if (!((r == 0 && c && errs.n == 0) || (r == -EINVAL && !c && errs.n > 0))) {
+			td_test_fail(__FILE__, __LINE__, "iteration %d: r=%d errs=%zu", iter, r,
+			             errs.n);
+			td_config_free(c);
+			td_config_errors_clear(&errs);
+			break;
+		}
+		for (size_t j = 0; j < errs.n; j++)
+			CHECK(errs.v[j].line <= lines + 1);
+		if (c) {
+			char *d = dump_str(c);
+			CHECK(d != NULL);
+			free(d);
+		}
+		td_config_free(c);
+		td_config_errors_clear(&errs);
+	}
+	free(text);
+	free(base);
+}
+
 int main(void)
 {
 	snprintf(tmp, sizeof(tmp), "%s", td_test_tmpdir("config"));
@@ -842,6 +920,7 @@ int main(void)
 	TD_RUN(test_long_line);
 	TD_RUN(test_file_errors);
 	TD_RUN(test_dump_redacts_and_round_trips);
+	TD_RUN(test_mutations);
 	td_test_rmtree(tmp);
 	return td_test_done();
 }
