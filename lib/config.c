@@ -2021,7 +2021,9 @@ static void check_overlaps(struct ctx *x)
 			continue;
 		for (size_t i = 0; i < np; i++) {
 			if (path_within(r[j].path, r[i].path))
-				add_error(x, r[j].line ? r[j].line : r[i].line, r[j].key,
+				/* A default directory has no line: blame the root's. */
+				add_error(x, r[j].line ? r[j].line : r[i].line,
+				          r[j].line ? r[j].key : "paths",
 				          "%s '%s' is inside the root '%s' of %s (line %u)",
 				          r[j].what, r[j].path, r[i].path, r[i].what, r[i].line);
 			else if (path_within(r[i].path, r[j].path))

@@ -357,6 +357,8 @@ static const struct broken broken[] = {
 	  "'/srv' is listed twice" },
 	{ "state_dir_in_root", "[tierd]\nstate_dir = /srv/data/.tierd\n" S3 POL, 2, "state_dir",
 	  "state_dir '/srv/data/.tierd' is inside the root '/srv/data'" },
+	{ "default_state_dir_in_root", S3 "[policy \"p\"]\npaths = /var/lib\ntarget = t\n", 6,
+	  "paths", "state_dir '/var/lib/tierd' is inside the root '/var/lib'" },
 	{ "dir_target_in_root", "[target \"t\"]\ntype = dir\npath = /srv/data/tier\n" POL, 3,
 	  "path", "target \"t\" '/srv/data/tier' is inside the root" },
 	{ "watermark_order", S3 POL "high_watermark = 70%\nlow_watermark = 85%\n", 9,
