@@ -437,6 +437,7 @@ struct keylines {
 struct ctx {
 	struct td_config *c;
 	struct td_config_errors *errs;
+	size_t first_err; /* errs->n before this load: the caller's own errors come first */
 	const char *file;
 	bool oom;
 	bool too_many;
@@ -494,7 +495,7 @@ static void add_error(struct ctx *x, unsigned line, const char *key, const char 
 
 	if (x->too_many)
 		return;
-	if (x->errs->n >= TD_CONFIG_MAX_ERRORS) {
+	if (x->errs->n - x->first_err >= TD_CONFIG_MAX_ERRORS) {
 		x->too_many = true;
 		msg = strdup("too many errors; stopping here");
 		if (!msg || errors_append(x->errs, x->file, line, NULL, msg) < 0)
@@ -1079,7 +1080,7 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
                              const char *path)
 {
 	_cleanup_close_ int fd = -1;
-	_cleanup_free_ char *buf = NULL;
+	char *buf = NULL;
 	char *access = NULL, *secret = NULL;
 	struct stat st;
 	unsigned line = 0;
@@ -1124,12 +1125,13 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 	n = read(fd, buf, (size_t)st.st_size);
 	if (n < 0) {
 		add_error(x, x->lineno, key, "cannot read '%s': %s", path, strerror(errno));
+		free(buf);
 		return;
 	}
 	buf[n] = '\0';
 	if (memchr(buf, '\0', (size_t)n)) {
 		add_error(x, x->lineno, key, "'%s' contains a NUL byte", path);
-		return;
+		goto out;
 	}
 	for (p = buf; *p; p = eol) {
 		char *name, *val, *eq, *end, **dst;
@@ -1190,12 +1192,15 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 		t->access_key = access;
 		t->secret_key = secret;
 		t->creds_from_env = false;
-		return;
+		access = secret = NULL;
 	}
+out:
 	free(access);
 	if (secret)
 		explicit_bzero(secret, strlen(secret));
 	free(secret);
+	explicit_bzero(buf, (size_t)n);
+	free(buf);
 }
 
 static void bad_value(struct ctx *x, const char *key, const char *v, int r, const char *what)
@@ -2156,6 +2161,8 @@ int td_config_load(struct td_config **out, const char *path, struct td_config_er
 	struct ctx x = { .errs = errs ? errs : &local, .file = path };
 	size_t first_err = x.errs->n;
 	char *buf = NULL;
+
+	x.first_err = first_err;
 	int r;
 
 	x.c = calloc(1, sizeof(*x.c));
