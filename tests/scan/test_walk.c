@@ -742,6 +742,57 @@ static void test_missing_root_and_big_dir(void)
 	free(roots[1]);
 }
 
+/* A tiny shared queue forces the per-worker stacks and their sharing; a
+ * 1,500-deep chain checks that depth costs no C stack. */
+static void test_small_queue_wide_deep(void)
+{
+	char *root = strdup(P("/wide"));
+	struct td_policy_conf pc = conf_for(&root);
+	struct td_scan_opts o = { .queue_cap = 2, .threads = 3 };
+	struct td_scan_stats st;
+	struct coll c;
+	int rfd, dfd;
+
+	REQUIRE(mkdir(root, 0755) == 0);
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	REQUIRE(rfd >= 0);
+	for (int i = 0; i < 50; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "a%d", i);
+		REQUIRE(mkdirat(rfd, n, 0755) == 0);
+		dfd = openat(rfd, n, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		REQUIRE(dfd >= 0);
+		for (int j = 0; j < 5; j++) {
+			snprintf(n, sizeof(n), "b%d", j);
+			REQUIRE(mkdirat(dfd, n, 0755) == 0);
+			int ffd = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			REQUIRE(ffd >= 0);
+			REQUIRE(mkfile_at(ffd, "x", 1, 100) == 0);
+			REQUIRE(mkfile_at(ffd, "y", 1, 100) == 0);
+			close(ffd);
+		}
+		close(dfd);
+	}
+	dfd = dup(rfd);
+	for (int i = 0; i < 1500; i++) {
+		int n;
+		REQUIRE(mkdirat(dfd, "c", 0755) == 0);
+		n = openat(dfd, "c", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(dfd);
+		REQUIRE(n >= 0);
+		dfd = n;
+	}
+	REQUIRE(mkfile_at(dfd, "bottom", 1, 100) == 0);
+	close(dfd);
+	close(rfd);
+	coll_init(&c);
+	CHECK_INT(scan(&st, &c, &pc, &o), 0);
+	CHECK_INT(c.n, 501);
+	CHECK_INT(st.dirs, 1 + 50 + 250 + 1500);
+	coll_free(&c);
+	free(root);
+}
+
 int main(void)
 {
 	snprintf(base, sizeof(base), "%s", td_test_tmpdir("scan"));
@@ -757,6 +808,7 @@ int main(void)
 	TD_RUN(test_links_and_own_dirs);
 	TD_RUN(test_watermarks);
 	TD_RUN(test_missing_root_and_big_dir);
+	TD_RUN(test_small_queue_wide_deep);
 	rm_rf(base);
 	return td_test_done();
 }
