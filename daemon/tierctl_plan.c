@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,7 +27,8 @@ static void progress(void *ctx, uint64_t files, uint64_t dirs, int64_t elapsed_n
 
 static void plan_usage(FILE *f)
 {
-	fprintf(f, "usage: tierctl [-c FILE] [--json] plan [--policy NAME] [--json]\n");
+	fprintf(f,
+	        "usage: tierctl [-c FILE] [--json] plan [--policy NAME] [--json] [--list[=N]]\n");
 }
 
 int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
@@ -34,6 +36,7 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "policy", required_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "list", optional_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -45,8 +48,9 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 	int c, r, rc = TIERCTL_OK;
 	size_t ran = 0;
 	bool found = false;
+	size_t list_max = 0;
 
-	while ((c = getopt_long(argc, argv, "p:jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:jl::h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			only = optarg;
@@ -54,6 +58,17 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'l': {
+			char *end;
+			unsigned long long v = optarg ? strtoull(optarg, &end, 10) : 1000;
+			if (optarg && (*end || v == 0 || v > 10000000)) {
+				fprintf(stderr,
+				        "tierctl: plan: --list wants a count (1..10000000)\n");
+				return TIERCTL_USAGE;
+			}
+			list_max = (size_t)v;
+			break;
+		}
 		case 'h':
 			plan_usage(stdout);
 			return TIERCTL_OK;
@@ -98,6 +113,7 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 			.state_dir = cfg->state_dir,
 			.cache_dir = cfg->cache_dir,
 			.run_dir = cfg->run_dir,
+			.list_max = list_max,
 			.ctx = pc->name,
 			.on_progress = tty ? progress : NULL,
 		};

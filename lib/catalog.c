@@ -14,7 +14,8 @@
  * Creating a catalog happens in "<path>.new", which is linked to <path> only
  * when it is complete: a crash during creation cannot leave a half-made
  * catalog that a later start would refuse (or worse, accept). link() fails if
- * <path> appeared meanwhile, so an existing catalog is never replaced.
+ * <path> appeared meanwhile, so an existing catalog is never replaced, and an
+ * flock on "<path>.new" makes concurrent creators take turns.
  *
  * Before SQLite sees an existing file we check it ourselves (regular file, not
  * empty, SQLite header, tierd's application id): SQLite treats an empty file as
@@ -32,6 +33,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -229,7 +231,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_GET_INODE] = "SELECT " COLS " FROM files WHERE dev = ?1 AND ino = ?2 "
 	                 "ORDER BY created_ns DESC LIMIT 1",
 	[ST_GET_OBJECT] = "SELECT " COLS " FROM files WHERE target = ?1 AND object_key = ?2",
-	[ST_EXISTS] = "SELECT 1 FROM files WHERE id = ?1",
+	[ST_EXISTS] = "SELECT state, step FROM files WHERE id = ?1",
 	[ST_ADD_ERROR] = "UPDATE files SET error_count = error_count + 1, last_error = ?2, "
 	                 "last_error_ns = ?3, updated_ns = ?3 WHERE id = ?1",
 	[ST_DELETE] = "DELETE FROM files WHERE " CAS_WHERE,
@@ -449,6 +451,10 @@ static int run_check(sqlite3 *db, const char *pragma, bool *ok, char *problems, 
 			used += (size_t)snprintf(problems + used, size - used, "%s%s",
 			                         used ? "; " : "", t ? t : "?");
 	}
+	/* Rows may hold newlines; the message is one log line. */
+	for (char *c = problems; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
@@ -863,9 +869,10 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
                   struct td_catalog_error *err)
 {
 	_cleanup_free_ char *tmp = NULL, *journal = NULL, *dir = NULL;
+	_cleanup_close_ int fd = -1;
 	sqlite3 *db = NULL;
 	char sql[64], *slash;
-	int fd, rc, r, failed = 0;
+	int rc, r, failed = 0;
 
 	if (asprintf(&tmp, "%s.new", path) < 0) {
 		tmp = NULL; /* asprintf leaves it undefined on failure */
@@ -878,18 +885,32 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
 	dir = strdup(path);
 	if (!dir)
 		return set_err(err, path, -ENOMEM, NULL, 0, "out of memory");
-	/* A leftover of a creation that crashed: never linked, so never in use. */
-	(void)unlink(journal);
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		return set_err(err, path, -errno, NULL, 0, "cannot remove stale %s: %s", tmp,
-		               strerror(errno));
 	/* 0600: the catalog lists every user's files. SQLite gives its WAL and
 	 * shared-memory files the database file's mode. */
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return set_err(err, path, -errno, NULL, 0, "cannot create %s: %s", tmp,
 		               strerror(errno));
-	close(fd);
+	/* Two processes creating the same catalog take turns; the flock (separate
+	 * from SQLite's fcntl locks) is held until the name is linked and the
+	 * temporary name removed. The loser finds `path` and opens that. */
+	if (flock(fd, LOCK_EX) < 0)
+		return set_err(err, path, -errno, NULL, 0, "cannot lock %s: %s", tmp,
+		               strerror(errno));
+	if (access(path, F_OK) == 0) {
+		struct stat a, b;
+		/* Remove the temporary name we may have just created, if still ours. */
+		if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev)
+			(void)unlink(tmp);
+		return -EEXIST;
+	}
+	/* Whatever is in tmp now is a leftover of a creation that crashed: it was
+	 * never linked, so never used. Start it over. */
+	(void)unlink(journal);
+	if (ftruncate(fd, 0) < 0)
+		return set_err(err, path, -errno, NULL, 0, "cannot truncate %s: %s", tmp,
+		               strerror(errno));
 
 	rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK)
@@ -918,9 +939,8 @@ static int create(const char *path, const struct td_catalog_migration *steps, si
 		r = set_err(err, path, td_catalog_errno(rc, 0), NULL, rc, "cannot close %s", tmp);
 		goto fail;
 	}
-	r = fsync_path(tmp, 0);
-	if (r < 0) {
-		set_err(err, path, r, NULL, 0, "fsync %s: %s", tmp, strerror(-r));
+	if (fsync(fd) < 0) {
+		r = set_err(err, path, -errno, NULL, 0, "fsync %s: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	/* link() never replaces: if a catalog appeared meanwhile, it wins. */
@@ -1016,7 +1036,10 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 	/* Read-only checks first: a refused file must be left as it was. */
 	rc = query_int(cat->db, "PRAGMA user_version", &version);
 	if (rc != SQLITE_OK)
-		return db_err(cat, err, rc, "cannot read; refusing to use it");
+		return db_err(cat, err, rc, "%s; refusing to use it",
+		              (rc & 0xff) == SQLITE_CORRUPT  ? "is damaged"
+		              : (rc & 0xff) == SQLITE_NOTADB ? "is not a database"
+		                                             : "cannot be read");
 	if (version > latest)
 		return set_err(
 		    err, cat->path, -ENOTSUP, NULL, 0,
@@ -1269,10 +1292,14 @@ static int no_match(struct td_catalog *cat, const char *id, struct td_catalog_er
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r = set_err(err, cat->path, -ESTALE, NULL, 0,
+		            "%s is not in the expected state (it is %s, step %d)", id,
+		            (const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1));
+		done(st);
+		return r;
+	}
 	done(st);
-	if (rc == SQLITE_ROW)
-		return set_err(err, cat->path, -ESTALE, NULL, 0, "%s is not in the expected state",
-		               id);
 	if (rc == SQLITE_DONE)
 		return set_err(err, cat->path, -ENOENT, NULL, 0, "%s: no such entry", id);
 	return db_err(cat, err, rc, "lookup %s", id);

@@ -22,6 +22,23 @@ struct plan_ctx {
 	bool oom;
 };
 
+static char *join(const char *root, const char *path, size_t len, size_t *out_len)
+{
+	size_t rl = strlen(root), total = rl + (len ? 1 + len : 0);
+	char *s = malloc(total + 1);
+
+	if (!s)
+		return NULL;
+	memcpy(s, root, rl);
+	if (len) {
+		s[rl] = '/';
+		memcpy(s + rl + 1, path, len);
+	}
+	s[total] = '\0';
+	*out_len = total;
+	return s;
+}
+
 static void on_dir(void *ctx, size_t root, const char *path, size_t len, uint64_t files,
                    uint64_t bytes)
 {
@@ -42,23 +59,46 @@ static void on_dir(void *ctx, size_t root, const char *path, size_t len, uint64_
 		free(p->top[slot].path);
 	}
 	{
-		const char *r = c->roots[root];
-		size_t rl = strlen(r), total = rl + (len ? 1 + len : 0);
-		char *s = malloc(total + 1);
+		size_t total;
+		char *s = join(c->roots[root], path, len, &total);
 		if (!s) {
 			c->oom = true;
 			p->top[slot] = p->top[--p->n_top];
 			goto out;
 		}
-		memcpy(s, r, rl);
-		if (len) {
-			s[rl] = '/';
-			memcpy(s + rl + 1, path, len);
-		}
-		s[total] = '\0';
 		p->top[slot] =
 		    (struct td_plan_dir){ .path = s, .len = total, .files = files, .bytes = bytes };
 	}
+out:
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_candidate(void *ctx, const struct td_scan_entry *e)
+{
+	struct plan_ctx *c = ctx;
+	struct td_plan *p = c->p;
+
+	pthread_mutex_lock(&c->lock);
+	if (p->n_files >= c->o->list_max) {
+		p->files_truncated = true;
+		goto out;
+	}
+	if (!p->files) {
+		p->files = calloc(c->o->list_max, sizeof(*p->files));
+		if (!p->files) {
+			c->oom = true;
+			goto out;
+		}
+	}
+	struct td_plan_file *f = &p->files[p->n_files];
+	f->path = join(c->roots[e->root], e->path, e->path_len, &f->len);
+	if (!f->path) {
+		c->oom = true;
+		goto out;
+	}
+	f->size = e->meta->size;
+	f->age_ns = e->age_ns;
+	p->n_files++;
 out:
 	pthread_mutex_unlock(&c->lock);
 }
@@ -109,6 +149,7 @@ int td_plan_run(struct td_plan **out, const struct td_policy_conf *pc, const str
 		.fs_used_bytes = o->fs_used_bytes,
 		.ctx = &c,
 		.on_dir = on_dir,
+		.on_candidate = o->list_max ? on_candidate : NULL,
 		.on_root_error = on_root_error,
 		.on_progress = on_progress,
 	};
@@ -150,6 +191,9 @@ void td_plan_free(struct td_plan *p)
 		free(p->top[i].path);
 	for (size_t i = 0; i < p->n_root_errors; i++)
 		free(p->root_errors[i].root);
+	for (size_t i = 0; i < p->n_files; i++)
+		free(p->files[i].path);
+	free(p->files);
 	free(p->root_errors);
 	free(p->name);
 	free(p);
@@ -249,7 +293,28 @@ json_t *td_plan_json(const struct td_plan *p)
 		json_array_append_new(errs, e);
 	}
 	json_object_set_new(o, "errors", errs);
+	if (p->files || p->files_truncated) {
+		json_t *l = json_array();
+		if (!l)
+			goto fail_o;
+		for (size_t i = 0; i < p->n_files; i++) {
+			json_t *f = json_object();
+			if (!f ||
+			    td_json_set_path(f, "path", p->files[i].path, p->files[i].len) < 0) {
+				json_decref(f);
+				json_decref(l);
+				goto fail_o;
+			}
+			json_object_set_new(f, "size", json_integer((json_int_t)p->files[i].size));
+			json_array_append_new(l, f);
+		}
+		json_object_set_new(o, "candidates", l);
+		json_object_set_new(o, "candidates_truncated", json_boolean(p->files_truncated));
+	}
 	return o;
+fail_o:
+	json_decref(o);
+	return NULL;
 fail:
 	json_decref(o);
 	json_decref(hist);
@@ -334,6 +399,14 @@ void td_plan_print(const struct td_plan *p, FILE *f)
 		fprintf(f, "    %12s  ", td_human_bytes(b1, sizeof(b1), p->top[i].bytes));
 		print_path(f, p->top[i].path, p->top[i].len);
 		fputc('\n', f);
+	}
+	if (p->files) {
+		fprintf(f, "  candidates%s:\n", p->files_truncated ? " (first ones)" : "");
+		for (size_t i = 0; i < p->n_files; i++) {
+			fprintf(f, "    %12s  ", td_human_bytes(b1, sizeof(b1), p->files[i].size));
+			print_path(f, p->files[i].path, p->files[i].len);
+			fputc('\n', f);
+		}
 	}
 	if (st->fs_total_bytes) {
 		uint64_t proj = td_plan_projected_used(p);

@@ -27,6 +27,13 @@ struct td_plan_root_error {
 	int err; /* negative errno */
 };
 
+struct td_plan_file {
+	char *path; /* absolute, arbitrary bytes */
+	size_t len;
+	uint64_t size;
+	int64_t age_ns;
+};
+
 struct td_plan {
 	char *name;
 	const struct td_policy_conf *conf; /* borrowed */
@@ -35,12 +42,16 @@ struct td_plan {
 	size_t n_top;
 	struct td_plan_root_error *root_errors;
 	size_t n_root_errors;
+	struct td_plan_file *files; /* the first list_max candidates, in no order */
+	size_t n_files;
+	bool files_truncated;
 };
 
 struct td_plan_opts {
 	const char *state_dir, *cache_dir, *run_dir; /* from the config's [tierd] */
 	unsigned threads;                            /* 0: online CPUs */
-	bool fs_override;                            /* tests */
+	size_t list_max;  /* keep up to this many candidate paths (0: none) */
+	bool fs_override; /* tests */
 	uint64_t fs_total_bytes, fs_used_bytes;
 	void *ctx;
 	void (*on_progress)(void *ctx, uint64_t files, uint64_t dirs, int64_t elapsed_ns);
@@ -59,7 +70,8 @@ uint64_t td_plan_projected_used(const struct td_plan *p);
  * One policy as a JSON object: name, scanned_files, scanned_bytes,
  * candidate_files, candidate_bytes, eligible_*, age_histogram, top_dirs,
  * skipped, filesystem {total_bytes, used_bytes, projected_used_bytes,
- * projected_used_pct}, watermark_active, elapsed_s, files_per_s, errors.
+ * projected_used_pct}, watermark_active, elapsed_s, files_per_s, errors, and
+ * with list_max, "candidates" [{path, size}] and "candidates_truncated".
  * Paths: "path" is the path itself when it is valid UTF-8; otherwise "path" is
  * td_escape()'d (\xHH for the bad bytes) and "path_b64" holds the raw bytes in
  * base64, so consumers that need the exact bytes use path_b64 when present.

@@ -99,8 +99,8 @@ struct worker {
 	struct scan *s;
 	pthread_t tid;
 	struct td_scan_stats st;
-	struct dir_item **stack;
-	size_t st_n, st_cap;
+	struct dir_item **stack; /* [st_lo, st_n): popped at the top, shared from the bottom */
+	size_t st_lo, st_n, st_cap;
 	char *path;
 	size_t path_cap;
 	char *dents;
@@ -138,6 +138,11 @@ static int push_item(struct worker *w, struct dir_item *it)
 	pthread_mutex_unlock(&s->lock);
 	if (shared)
 		return 0;
+	if (w->st_n == w->st_cap && w->st_lo > 0) {
+		memmove(w->stack, w->stack + w->st_lo, (w->st_n - w->st_lo) * sizeof(*w->stack));
+		w->st_n -= w->st_lo;
+		w->st_lo = 0;
+	}
 	if (w->st_n == w->st_cap) {
 		size_t ncap = w->st_cap ? w->st_cap * 2 : 64;
 		struct dir_item **n = realloc(w->stack, ncap * sizeof(*n));
@@ -163,15 +168,15 @@ static struct dir_item *pop_item(struct worker *w)
 
 	pthread_mutex_lock(&s->lock);
 	/* Share the oldest local items while other workers may be idle. */
-	while (w->st_n > 1 && s->q_n < s->q_cap / 2) {
-		s->q[(s->q_head + s->q_n) % s->q_cap] = w->stack[0];
+	while (w->st_n - w->st_lo > 1 && s->q_n < s->q_cap / 2) {
+		s->q[(s->q_head + s->q_n) % s->q_cap] = w->stack[w->st_lo++];
 		s->q_n++;
-		memmove(w->stack, w->stack + 1, (w->st_n - 1) * sizeof(*w->stack));
-		w->st_n--;
 		pthread_cond_signal(&s->cond);
 	}
-	if (w->st_n > 0) {
+	if (w->st_n > w->st_lo) {
 		it = w->stack[--w->st_n];
+		if (w->st_n == w->st_lo)
+			w->st_n = w->st_lo = 0;
 		goto out;
 	}
 	while (s->q_n == 0 && s->pending > 0 && !s->fatal)
@@ -900,7 +905,7 @@ out:
 	for (size_t i = 0; s.q && i < s.q_n; i++)
 		free(s.q[(s.q_head + i) % s.q_cap]);
 	for (unsigned i = 0; ws && i < nthreads; i++) {
-		for (size_t j = 0; j < ws[i].st_n; j++)
+		for (size_t j = ws[i].st_lo; j < ws[i].st_n; j++)
 			free(ws[i].stack[j]);
 		free(ws[i].stack);
 		free(ws[i].path);

@@ -14,10 +14,10 @@
  * upload holds at most max_connections part buffers, response bodies are capped
  * (lists 4 MiB, errors 64 KiB), and an upload's part list is capped at 10,000.
  *
- * Bandwidth: bandwidth_limit is shared among the transfers active when each
- * HTTP attempt starts (CURLOPT_MAX_SEND/RECV_SPEED_LARGE = limit / active). It
- * is approximate when transfers start and stop, never more than the limit times
- * the number of concurrent transfers over the limit's share.
+ * Bandwidth: bandwidth_limit is one token bucket per target (burst: 1/8 s of
+ * the rate, at least 64 KiB) shared by every transfer's body bytes, up and down:
+ * a transfer without tokens is paused (CURL_READFUNC_PAUSE / CURL_WRITEFUNC_PAUSE)
+ * and resumed from a uv timer when the bucket has refilled.
  *
  * curl_global_init: programs call curl_global_init(CURL_GLOBAL_DEFAULT) once at
  * start-up (tierd, tierctl and the tests do). libcurl 7.88 documents it as
@@ -97,6 +97,8 @@ struct s3_http {
 
 	unsigned attempt;
 	int64_t start_ns;
+	bool paused;
+	struct s3_http *next_paused;
 	unsigned part; /* multipart: index of the part */
 	void (*done)(struct s3_http *h, int status, const struct td_target_error *err);
 };
@@ -204,6 +206,10 @@ struct s3_target {
 	struct s3_req *reqs;
 	unsigned n_reqs;
 	struct s3_sock *socks;
+	/* bandwidth_limit: one token bucket per target, bytes */
+	uv_timer_t bw_timer;
+	int64_t bw_tokens, bw_last_ns;
+	struct s3_http *paused;
 	uint64_t rng;
 };
 
@@ -435,10 +441,73 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- HTTP exchanges ---- */
 
+static void check_multi_info(struct s3_target *t);
+
+static int64_t bw_burst(const struct s3_target *t)
+{
+	return TD_MAX((int64_t)(t->bw_limit / 8), (int64_t)64 << 10);
+}
+
+static void bw_refill(struct s3_target *t)
+{
+	int64_t now = td_monotonic_ns();
+
+	t->bw_tokens += (int64_t)((double)(now - t->bw_last_ns) * (double)t->bw_limit / 1e9);
+	t->bw_last_ns = now;
+	if (t->bw_tokens > bw_burst(t))
+		t->bw_tokens = bw_burst(t);
+}
+
+static void on_bw_timer(uv_timer_t *tm)
+{
+	struct s3_target *t = tm->data;
+	struct s3_http *list = t->paused;
+
+	t->paused = NULL;
+	bw_refill(t);
+	/* Unpausing may run the callbacks at once, and they may pause again. */
+	while (list) {
+		struct s3_http *h = list;
+
+		list = h->next_paused;
+		h->next_paused = NULL;
+		h->paused = false;
+		curl_easy_pause(h->easy, CURLPAUSE_CONT);
+	}
+	check_multi_info(t);
+}
+
+/* Takes up to `want` bytes of tokens; 0 means "pause now". */
+static size_t bw_take(struct s3_http *h, size_t want)
+{
+	struct s3_target *t = h->t;
+	size_t n;
+
+	if (!t->bw_limit)
+		return want;
+	bw_refill(t);
+	if (t->bw_tokens <= 0) {
+		int64_t wait_ms = (-t->bw_tokens + (bw_burst(t) / 4)) * 1000 / (int64_t)t->bw_limit;
+
+		h->paused = true;
+		h->next_paused = t->paused;
+		t->paused = h;
+		if (!uv_is_active((uv_handle_t *)&t->bw_timer))
+			uv_timer_start(&t->bw_timer, on_bw_timer, (uint64_t)TD_MAX(wait_ms, 1), 0);
+		return 0;
+	}
+	n = want;
+	t->bw_tokens -= (int64_t)n; /* may go negative: the debt is paid by waiting */
+	return n;
+}
+
 static size_t on_read_body(char *buf, size_t size, size_t nitems, void *userp)
 {
 	struct s3_http *h = userp;
 	size_t n = TD_MIN(size * nitems, h->body_len - h->body_off);
+
+	if (n && bw_take(h, n) == 0)
+		return CURL_READFUNC_PAUSE;
 
 	if (n)
 		memcpy(buf, h->body + h->body_off, n);
@@ -572,6 +641,8 @@ static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 		h->resp_len += n;
 		return n;
 	}
+	if (n && bw_take(h, n) == 0)
+		return CURL_WRITEFUNC_PAUSE;
 	if (h->first_write) {
 		h->first_write = false;
 		/* A 200 to a ranged request from a non-zero offset would be the wrong bytes. */
@@ -663,6 +734,15 @@ static void http_destroy(struct s3_http *h)
 			break;
 		}
 	}
+	if (h->paused) {
+		for (struct s3_http **pp = &h->t->paused; *pp; pp = &(*pp)->next_paused) {
+			if (*pp == h) {
+				*pp = h->next_paused;
+				break;
+			}
+		}
+		h->paused = false;
+	}
 	if (h->in_multi) {
 		curl_multi_remove_handle(h->t->multi, h->easy);
 		h->in_multi = false;
@@ -731,7 +811,6 @@ static int http_setup(struct s3_http *h)
 
 	curl_easy_reset(e);
 	APPEND("x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	APPEND("Expect:");
 	for (const struct curl_slist *b = h->base_hdrs; b; b = b->next)
 		APPEND(b->data);
 	h->sent_range = h->has_range || h->received > 0;
@@ -779,14 +858,6 @@ static int http_setup(struct s3_http *h)
 		/* CAINFO replaces the default bundle; CAPATH keeps the system's too. */
 		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
 		curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
-	}
-	if (t->bw_limit) {
-		curl_off_t share = (curl_off_t)(t->bw_limit / TD_MAX(1u, t->n_active));
-
-		if (share < 1)
-			share = 1;
-		curl_easy_setopt(e, CURLOPT_MAX_SEND_SPEED_LARGE, share);
-		curl_easy_setopt(e, CURLOPT_MAX_RECV_SPEED_LARGE, share);
 	}
 	if (strcmp(h->method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -1161,8 +1232,10 @@ static void req_fail(struct s3_req *r, int status, const struct td_target_error 
 		else
 			err_set(&r->err, 0, NULL, NULL, "%s", strerror(-status));
 	}
-	while (r->https)
-		http_destroy(r->https);
+	/* An initiate in flight is let finish, so the upload it opens can be aborted. */
+	if (r->phase != PH_INIT || r->no_network || r->t->closing)
+		while (r->https)
+			http_destroy(r->https);
 	req_step(r);
 }
 
@@ -1350,9 +1423,9 @@ static void after_read(uv_work_t *w, int status)
 		s->busy = false;
 		if (rc == -EIO || rc == -EFBIG) {
 			err_set(&e, 0, NULL, NULL,
-			        "the source file %s than the %" PRIu64
+			        "the source file is %s than the %" PRIu64
 			        " bytes announced; upload abandoned",
-			        rc == -EIO ? "is shorter" : "grew beyond", r->size);
+			        rc == -EIO ? "shorter" : "longer", r->size);
 			rc = -EIO;
 		} else {
 			err_set(&e, 0, NULL, NULL, "cannot read the source file: %s",
@@ -1615,11 +1688,15 @@ static void on_initiate(struct s3_http *h, int status, const struct td_target_er
 		td_s3_xml_free(doc);
 	}
 	http_destroy(h);
+	r->phase = PH_PARTS;
+	if (r->failed) { /* cancelled meanwhile: req_step aborts the new upload */
+		req_step(r);
+		return;
+	}
 	if (status < 0) {
 		req_fail(r, status, e);
 		return;
 	}
-	r->phase = PH_PARTS;
 	pump_parts(r);
 }
 
@@ -1644,7 +1721,7 @@ static void req_step(struct s3_req *r)
 
 	if (!r->failed || r->finishing || r->phase == PH_ABORT)
 		return;
-	if (r->pending_work > 0)
+	if (r->pending_work > 0 || r->https)
 		return;
 	if (r->upload_id && !r->no_network && !r->t->closing &&
 	    td_s3_uri_encode(id, sizeof(id), r->upload_id, 0) >= 0) {
@@ -2491,6 +2568,8 @@ static void close_step(struct s3_target *t)
 		uv_timer_stop(&t->curl_timer);
 		uv_close((uv_handle_t *)&t->curl_timer, on_handle_closed);
 		uv_close((uv_handle_t *)&t->close_timer, on_handle_closed);
+		uv_timer_stop(&t->bw_timer);
+		uv_close((uv_handle_t *)&t->bw_timer, on_handle_closed);
 		return;
 	}
 	if (t->n_open > 0)
@@ -2625,9 +2704,13 @@ static int s3_new(struct td_target **out, uv_loop_t *loop, const struct td_targe
 	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)t->max_conn);
 	uv_timer_init(loop, &t->curl_timer);
 	uv_timer_init(loop, &t->close_timer);
+	uv_timer_init(loop, &t->bw_timer);
 	t->curl_timer.data = t;
 	t->close_timer.data = t;
-	t->n_open = 2;
+	t->bw_timer.data = t;
+	t->bw_last_ns = td_monotonic_ns();
+	t->bw_tokens = bw_burst(t);
+	t->n_open = 3;
 	*out = &t->base;
 	return 0;
 fail:
