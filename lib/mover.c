@@ -68,9 +68,9 @@ struct job {
 	int parentfd, fd;
 	bool leased;
 	struct stat st, st_ref, st_swap; /* at open; what re-checks compare; after the swap */
-	bool row;     /* a catalog row exists */
-	int step;     /* last durable step */
-	bool swapped; /* the old inode is at tmpname */
+	bool row;                        /* a catalog row exists */
+	int step;                        /* last durable step */
+	bool swapped;                    /* the old inode is at tmpname */
 	bool cache_made;
 	atomic_bool lease_broken;
 
@@ -818,7 +818,8 @@ static void w_prepare(struct job *j)
 		if (fstat(j->fd, &j->st_ref) < 0 || j->st_ref.st_size != j->st.st_size ||
 		    j->st_ref.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
 		    j->st_ref.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec) {
-			fail(j, TD_MOVER_SKIPPED, -ESTALE, "changed during the upload; retried later");
+			fail(j, TD_MOVER_SKIPPED, -ESTALE,
+			     "changed during the upload; retried later");
 			j->need_rollback = true;
 			return;
 		}
