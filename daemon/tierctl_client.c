@@ -49,6 +49,8 @@ static int socket_path(const struct tierctl_opts *o, char *out, size_t n)
 
 struct reply_line {
 	json_t *doc;
+	int (*on_event)(void *ctx, json_t *ev);
+	void *ctx;
 };
 
 static int on_reply_line(void *ctx, int err, const char *line, size_t len)
@@ -66,18 +68,28 @@ static int on_reply_line(void *ctx, int err, const char *line, size_t len)
 		        res->doc ? "not an object" : jerr.text);
 		json_decref(res->doc);
 		res->doc = NULL;
+		return 1;
+	}
+	if (!json_object_get(res->doc, "ok") && json_object_get(res->doc, "event")) {
+		/* A streamed event before the final reply. */
+		if (res->on_event)
+			res->on_event(res->ctx, res->doc);
+		json_decref(res->doc);
+		res->doc = NULL;
+		return 0;
 	}
 	return 1;
 }
 
-int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply)
+int tierctl_request_stream(const struct tierctl_opts *o, const char *cmd, json_t *args,
+                           int (*on_event)(void *ctx, json_t *ev), void *ctx, json_t **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	json_t *req =
 	    json_pack("{s:s, s:o}", "cmd", cmd, "args", args ? json_incref(args) : json_object());
 	struct td_ctl_framer fr;
 	char path[4096], *line = NULL;
-	struct reply_line res = { NULL };
+	struct reply_line res = { NULL, on_event, ctx };
 	size_t len;
 	int fd = -1, r;
 
@@ -137,6 +149,11 @@ int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args,
 	close(fd);
 	*reply = res.doc;
 	return res.doc ? TIERCTL_OK : TIERCTL_UNREACHABLE;
+}
+
+int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply)
+{
+	return tierctl_request_stream(o, cmd, args, NULL, NULL, reply);
 }
 
 /* Prints a failed reply's error and maps it to an exit code. */
