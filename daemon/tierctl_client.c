@@ -176,10 +176,83 @@ static void print_json(json_t *doc)
 	fputc('\n', stdout);
 }
 
+static void human_bytes(char *out, size_t n, double b)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 5) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void print_status(json_t *st)
+{
+	json_t *files = json_object_get(st, "files"), *bytes = json_object_get(st, "bytes"), *v;
+	const char *k;
+	char b1[32], b2[32];
+	size_t i;
+
+	printf("tierd %s, pid %lld, up %lld s%s\n",
+	       json_string_value(json_object_get(st, "version")),
+	       (long long)json_integer_value(json_object_get(st, "pid")),
+	       (long long)json_integer_value(json_object_get(st, "uptime_s")),
+	       json_is_false(json_object_get(st, "ready")) ? " (recovering)" : "");
+	printf("config:  %s\n", json_string_value(json_object_get(st, "config")));
+	printf("targets:\n");
+	json_object_foreach(json_object_get(st, "targets"), k, v)
+	{
+		const char *err = json_string_value(json_object_get(v, "error"));
+
+		printf("  %-16s %s%s%s\n", k,
+		       !json_is_true(json_object_get(v, "checked"))    ? "not checked yet"
+		       : json_is_true(json_object_get(v, "reachable")) ? "reachable"
+		                                                       : "UNREACHABLE",
+		       err ? ": " : "", err ? err : "");
+	}
+	human_bytes(b1, sizeof(b1),
+	            (double)json_integer_value(
+	                json_object_get(json_object_get(st, "cache"), "used_bytes")));
+	human_bytes(b2, sizeof(b2),
+	            (double)json_integer_value(
+	                json_object_get(json_object_get(st, "cache"), "limit_bytes")));
+	printf("cache:   %s used of %s\n", b1, b2);
+	printf("files:\n");
+	json_object_foreach(files, k, v)
+	{
+		if (!json_integer_value(v))
+			continue;
+		human_bytes(b1, sizeof(b1), (double)json_integer_value(json_object_get(bytes, k)));
+		printf("  %-10s %10lld  %s\n", k, (long long)json_integer_value(v), b1);
+	}
+	printf("in flight: %lld, queued: %lld\n",
+	       (long long)json_integer_value(json_object_get(st, "in_flight")),
+	       (long long)json_integer_value(json_object_get(st, "queued")));
+	json_array_foreach(json_object_get(st, "runs"), i, v)
+	{
+		human_bytes(b1, sizeof(b1),
+		            (double)json_integer_value(json_object_get(v, "tiered_bytes")));
+		printf("run:     policy %s: %lld files scanned, %lld tiered (%s), %lld skipped, "
+		       "%lld failed, %.0f s\n",
+		       json_string_value(json_object_get(v, "policy")),
+		       (long long)json_integer_value(json_object_get(v, "scanned_files")),
+		       (long long)json_integer_value(json_object_get(v, "tiered")), b1,
+		       (long long)json_integer_value(json_object_get(v, "skipped")),
+		       (long long)json_integer_value(json_object_get(v, "failed")),
+		       json_real_value(json_object_get(v, "elapsed_s")));
+	}
+	if (json_array_size(json_object_get(st, "recent_errors")))
+		printf("recent errors:\n");
+	json_array_foreach(json_object_get(st, "recent_errors"), i, v)
+	    printf("  %s %s\n", json_string_value(json_object_get(v, "time")),
+	           json_string_value(json_object_get(v, "message")));
+}
+
 int tierctl_status(const struct tierctl_opts *o, int argc, char **argv)
 {
-	json_t *reply = NULL, *v;
-	const char *k;
+	json_t *reply = NULL;
 	int r;
 
 	if (argc > 1) {
@@ -194,16 +267,7 @@ int tierctl_status(const struct tierctl_opts *o, int argc, char **argv)
 	} else if (o->json) {
 		print_json(reply);
 	} else {
-		printf("tierd %s, pid %lld, up %lld s\n",
-		       json_string_value(json_object_get(reply, "version")),
-		       (long long)json_integer_value(json_object_get(reply, "pid")),
-		       (long long)json_integer_value(json_object_get(reply, "uptime_s")));
-		printf("config: %s\n", json_string_value(json_object_get(reply, "config")));
-		printf("targets:\n");
-		json_object_foreach(json_object_get(reply, "targets"), k, v)
-		    printf("  %-20s %s\n", k, json_string_value(json_object_get(v, "type")));
-		printf("transfers in flight: %lld\n",
-		       (long long)json_integer_value(json_object_get(reply, "in_flight")));
+		print_status(reply);
 	}
 	json_decref(reply);
 	return r;

@@ -306,7 +306,7 @@ int tierctl_info(const struct tierctl_opts *o, int argc, char **argv)
 				       json_string_value(json_object_get(f, "sha256")));
 				printf("  cached:    %s\n",
 				       json_is_true(json_object_get(f, "cached")) ? "yes" : "no");
-				if (json_object_get(f, "tiered_at"))
+				if (json_is_string(json_object_get(f, "tiered_at")))
 					printf("  tiered at: %s\n",
 					       json_string_value(json_object_get(f, "tiered_at")));
 			}
