@@ -532,14 +532,11 @@ static void list_targets(const struct td_config *cfg, FILE *f)
 	fprintf(f, "\n");
 }
 
+/* The parser reads credentials_file, and td_config_apply_env_credentials()
+ * fills in the environment's keys: either way they end up in the conf. */
 static bool has_credentials(const struct td_target_conf *tc)
 {
-	if (tc->access_key && tc->access_key[0] && tc->secret_key && tc->secret_key[0])
-		return true;
-	if (tc->credentials_file)
-		return false; /* the parser reads the file; empty keys mean it had none */
-	return getenv("AWS_ACCESS_KEY_ID") && getenv("AWS_ACCESS_KEY_ID")[0] &&
-	       getenv("AWS_SECRET_ACCESS_KEY") && getenv("AWS_SECRET_ACCESS_KEY")[0];
+	return tc->access_key && tc->access_key[0] && tc->secret_key && tc->secret_key[0];
 }
 
 static int run_checks(struct check *c, const struct td_target_conf *tc)
@@ -574,7 +571,9 @@ static int run_checks(struct check *c, const struct td_target_conf *tc)
 		if (has_credentials(tc)) {
 			step_done(c, "credentials", 0, 0, NULL, "%s",
 			          tc->credentials_file ? tc->credentials_file
-			                               : "from the configuration or environment");
+			          : tc->creds_from_env
+			              ? "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+			              : "from the configuration");
 		} else {
 			step_done(
 			    c, "credentials", 0, -EACCES, NULL,
@@ -690,9 +689,15 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 		td_config_errors_clear(&errs);
 		return TIERCTL_USAGE;
 	}
-	for (size_t i = 0; i < cfg->n_targets; i++)
-		if (strcmp(cfg->targets[i].name, argv[optind]) == 0)
-			tc = &cfg->targets[i];
+	/* As the daemon does: s3 targets without a credentials_file take the keys
+	 * from the environment. */
+	if (td_config_apply_env_credentials(cfg, getenv("AWS_ACCESS_KEY_ID"),
+	                                    getenv("AWS_SECRET_ACCESS_KEY")) < 0) {
+		fprintf(stderr, "tierctl: out of memory\n");
+		rc = TIERCTL_FAILED;
+		goto out;
+	}
+	tc = td_config_target(cfg, argv[optind]);
 	if (!tc) {
 		fprintf(stderr, "tierctl: no target \"%s\" in %s; ", argv[optind], o->config_path);
 		list_targets(cfg, stderr);
