@@ -96,7 +96,7 @@ static void format_error(char *out, size_t n, int status, const struct td_target
 
 	snprintf(out, n, "%s", e && e->message[0] ? e->message : strerror(-status));
 	len = strlen(out);
-	if (e && e->code[0] && len < n)
+	if (e && e->code[0] && !strstr(out, e->code) && len < n)
 		len += (size_t)snprintf(out + len, n - len, " [%s]", e->code);
 	if (e && e->http_status && len < n)
 		len += (size_t)snprintf(out + len, n - len, " (HTTP %d)", e->http_status);
