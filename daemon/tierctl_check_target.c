@@ -16,7 +16,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -418,35 +417,6 @@ out:
 	return r == 0;
 }
 
-/* A dir target keeps the (now empty) scratch directories: remove them, walking
- * with O_NOFOLLOW from the root like the backend does. Best effort. */
-static void remove_dir_scratch(const struct td_target_conf *tc, const char *hex)
-{
-	char buf[TD_TARGET_KEY_MAX + 1], *p, *save = NULL;
-	int dfd, fd;
-
-	if (tc->type != TD_TARGET_DIR || !tc->path)
-		return;
-	dfd = open(tc->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return;
-	snprintf(buf, sizeof(buf), "%s", tc->prefix ? tc->prefix : "");
-	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
-		fd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(dfd);
-		if (fd < 0)
-			return;
-		dfd = fd;
-	}
-	fd = openat(dfd, ".tierd-check", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		unlinkat(fd, hex, AT_REMOVEDIR);
-		close(fd);
-		unlinkat(dfd, ".tierd-check", AT_REMOVEDIR); /* fails while others use it */
-	}
-	close(dfd);
-}
-
 static void on_closed(void *data)
 {
 	*(bool *)data = true;
@@ -647,8 +617,6 @@ static int run_checks(struct check *c, const struct td_target_conf *tc)
 			all_ok = false;
 		}
 	}
-	if (put_tried || mp_tried)
-		remove_dir_scratch(tc, hex);
 	return all_ok ? TIERCTL_OK : TIERCTL_FAILED;
 }
 

@@ -50,6 +50,7 @@
 #define DIR_XATTR_CTYPE     "user.tierd.content-type"
 #define DIR_XATTR_META      "user.tierd.m."
 #define DIR_SIDECAR_MAX     (64u << 10)
+#define DIR_WALK_RETRIES    8
 
 /* The conformance test builds this file once more with TD_DIR_FORCE_SIDECAR=1,
  * to run the sidecar path on a filesystem that has xattrs. */
@@ -535,19 +536,28 @@ static int do_put(struct dir_req *r)
 	st = td_hash_new(&h, TD_HASH_SHA256);
 	if (st < 0)
 		goto out;
-	dfd = open_parent(r->t->root_fd, r->key, true, &name);
-	if (dfd < 0) {
-		st = fail(r, dfd, "cannot create the directories of");
-		dfd = -1;
-		goto out;
-	}
 	st = tmp_name(tmp, r->t->run_id);
 	if (st < 0)
 		goto out;
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		st = fail(r, -errno, "cannot create a temp file for");
-		goto out;
+	/* A delete prunes directories it empties; one may vanish between our walk
+	 * and the temp file's creation. Then walk (and create) again. */
+	for (int attempt = 0;; attempt++) {
+		dfd = open_parent(r->t->root_fd, r->key, true, &name);
+		if (dfd < 0) {
+			st = fail(r, dfd, "cannot create the directories of");
+			dfd = -1;
+			goto out;
+		}
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			break;
+		st = -errno;
+		if (st != -ENOENT || attempt == DIR_WALK_RETRIES) {
+			st = fail(r, st, "cannot create a temp file for");
+			goto out;
+		}
+		close(dfd);
+		dfd = -1;
 	}
 	tmp_made = true;
 	if (r->src_fd >= 0) {
@@ -637,8 +647,19 @@ static int do_put(struct dir_req *r)
 		goto out;
 	}
 	if (renameat(dfd, tmp, dfd, name) < 0) {
-		st = fail(r, -errno, "cannot rename into place");
-		goto out;
+		/* An empty directory in the way (left from keys under "name/") goes,
+		 * as it would not exist on S3; a non-empty one is a real conflict. */
+		st = -errno;
+		if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
+		    renameat(dfd, tmp, dfd, name) == 0) {
+			st = 0;
+		} else if (st == -EISDIR) {
+			st = fail(r, st, "other keys have this name as their directory:");
+			goto out;
+		} else {
+			st = fail(r, st, "cannot rename into place");
+			goto out;
+		}
 	}
 	tmp_made = false;
 	if (fsync(dfd) < 0) {
@@ -782,6 +803,30 @@ static int do_head(struct dir_req *r)
 	return s;
 }
 
+/* Removes the directories above a deleted object while they are empty, up to
+ * (not including) the target prefix, so the key space stays as on S3. */
+static void prune_dirs(struct dir_req *r)
+{
+	size_t lp = strlen(r->t->prefix);
+	char *path = strdup(r->key), *slash;
+	const char *name;
+	int dfd, rr;
+
+	while (path && (slash = strrchr(path, '/')) != NULL) {
+		*slash = '\0';
+		if (strlen(path) < lp)
+			break;
+		dfd = open_parent(r->t->root_fd, path, false, &name);
+		if (dfd < 0)
+			break;
+		rr = unlinkat(dfd, name, AT_REMOVEDIR);
+		close(dfd);
+		if (rr < 0)
+			break; /* not empty (or not ours to remove): stop */
+	}
+	free(path);
+}
+
 static int do_delete(struct dir_req *r)
 {
 	char side[sizeof(DIR_META_PREFIX) + 2 * TD_SHA256_LEN];
@@ -806,6 +851,7 @@ static int do_delete(struct dir_req *r)
 		return fail(r, -e, "cannot fsync the directory of");
 	}
 	close(dfd);
+	prune_dirs(r);
 	return 0;
 }
 
