@@ -16,7 +16,20 @@
  * SHA-256 in the same pass, stores the metadata on it (xattrs user.tierd.*, or
  * a sidecar file on filesystems without user xattrs), fsyncs it, renames it
  * into place and fsyncs the directory. Nothing half-written is ever visible
- * under the object's name; cleanup_stale removes temp files left by a crash.
+ * under the object's name. Temp names carry a random id of this target
+ * instance (".tierd-tmp.<run>.<random>"): cleanup_stale removes every temp
+ * file of other runs, which at start-up is all of them. (A second process
+ * writing to the same directory at that moment, e.g. tierctl check-target,
+ * may see its put fail; it never loses data.)
+ *
+ * Key space: as on S3, a key is a path of names; directories exist only to
+ * hold keys. A delete removes the directories it leaves empty (below the
+ * prefix), and a put replaces an empty directory that is in its way. A key
+ * component longer than NAME_MAX fails with -ENAMETOOLONG.
+ *
+ * ETag: the SHA-256 of the object (stored at put), or "<size>-<mtime>" in hex
+ * for files that did not come through put. put_buf does not copy the buffer:
+ * it must stay valid until the callback.
  *
  * Bounds: at most max_connections (default DIR_RUNNING_DEFAULT) work items run
  * at once; up to DIR_QUEUE_MAX more wait in a FIFO; beyond that a call fails
