@@ -53,6 +53,7 @@ struct check {
 	int64_t skew_s;
 	bool have_skew;
 	double latency_ms;
+	bool is_s3;
 	char key[96];    /* small scratch object */
 	char mp_key[96]; /* multipart scratch object */
 	char list_prefix[64];
@@ -206,19 +207,34 @@ static const char *meta_get(const struct td_object_info *info, const char *key)
 	return NULL;
 }
 
-static void check_clock(struct check *c, const struct td_object_info *info)
+/*
+ * Clock skew. S3: the server's Date (head) against our clock; S3 refuses
+ * signatures more than 15 minutes off, so that fails. dir: the mtime the file
+ * server gave the object we just wrote, against the interval (our clock) in
+ * which we wrote it; that only warns (an NFS server with a wrong clock skews
+ * the ages tierd sees on the target, not the data).
+ */
+static void check_clock(struct check *c, bool is_s3, const struct td_object_info *info,
+                        int64_t put_start_s, int64_t put_end_s)
 {
 	int64_t now = td_now_ns() / 1000000000, skew, abs_skew;
 
-	if (!info->server_time_s) {
+	if (is_s3 && !info->server_time_s) {
 		step_done(c, "clock", 0, 0, NULL, "the server sent no time; skew not checked");
 		return;
 	}
-	skew = info->server_time_s - now;
+	if (is_s3)
+		skew = info->server_time_s - now;
+	else if (info->mtime_s < put_start_s - 1)
+		skew = info->mtime_s - put_start_s;
+	else if (info->mtime_s > put_end_s + 1)
+		skew = info->mtime_s - put_end_s;
+	else
+		skew = 0;
 	abs_skew = skew < 0 ? -skew : skew;
 	c->skew_s = skew;
 	c->have_skew = true;
-	if (abs_skew > SKEW_FAIL_S) {
+	if (is_s3 && abs_skew > SKEW_FAIL_S) {
 		step_done(c, "clock", 0, -ERANGE, NULL,
 		          "server clock is %+lld s off ours: S3 refuses signatures beyond 15 "
 		          "minutes; fix NTP on this host or the server",
@@ -226,9 +242,10 @@ static void check_clock(struct check *c, const struct td_object_info *info)
 		return;
 	}
 	if (abs_skew > SKEW_WARN_S)
-		warn(c, "server clock is %+lld s off ours (S3 refuses more than 15 minutes)",
-		     (long long)skew);
-	step_done(c, "clock", 0, 0, NULL, "skew %+lld s", (long long)skew);
+		warn(c, "%s clock is %+lld s off ours%s", is_s3 ? "server" : "file server",
+		     (long long)skew, is_s3 ? " (S3 refuses more than 15 minutes)" : "");
+	step_done(c, "clock", 0, 0, NULL, "skew %+lld s%s", (long long)skew,
+	          is_s3 ? "" : " (from the written file's mtime)");
 }
 
 /* put, head (+clock, latency), range get, verified get, list on the small object. */
@@ -242,7 +259,7 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 	struct td_target_sync s;
 	char sha[TD_SHA256_HEX];
 	unsigned char digest[TD_SHA256_LEN];
-	int64_t t0;
+	int64_t t0, put_start_s, put_end_s;
 	size_t got = 0;
 	bool ok = false;
 	int r, fd = -1;
@@ -257,7 +274,9 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 
 	*put_tried = true;
 	t0 = td_monotonic_ns();
+	put_start_s = td_now_ns() / 1000000000;
 	r = put_buf(c, c->t, c->key, data, SMALL_BYTES, meta, 1, &res, &err);
+	put_end_s = td_now_ns() / 1000000000;
 	if (r == 0 && strcmp(res.sha256_hex, sha) != 0)
 		r = errset(&err, -EIO, "stored checksum %s differs from ours %s", res.sha256_hex,
 		           sha);
@@ -286,7 +305,7 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 	step_done(c, "head", ms_since(t0), r, &err, NULL);
 	if (r < 0)
 		goto out;
-	check_clock(c, info);
+	check_clock(c, c->is_s3, info, put_start_s, put_end_s);
 	step_done(c, "latency", c->latency_ms, 0, NULL, "%.2f ms round trip (best of %d)",
 	          c->latency_ms, LATENCY_SAMPLES);
 
@@ -682,6 +701,7 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 	}
 	c->o = o;
 	c->latency_ms = -1;
+	c->is_s3 = tc->type == TD_TARGET_S3;
 	rc = run_checks(c, tc);
 	close_target(c, &c->mp);
 	close_target(c, &c->t);

@@ -806,7 +806,7 @@ static int do_head(struct dir_req *r)
 	snprintf(info->key, sizeof(info->key), "%s", r->key + strlen(r->t->prefix));
 	info->size_bytes = (uint64_t)st.st_size;
 	info->mtime_s = st.st_mtim.tv_sec;
-	info->server_time_s = td_now_ns() / 1000000000;
+	info->server_time_s = 0; /* no server to ask; the file's mtime is the server's clock */
 	read_etag(dfd, name, fd, &st, info->etag, sizeof(info->etag));
 	s = read_meta(dfd, name, fd, &st, info);
 	if (s < 0)
