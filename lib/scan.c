@@ -761,6 +761,8 @@ int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
 		nthreads = n > 0 ? (unsigned)TD_MIN(n, 64) : 1;
 	}
 	s.q_cap = o->queue_cap ? o->queue_cap : 4096;
+	if (s.q_cap < s.n_roots)
+		s.q_cap = s.n_roots; /* every root starts queued */
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.sel_lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
@@ -850,10 +852,8 @@ int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
 			r = -ENOMEM;
 			goto out;
 		}
-		s.q[s.q_n++] = it; /* roots are few; q_cap >= 1 */
+		s.q[s.q_n++] = it;
 		s.pending++;
-		if (s.q_n == s.q_cap)
-			break;
 	}
 	for (unsigned i = 0; i < nthreads; i++) {
 		ws[i].s = &s;
