@@ -431,11 +431,13 @@ enum sect_kind {
 /* The line each key of one section was set on, 0 if not set. */
 struct keylines {
 	unsigned line[MAX_KEYS];
+	bool bad[MAX_KEYS]; /* its value was rejected: whole-file checks skip it */
 };
 
 struct ctx {
 	struct td_config *c;
 	struct td_config_errors *errs;
+	size_t first_err; /* errs->n before this load: the caller's own errors come first */
 	const char *file;
 	bool oom;
 	bool too_many;
@@ -493,7 +495,7 @@ static void add_error(struct ctx *x, unsigned line, const char *key, const char 
 
 	if (x->too_many)
 		return;
-	if (x->errs->n >= TD_CONFIG_MAX_ERRORS) {
+	if (x->errs->n - x->first_err >= TD_CONFIG_MAX_ERRORS) {
 		x->too_many = true;
 		msg = strdup("too many errors; stopping here");
 		if (!msg || errors_append(x->errs, x->file, line, NULL, msg) < 0)
@@ -665,6 +667,7 @@ enum vkind {
 	V_CREDFILE,  /* credentials file: path, and its keys loaded */
 	V_TOKEN,     /* non-empty, no blanks (region, storage class) */
 	V_GROUPNAME, /* group name or gid, may be empty; resolved at the end */
+	V_CAFILE,    /* an existing regular file, empty = NULL */
 };
 
 struct enumval {
@@ -741,7 +744,7 @@ static const struct keydef target_keys[] = {
 	GK(V_SIZE, part_size_bytes, .min = 5 * MiB, .max = 5 * GiB, .flags = F_S3),
 	GK(V_UINT, max_connections, .min = 1, .max = 1024, .flags = F_S3),
 	GK(V_SIZE, bandwidth_limit_bytes, .max = UINT64_MAX, .flags = F_S3),
-	GK(V_OPTPATH, ca_file, .flags = F_S3),
+	GK(V_CAFILE, ca_file, .flags = F_S3),
 	GK(V_PATH, path, .flags = F_DIR),
 	{ NULL },
 };
@@ -888,7 +891,12 @@ static void list_item(struct ctx *x, void *arg, const char *item)
 		 */
 		const char *q = item;
 		while ((q = strchr(q, '['))) {
-			const char *close = strchr(q + 1 + (q[1] == '!' || q[1] == '^') + 1, ']');
+			const char *b = q + 1, *close;
+			if (*b == '!' || *b == '^')
+				b++;
+			if (*b == ']') /* a ']' first in the set is a literal */
+				b++;
+			close = strchr(b, ']');
 			if (!close) {
 				add_error(x, x->lineno, a->key, "glob '%s' has an unclosed '['",
 				          item);
@@ -1072,14 +1080,14 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
                              const char *path)
 {
 	_cleanup_close_ int fd = -1;
-	_cleanup_free_ char *buf = NULL;
+	char *buf = NULL;
 	char *access = NULL, *secret = NULL;
 	struct stat st;
 	unsigned line = 0;
 	ssize_t n;
 	char *p, *eol;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		add_error(x, x->lineno, key, "cannot open '%s': %s", path, strerror(errno));
 		return;
@@ -1090,6 +1098,12 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 	}
 	if (!S_ISREG(st.st_mode)) {
 		add_error(x, x->lineno, key, "'%s' is not a regular file", path);
+		return;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		/* Its owner could swap the keys, or read them: only root or us. */
+		add_error(x, x->lineno, key, "'%s' is owned by uid %u, not by root or uid %u", path,
+		          (unsigned)st.st_uid, (unsigned)geteuid());
 		return;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
@@ -1111,12 +1125,13 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 	n = read(fd, buf, (size_t)st.st_size);
 	if (n < 0) {
 		add_error(x, x->lineno, key, "cannot read '%s': %s", path, strerror(errno));
+		free(buf);
 		return;
 	}
 	buf[n] = '\0';
 	if (memchr(buf, '\0', (size_t)n)) {
 		add_error(x, x->lineno, key, "'%s' contains a NUL byte", path);
-		return;
+		goto out;
 	}
 	for (p = buf; *p; p = eol) {
 		char *name, *val, *eq, *end, **dst;
@@ -1177,12 +1192,15 @@ static void load_credentials(struct ctx *x, struct td_target_conf *t, const char
 		t->access_key = access;
 		t->secret_key = secret;
 		t->creds_from_env = false;
-		return;
+		access = secret = NULL;
 	}
+out:
 	free(access);
 	if (secret)
 		explicit_bzero(secret, strlen(secret));
 	free(secret);
+	explicit_bzero(buf, (size_t)n);
+	free(buf);
 }
 
 static void bad_value(struct ctx *x, const char *key, const char *v, int r, const char *what)
@@ -1210,10 +1228,12 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 
 	switch (k->kind) {
 	case V_PATH:
-	case V_OPTPATH: {
+	case V_OPTPATH:
+	case V_CAFILE: {
 		char *norm;
+		struct stat st;
 		if (!*v) {
-			if (k->kind == V_OPTPATH) {
+			if (k->kind != V_PATH) {
 				free(*(char **)p);
 				*(char **)p = NULL;
 			} else {
@@ -1228,6 +1248,16 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 				add_error(x, x->lineno, key, "'%s' %s", v, why);
 			else
 				x->oom = true;
+			return;
+		}
+		if (k->kind == V_CAFILE && stat(norm, &st) < 0) {
+			add_error(x, x->lineno, key, "cannot use '%s': %s", norm, strerror(errno));
+			free(norm);
+			return;
+		}
+		if (k->kind == V_CAFILE && !S_ISREG(st.st_mode)) {
+			add_error(x, x->lineno, key, "'%s' is not a regular file", norm);
+			free(norm);
 			return;
 		}
 		free(*(char **)p);
@@ -1383,7 +1413,9 @@ static void set_value(struct ctx *x, const struct keydef *k, const char *key, vo
 	case V_ENDPOINT: {
 		char *e = check_endpoint(v, &why);
 		if (!e) {
-			if (why)
+			if (why && strstr(why, "credentials"))
+				add_error(x, x->lineno, key, "%s", why); /* do not echo a secret */
+			else if (why)
 				add_error(x, x->lineno, key, "'%s' %s", v, why);
 			else
 				x->oom = true;
@@ -1491,7 +1523,10 @@ static void handle_kv(struct ctx *x, const char *name, const char *value, bool c
 		}
 		x->keys->line[i] = x->lineno;
 	}
+	size_t before = x->errs->n;
 	set_value(x, &keys[i], name, base, value, continuation);
+	if (x->errs->n > before)
+		x->keys->bad[i] = true;
 }
 
 static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
@@ -1830,6 +1865,14 @@ static unsigned key_line(const struct keylines *k, const struct keydef *keys, co
 	return i < 0 ? 0 : k->line[i];
 }
 
+/* The line of a key whose value was accepted, else 0. */
+static unsigned good_line(const struct keylines *k, const struct keydef *keys, const char *name)
+{
+	int i = key_index(keys, name);
+
+	return i < 0 || k->bad[i] ? 0 : k->line[i];
+}
+
 static void finish_target(struct ctx *x, struct td_target_conf *t, const struct keylines *k)
 {
 	char kn[64];
@@ -1839,6 +1882,8 @@ static void finish_target(struct ctx *x, struct td_target_conf *t, const struct 
 		          t->name);
 		return;
 	}
+	if (!good_line(k, target_keys, "type"))
+		return; /* reported already; the rest depends on it */
 	for (int i = 0; target_keys[i].name; i++) {
 		unsigned f = target_keys[i].flags;
 		key_name(kn, sizeof(kn), &target_keys[i]);
@@ -1871,24 +1916,28 @@ static void finish_policy(struct ctx *x, struct td_policy_conf *p, const struct 
 {
 	unsigned hi = key_line(k, policy_keys, "high_watermark");
 	unsigned lo = key_line(k, policy_keys, "low_watermark");
-	unsigned tl = key_line(k, policy_keys, "target");
-	unsigned ml = key_line(k, policy_keys, "max_size");
+	unsigned tl = good_line(k, policy_keys, "target");
+	unsigned ml = good_line(k, policy_keys, "max_size");
+	bool wm_ok = good_line(k, policy_keys, "high_watermark") == hi &&
+	             good_line(k, policy_keys, "low_watermark") == lo;
 	char a[32], b[32];
 
 	if (!key_line(k, policy_keys, "paths"))
 		add_error(x, p->line, "paths", "policy \"%s\": missing required key", p->name);
-	else if (p->paths.n == 0)
+	else if (p->paths.n == 0 && good_line(k, policy_keys, "paths"))
 		add_error(x, key_line(k, policy_keys, "paths"), "paths", "no paths given");
-	if (!tl) {
+	if (!key_line(k, policy_keys, "target")) {
 		add_error(x, p->line, "target", "policy \"%s\": missing required key", p->name);
-	} else if (p->target) {
+	} else if (tl && p->target) {
 		p->target_conf = td_config_target(x->c, p->target);
 		if (!p->target_conf)
 			add_error(x, tl, "target",
 			          "undefined target '%s' (no [target \"%s\"] section)", p->target,
 			          p->target);
 	}
-	if (hi && !lo)
+	if (!wm_ok)
+		; /* a watermark value was rejected: reported already */
+	else if (hi && !lo)
 		add_error(x, hi, "high_watermark", "needs low_watermark too");
 	else if (lo && !hi)
 		add_error(x, lo, "low_watermark", "needs high_watermark too");
@@ -1897,7 +1946,8 @@ static void finish_policy(struct ctx *x, struct td_policy_conf *p, const struct 
 		          p->low_watermark_pct, p->high_watermark_pct);
 	else if (hi && lo)
 		p->has_watermarks = true;
-	if (ml && p->max_size_bytes < p->min_size_bytes) {
+	if (ml && good_line(k, policy_keys, "min_size") == key_line(k, policy_keys, "min_size") &&
+	    p->max_size_bytes < p->min_size_bytes) {
 		fmt_size(a, sizeof(a), p->max_size_bytes);
 		fmt_size(b, sizeof(b), p->min_size_bytes);
 		add_error(x, ml, "max_size", "%s is below min_size (%s)", a, b);
@@ -1962,11 +2012,11 @@ static void check_overlaps(struct ctx *x)
 			const struct root *a = &r[i], *b = &r[j];
 			if (!path_within(a->path, b->path) && !path_within(b->path, a->path))
 				continue;
-			const char *rel = strcmp(a->path, b->path) == 0   ? "the same as"
-			                  : path_within(b->path, a->path) ? "inside"
+			const char *rel = strcmp(a->path, b->path) == 0   ? "is the same as"
+			                  : path_within(b->path, a->path) ? "is inside"
 			                                                  : "contains";
 			add_error(x, b->line, "paths",
-			          "'%s' is %s '%s' (%s, line %u): roots must not overlap", b->path,
+			          "'%s' %s '%s' (%s, line %u): roots must not overlap", b->path,
 			          rel, a->path, a->what, a->line);
 		}
 	}
@@ -1976,7 +2026,9 @@ static void check_overlaps(struct ctx *x)
 			continue;
 		for (size_t i = 0; i < np; i++) {
 			if (path_within(r[j].path, r[i].path))
-				add_error(x, r[j].line ? r[j].line : r[i].line, r[j].key,
+				/* A default directory has no line: blame the root's. */
+				add_error(x, r[j].line ? r[j].line : r[i].line,
+				          r[j].line ? r[j].key : "paths",
 				          "%s '%s' is inside the root '%s' of %s (line %u)",
 				          r[j].what, r[j].path, r[i].path, r[i].what, r[i].line);
 			else if (path_within(r[i].path, r[j].path))
@@ -2109,6 +2161,8 @@ int td_config_load(struct td_config **out, const char *path, struct td_config_er
 	struct ctx x = { .errs = errs ? errs : &local, .file = path };
 	size_t first_err = x.errs->n;
 	char *buf = NULL;
+
+	x.first_err = first_err;
 	int r;
 
 	x.c = calloc(1, sizeof(*x.c));
