@@ -16,7 +16,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -54,6 +53,7 @@ struct check {
 	int64_t skew_s;
 	bool have_skew;
 	double latency_ms;
+	bool is_s3;
 	char key[96];    /* small scratch object */
 	char mp_key[96]; /* multipart scratch object */
 	char list_prefix[64];
@@ -96,7 +96,7 @@ static void format_error(char *out, size_t n, int status, const struct td_target
 
 	snprintf(out, n, "%s", e && e->message[0] ? e->message : strerror(-status));
 	len = strlen(out);
-	if (e && e->code[0] && len < n)
+	if (e && e->code[0] && !strstr(out, e->code) && len < n)
 		len += (size_t)snprintf(out + len, n - len, " [%s]", e->code);
 	if (e && e->http_status && len < n)
 		len += (size_t)snprintf(out + len, n - len, " (HTTP %d)", e->http_status);
@@ -207,19 +207,34 @@ static const char *meta_get(const struct td_object_info *info, const char *key)
 	return NULL;
 }
 
-static void check_clock(struct check *c, const struct td_object_info *info)
+/*
+ * Clock skew. S3: the server's Date (head) against our clock; S3 refuses
+ * signatures more than 15 minutes off, so that fails. dir: the mtime the file
+ * server gave the object we just wrote, against the interval (our clock) in
+ * which we wrote it; that only warns (an NFS server with a wrong clock skews
+ * the ages tierd sees on the target, not the data).
+ */
+static void check_clock(struct check *c, bool is_s3, const struct td_object_info *info,
+                        int64_t put_start_s, int64_t put_end_s)
 {
 	int64_t now = td_now_ns() / 1000000000, skew, abs_skew;
 
-	if (!info->server_time_s) {
+	if (is_s3 && !info->server_time_s) {
 		step_done(c, "clock", 0, 0, NULL, "the server sent no time; skew not checked");
 		return;
 	}
-	skew = info->server_time_s - now;
+	if (is_s3)
+		skew = info->server_time_s - now;
+	else if (info->mtime_s < put_start_s - 1)
+		skew = info->mtime_s - put_start_s;
+	else if (info->mtime_s > put_end_s + 1)
+		skew = info->mtime_s - put_end_s;
+	else
+		skew = 0;
 	abs_skew = skew < 0 ? -skew : skew;
 	c->skew_s = skew;
 	c->have_skew = true;
-	if (abs_skew > SKEW_FAIL_S) {
+	if (is_s3 && abs_skew > SKEW_FAIL_S) {
 		step_done(c, "clock", 0, -ERANGE, NULL,
 		          "server clock is %+lld s off ours: S3 refuses signatures beyond 15 "
 		          "minutes; fix NTP on this host or the server",
@@ -227,9 +242,10 @@ static void check_clock(struct check *c, const struct td_object_info *info)
 		return;
 	}
 	if (abs_skew > SKEW_WARN_S)
-		warn(c, "server clock is %+lld s off ours (S3 refuses more than 15 minutes)",
-		     (long long)skew);
-	step_done(c, "clock", 0, 0, NULL, "skew %+lld s", (long long)skew);
+		warn(c, "%s clock is %+lld s off ours%s", is_s3 ? "server" : "file server",
+		     (long long)skew, is_s3 ? " (S3 refuses more than 15 minutes)" : "");
+	step_done(c, "clock", 0, 0, NULL, "skew %+lld s%s", (long long)skew,
+	          is_s3 ? "" : " (from the written file's mtime)");
 }
 
 /* put, head (+clock, latency), range get, verified get, list on the small object. */
@@ -243,7 +259,7 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 	struct td_target_sync s;
 	char sha[TD_SHA256_HEX];
 	unsigned char digest[TD_SHA256_LEN];
-	int64_t t0;
+	int64_t t0, put_start_s, put_end_s;
 	size_t got = 0;
 	bool ok = false;
 	int r, fd = -1;
@@ -258,7 +274,9 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 
 	*put_tried = true;
 	t0 = td_monotonic_ns();
+	put_start_s = td_now_ns() / 1000000000;
 	r = put_buf(c, c->t, c->key, data, SMALL_BYTES, meta, 1, &res, &err);
+	put_end_s = td_now_ns() / 1000000000;
 	if (r == 0 && strcmp(res.sha256_hex, sha) != 0)
 		r = errset(&err, -EIO, "stored checksum %s differs from ours %s", res.sha256_hex,
 		           sha);
@@ -287,7 +305,7 @@ static bool small_object_steps(struct check *c, bool *put_tried)
 	step_done(c, "head", ms_since(t0), r, &err, NULL);
 	if (r < 0)
 		goto out;
-	check_clock(c, info);
+	check_clock(c, c->is_s3, info, put_start_s, put_end_s);
 	step_done(c, "latency", c->latency_ms, 0, NULL, "%.2f ms round trip (best of %d)",
 	          c->latency_ms, LATENCY_SAMPLES);
 
@@ -418,35 +436,6 @@ out:
 	return r == 0;
 }
 
-/* A dir target keeps the (now empty) scratch directories: remove them, walking
- * with O_NOFOLLOW from the root like the backend does. Best effort. */
-static void remove_dir_scratch(const struct td_target_conf *tc, const char *hex)
-{
-	char buf[TD_TARGET_KEY_MAX + 1], *p, *save = NULL;
-	int dfd, fd;
-
-	if (tc->type != TD_TARGET_DIR || !tc->path)
-		return;
-	dfd = open(tc->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return;
-	snprintf(buf, sizeof(buf), "%s", tc->prefix ? tc->prefix : "");
-	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
-		fd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(dfd);
-		if (fd < 0)
-			return;
-		dfd = fd;
-	}
-	fd = openat(dfd, ".tierd-check", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		unlinkat(fd, hex, AT_REMOVEDIR);
-		close(fd);
-		unlinkat(dfd, ".tierd-check", AT_REMOVEDIR); /* fails while others use it */
-	}
-	close(dfd);
-}
-
 static void on_closed(void *data)
 {
 	*(bool *)data = true;
@@ -532,14 +521,11 @@ static void list_targets(const struct td_config *cfg, FILE *f)
 	fprintf(f, "\n");
 }
 
+/* The parser reads credentials_file, and td_config_apply_env_credentials()
+ * fills in the environment's keys: either way they end up in the conf. */
 static bool has_credentials(const struct td_target_conf *tc)
 {
-	if (tc->access_key && tc->access_key[0] && tc->secret_key && tc->secret_key[0])
-		return true;
-	if (tc->credentials_file)
-		return false; /* the parser reads the file; empty keys mean it had none */
-	return getenv("AWS_ACCESS_KEY_ID") && getenv("AWS_ACCESS_KEY_ID")[0] &&
-	       getenv("AWS_SECRET_ACCESS_KEY") && getenv("AWS_SECRET_ACCESS_KEY")[0];
+	return tc->access_key && tc->access_key[0] && tc->secret_key && tc->secret_key[0];
 }
 
 static int run_checks(struct check *c, const struct td_target_conf *tc)
@@ -574,7 +560,9 @@ static int run_checks(struct check *c, const struct td_target_conf *tc)
 		if (has_credentials(tc)) {
 			step_done(c, "credentials", 0, 0, NULL, "%s",
 			          tc->credentials_file ? tc->credentials_file
-			                               : "from the configuration or environment");
+			          : tc->creds_from_env
+			              ? "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+			              : "from the configuration");
 		} else {
 			step_done(
 			    c, "credentials", 0, -EACCES, NULL,
@@ -648,8 +636,6 @@ static int run_checks(struct check *c, const struct td_target_conf *tc)
 			all_ok = false;
 		}
 	}
-	if (put_tried || mp_tried)
-		remove_dir_scratch(tc, hex);
 	return all_ok ? TIERCTL_OK : TIERCTL_FAILED;
 }
 
@@ -690,9 +676,15 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 		td_config_errors_clear(&errs);
 		return TIERCTL_USAGE;
 	}
-	for (size_t i = 0; i < cfg->n_targets; i++)
-		if (strcmp(cfg->targets[i].name, argv[optind]) == 0)
-			tc = &cfg->targets[i];
+	/* As the daemon does: s3 targets without a credentials_file take the keys
+	 * from the environment. */
+	if (td_config_apply_env_credentials(cfg, getenv("AWS_ACCESS_KEY_ID"),
+	                                    getenv("AWS_SECRET_ACCESS_KEY")) < 0) {
+		fprintf(stderr, "tierctl: out of memory\n");
+		rc = TIERCTL_FAILED;
+		goto out;
+	}
+	tc = td_config_target(cfg, argv[optind]);
 	if (!tc) {
 		fprintf(stderr, "tierctl: no target \"%s\" in %s; ", argv[optind], o->config_path);
 		list_targets(cfg, stderr);
@@ -709,6 +701,7 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 	}
 	c->o = o;
 	c->latency_ms = -1;
+	c->is_s3 = tc->type == TD_TARGET_S3;
 	rc = run_checks(c, tc);
 	close_target(c, &c->mp);
 	close_target(c, &c->t);

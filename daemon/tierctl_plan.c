@@ -9,6 +9,7 @@
 #include "tierctl.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -131,8 +132,11 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 		}
 		for (size_t j = 0; j < p->n_root_errors; j++) {
 			char *e = td_escape(p->root_errors[j].root, strlen(p->root_errors[j].root));
+			int err = -p->root_errors[j].err;
 			fprintf(stderr, "tierctl: plan: policy %s: %s: %s\n", pc->name, e ? e : "?",
-			        strerror(-p->root_errors[j].err));
+			        err == ELOOP
+			            ? "is a symbolic link (roots must name the real directory)"
+			            : strerror(err));
 			free(e);
 			rc = TIERCTL_FAILED;
 		}

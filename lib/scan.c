@@ -71,6 +71,7 @@ struct scan {
 	size_t n_own;
 	char *links_prefix;
 	size_t links_prefix_len;
+	unsigned statx_mask;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* queue became non-empty, or all done */
@@ -445,6 +446,11 @@ out:
 	return r;
 }
 
+static int64_t ts_ns(const struct statx_timestamp *t)
+{
+	return t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
 static void handle_file(struct worker *w, size_t root, size_t plen, const struct statx *stx,
                         uint64_t *dir_files, uint64_t *dir_bytes)
 {
@@ -456,9 +462,10 @@ static void handle_file(struct worker *w, size_t root, size_t plen, const struct
 		.uid = stx->stx_uid,
 		.gid = stx->stx_gid,
 		.size = stx->stx_size,
-		.atime_ns = stx->stx_atime.tv_sec * 1000000000LL + stx->stx_atime.tv_nsec,
-		.mtime_ns = stx->stx_mtime.tv_sec * 1000000000LL + stx->stx_mtime.tv_nsec,
-		.ctime_ns = stx->stx_ctime.tv_sec * 1000000000LL + stx->stx_ctime.tv_nsec,
+		/* Times not asked for (statx_mask) read as 0. */
+		.atime_ns = stx->stx_mask & STATX_ATIME ? ts_ns(&stx->stx_atime) : 0,
+		.mtime_ns = stx->stx_mask & STATX_MTIME ? ts_ns(&stx->stx_mtime) : 0,
+		.ctime_ns = stx->stx_mask & STATX_CTIME ? ts_ns(&stx->stx_ctime) : 0,
 	};
 	struct td_scan_entry e = {
 		.root = root,
@@ -603,10 +610,7 @@ static int process_dir(struct worker *w, struct dir_item *it)
 			}
 			if (statx(fd, name,
 			          AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
-			          STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID |
-			              STATX_ATIME | STATX_MTIME | STATX_CTIME | STATX_INO |
-			              STATX_SIZE,
-			          &stx) < 0) {
+			          s->statx_mask, &stx) < 0) {
 				w->st.skipped[errno_reason(errno)]++;
 				continue;
 			}
@@ -760,7 +764,27 @@ int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nthreads = n > 0 ? (unsigned)TD_MIN(n, 64) : 1;
 	}
+	/* Ask only for what the rules read: on network filesystems each field
+	 * can cost a round trip. */
+	s.statx_mask =
+	    STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO | STATX_SIZE;
+	switch (s.conf->age_by) {
+	case TD_AGE_MTIME:
+		s.statx_mask |= STATX_MTIME;
+		break;
+	case TD_AGE_CTIME:
+		s.statx_mask |= STATX_CTIME;
+		break;
+	case TD_AGE_ATIME:
+		s.statx_mask |= STATX_ATIME;
+		break;
+	default:
+		s.statx_mask |= STATX_ATIME | STATX_MTIME | STATX_CTIME;
+		break;
+	}
 	s.q_cap = o->queue_cap ? o->queue_cap : 4096;
+	if (s.q_cap < s.n_roots)
+		s.q_cap = s.n_roots; /* every root starts queued */
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.sel_lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
@@ -850,10 +874,8 @@ int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
 			r = -ENOMEM;
 			goto out;
 		}
-		s.q[s.q_n++] = it; /* roots are few; q_cap >= 1 */
+		s.q[s.q_n++] = it;
 		s.pending++;
-		if (s.q_n == s.q_cap)
-			break;
 	}
 	for (unsigned i = 0; i < nthreads; i++) {
 		ws[i].s = &s;

@@ -16,6 +16,15 @@
  * during the call. With watermarks active, on_candidate is instead called from
  * the thread that called td_scan_run(), after the walk, coldest first.
  * on_progress and on_root_error are called from td_scan_run()'s thread.
+ *
+ * Selection: every eligible file (td_policy_check) is a candidate, first come
+ * first served up to max_files_per_run / max_bytes_per_run. With watermarks,
+ * nothing is selected while the first root's filesystem is at or below
+ * high_watermark; above it, the coldest eligible files are kept (a min-heap
+ * on age holding just enough bytes, at most select_cap entries) and handed
+ * over coldest first until the projected usage is below low_watermark.
+ * Counters are summed per worker and merged at the end (no shared hot
+ * counters); only the progress counters are atomics.
  */
 #pragma once
 
@@ -32,7 +41,7 @@ struct td_scan_entry {
 	size_t root;      /* index into the roots */
 	const char *path; /* root-relative, not NUL-terminated within path_len */
 	size_t path_len;
-	const struct td_file_meta *meta;
+	const struct td_file_meta *meta; /* only the age_by time(s) are set; others 0 */
 	uint64_t dev, ino;
 	int64_t age_ns; /* by the policy's age_by */
 };

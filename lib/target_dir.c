@@ -16,7 +16,20 @@
  * SHA-256 in the same pass, stores the metadata on it (xattrs user.tierd.*, or
  * a sidecar file on filesystems without user xattrs), fsyncs it, renames it
  * into place and fsyncs the directory. Nothing half-written is ever visible
- * under the object's name; cleanup_stale removes temp files left by a crash.
+ * under the object's name. Temp names carry a random id of this target
+ * instance (".tierd-tmp.<run>.<random>"): cleanup_stale removes every temp
+ * file of other runs, which at start-up is all of them. (A second process
+ * writing to the same directory at that moment, e.g. tierctl check-target,
+ * may see its put fail; it never loses data.)
+ *
+ * Key space: as on S3, a key is a path of names; directories exist only to
+ * hold keys. A delete removes the directories it leaves empty (below the
+ * prefix), and a put replaces an empty directory that is in its way. A key
+ * component longer than NAME_MAX fails with -ENAMETOOLONG.
+ *
+ * ETag: the SHA-256 of the object (stored at put), or "<size>-<mtime>" in hex
+ * for files that did not come through put. put_buf does not copy the buffer:
+ * it must stay valid until the callback.
  *
  * Bounds: at most max_connections (default DIR_RUNNING_DEFAULT) work items run
  * at once; up to DIR_QUEUE_MAX more wait in a FIFO; beyond that a call fails
@@ -50,6 +63,7 @@
 #define DIR_XATTR_CTYPE     "user.tierd.content-type"
 #define DIR_XATTR_META      "user.tierd.m."
 #define DIR_SIDECAR_MAX     (64u << 10)
+#define DIR_WALK_RETRIES    8
 
 /* The conformance test builds this file once more with TD_DIR_FORCE_SIDECAR=1,
  * to run the sidecar path on a filesystem that has xattrs. */
@@ -535,19 +549,28 @@ static int do_put(struct dir_req *r)
 	st = td_hash_new(&h, TD_HASH_SHA256);
 	if (st < 0)
 		goto out;
-	dfd = open_parent(r->t->root_fd, r->key, true, &name);
-	if (dfd < 0) {
-		st = fail(r, dfd, "cannot create the directories of");
-		dfd = -1;
-		goto out;
-	}
 	st = tmp_name(tmp, r->t->run_id);
 	if (st < 0)
 		goto out;
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		st = fail(r, -errno, "cannot create a temp file for");
-		goto out;
+	/* A delete prunes directories it empties; one may vanish between our walk
+	 * and the temp file's creation. Then walk (and create) again. */
+	for (int attempt = 0;; attempt++) {
+		dfd = open_parent(r->t->root_fd, r->key, true, &name);
+		if (dfd < 0) {
+			st = fail(r, dfd, "cannot create the directories of");
+			dfd = -1;
+			goto out;
+		}
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			break;
+		st = -errno;
+		if (st != -ENOENT || attempt == DIR_WALK_RETRIES) {
+			st = fail(r, st, "cannot create a temp file for");
+			goto out;
+		}
+		close(dfd);
+		dfd = -1;
 	}
 	tmp_made = true;
 	if (r->src_fd >= 0) {
@@ -637,8 +660,19 @@ static int do_put(struct dir_req *r)
 		goto out;
 	}
 	if (renameat(dfd, tmp, dfd, name) < 0) {
-		st = fail(r, -errno, "cannot rename into place");
-		goto out;
+		/* An empty directory in the way (left from keys under "name/") goes,
+		 * as it would not exist on S3; a non-empty one is a real conflict. */
+		st = -errno;
+		if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
+		    renameat(dfd, tmp, dfd, name) == 0) {
+			st = 0;
+		} else if (st == -EISDIR) {
+			st = fail(r, st, "other keys have this name as their directory:");
+			goto out;
+		} else {
+			st = fail(r, st, "cannot rename into place");
+			goto out;
+		}
 	}
 	tmp_made = false;
 	if (fsync(dfd) < 0) {
@@ -772,7 +806,7 @@ static int do_head(struct dir_req *r)
 	snprintf(info->key, sizeof(info->key), "%s", r->key + strlen(r->t->prefix));
 	info->size_bytes = (uint64_t)st.st_size;
 	info->mtime_s = st.st_mtim.tv_sec;
-	info->server_time_s = td_now_ns() / 1000000000;
+	info->server_time_s = 0; /* no server to ask; the file's mtime is the server's clock */
 	read_etag(dfd, name, fd, &st, info->etag, sizeof(info->etag));
 	s = read_meta(dfd, name, fd, &st, info);
 	if (s < 0)
@@ -780,6 +814,30 @@ static int do_head(struct dir_req *r)
 	close(fd);
 	close(dfd);
 	return s;
+}
+
+/* Removes the directories above a deleted object while they are empty, up to
+ * (not including) the target prefix, so the key space stays as on S3. */
+static void prune_dirs(struct dir_req *r)
+{
+	size_t lp = strlen(r->t->prefix);
+	char *path = strdup(r->key), *slash;
+	const char *name;
+	int dfd, rr;
+
+	while (path && (slash = strrchr(path, '/')) != NULL) {
+		*slash = '\0';
+		if (strlen(path) < lp)
+			break;
+		dfd = open_parent(r->t->root_fd, path, false, &name);
+		if (dfd < 0)
+			break;
+		rr = unlinkat(dfd, name, AT_REMOVEDIR);
+		close(dfd);
+		if (rr < 0)
+			break; /* not empty (or not ours to remove): stop */
+	}
+	free(path);
 }
 
 static int do_delete(struct dir_req *r)
@@ -806,6 +864,7 @@ static int do_delete(struct dir_req *r)
 		return fail(r, -e, "cannot fsync the directory of");
 	}
 	close(dfd);
+	prune_dirs(r);
 	return 0;
 }
 

@@ -12,8 +12,10 @@ once they are used up every request is served normally ("ok"). Actions:
   truncate  announce the whole body, send half of it, close
   stall     send the headers and a few bytes, then go silent
   403       HTTP 403 SignatureDoesNotMatch
+  skew      HTTP 403 RequestTimeTooSkewed
+  nobucket  HTTP 404 NoSuchBucket
   badxml    HTTP 200 with a malformed XML body
-GET /__count answers the number of S3 requests seen. No signature checks. The
+GET /__host answers the Host header of the last S3 request, GET /__count the number of S3 requests seen. No signature checks. The
 peer exits by itself after 60 s, or 10 s without any request.
 """
 import http.server
@@ -28,6 +30,7 @@ actions = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else []
 lock = threading.Lock()
 objects = {}
 count = 0
+last_host = ""
 last_seen = time.monotonic()
 started = time.monotonic()
 
@@ -66,9 +69,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_any(self, method):
+        global last_host
         if self.path == "/__count":
             self.send(200, str(count).encode())
             return
+        if self.path == "/__host":
+            self.send(200, last_host.encode())
+            return
+        last_host = self.headers.get("Host") or ""
         body = self.body_in()
         act = next_action()
         if act == "500":
@@ -77,6 +85,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(503, error_xml("SlowDown", "Please reduce your request rate."))
         elif act == "403":
             self.send(403, error_xml("SignatureDoesNotMatch", "injected"))
+        elif act == "skew":
+            self.send(403, error_xml("RequestTimeTooSkewed",
+                                     "The difference between the request time and the current time is too large."))
+        elif act == "nobucket":
+            self.send(404, error_xml("NoSuchBucket", "The specified bucket does not exist"))
         elif act == "badxml":
             self.send(200, b"<ListBucketResult><Contents><Key>a</Key></Contents")
         elif act == "reset":

@@ -97,7 +97,7 @@ struct batch {
 	unsigned in_flight, window;
 	int failed;
 	bool get;
-	uint64_t bytes;
+	int range_fd; /* pget: pieces of one object into this fd */
 };
 
 static void batch_pump(struct batch *b);
@@ -123,7 +123,10 @@ static void batch_pump(struct batch *b)
 		struct job *j = &b->jobs[b->next++];
 		int r;
 
-		if (b->get) {
+		if (b->range_fd >= 0) {
+			r = td_target_get_fd(t, NULL, j->key, j->off, j->size, b->range_fd, j->off,
+			                     NULL, on_job, b);
+		} else if (b->get) {
 			j->fd = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 			r = j->fd < 0 ? -errno
 			              : td_target_get_fd(t, NULL, j->key, 0, UINT64_MAX, j->fd, 0,
@@ -151,7 +154,8 @@ static void batch_pump(struct batch *b)
 
 static int run_batch(struct batch *b)
 {
-	b->window = max_conn * 2;
+	if (!b->window)
+		b->window = max_conn * 2;
 	batch_pump(b);
 	while (b->done < b->n)
 		uv_run(&loop, UV_RUN_ONCE);
@@ -163,7 +167,7 @@ static int run_batch(struct batch *b)
 
 static int put_tree(const char *dir, const char *kp)
 {
-	struct batch b = { 0 };
+	struct batch b = { .range_fd = -1 };
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	size_t cap = 0;
@@ -221,7 +225,7 @@ static int on_listed(const struct td_object_info *info, void *data)
 
 static int get_tree(const char *kp, const char *dir)
 {
-	struct batch b = { .get = true };
+	struct batch b = { .get = true, .range_fd = -1 };
 	struct lister l = { .b = &b, .dir = dir, .kp = kp };
 	struct td_target_error err;
 	int r, rc;
@@ -257,21 +261,8 @@ static int pget(const char *key, const char *path, uint64_t size)
 		b.jobs[i].size = TD_MIN(piece, size - i * piece);
 		snprintf(b.jobs[i].key, sizeof(b.jobs[i].key), "%s", key);
 	}
-	while (b.done < b.n) {
-		while (b.in_flight < b.window && b.next < b.n) {
-			struct job *j = &b.jobs[b.next++];
-			int r = td_target_get_fd(t, NULL, j->key, j->off, j->size, fd, j->off, NULL,
-			                         on_job, &b);
-
-			if (r < 0) {
-				b.failed++;
-				b.done++;
-				continue;
-			}
-			b.in_flight++;
-		}
-		uv_run(&loop, UV_RUN_ONCE);
-	}
+	b.range_fd = fd;
+	run_batch(&b);
 	close(fd);
 	free(b.jobs);
 	return b.failed ? 1 : 0;

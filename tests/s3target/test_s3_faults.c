@@ -73,20 +73,31 @@ static size_t count_write(char *b, size_t s, size_t n, void *u)
 	return s * n;
 }
 
-/* How many S3 requests the peer has seen (a blocking fetch: this is a test). */
-static int peer_count(struct peer *p)
+/* Asks the peer something (a blocking fetch: this is a test). */
+static void peer_ask(struct peer *p, const char *what, char out[16])
 {
-	char url[128], out[16] = "";
+	char url[128];
 	CURL *e = curl_easy_init();
 
-	snprintf(url, sizeof(url), "%s/__count", p->endpoint);
+	out[0] = '\0';
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s", p->port, what);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, count_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
 	curl_easy_perform(e);
 	curl_easy_cleanup(e);
+}
+
+/* How many S3 requests the peer has seen. */
+static int peer_count(struct peer *p)
+{
+	char out[16];
+
+	peer_ask(p, "__count", out);
 	return atoi(out);
 }
+
+static bool virtual_host;
 
 static struct td_target *peer_target(struct peer *p, unsigned attempts, int64_t stall_s)
 {
@@ -97,6 +108,14 @@ static struct td_target *peer_target(struct peer *p, unsigned attempts, int64_t 
 	struct td_target *t = NULL;
 
 	s3t_conf(&c, &s3, "pfx/");
+	if (virtual_host) {
+		static char ep[64];
+
+		/* curl resolves *.localhost to the loopback itself. */
+		snprintf(ep, sizeof(ep), "http://localhost:%d", p->port);
+		c.endpoint = ep;
+		c.addressing = TD_ADDRESSING_VIRTUAL;
+	}
 	if (td_target_new(&t, &loop, &c, &err) < 0)
 		return NULL;
 	td_target_s3_tuning_default(&tu);
@@ -229,6 +248,52 @@ static void test_exhausted(void)
 	peer_stop(&p);
 }
 
+static void test_clear_errors(void)
+{
+	struct peer p;
+	struct td_target *t;
+	struct td_target_error err;
+
+	REQUIRE(peer_start(&p, "skew,nobucket") == 0);
+	t = peer_target(&p, 5, 5);
+	REQUIRE(t);
+	CHECK(td_target_is_plaintext(t));
+	CHECK_INT(put_small(t, "obj", "x", &err), -EACCES);
+	CHECK_STR(err.code, "RequestTimeTooSkewed");
+	CHECK_CONTAINS(err.message, "clock skew");
+	printf("  skew: %s\n", err.message);
+	CHECK_INT(put_small(t, "obj", "x", &err), -ENOENT);
+	CHECK_STR(err.code, "NoSuchBucket");
+	CHECK_CONTAINS(err.message, "bucket \"b\" does not exist");
+	CHECK_INT(peer_count(&p), 2);
+	s3t_close(&loop, t);
+	peer_stop(&p);
+}
+
+/* Virtual-host addressing: the bucket goes into the Host header. */
+static void test_virtual_host(void)
+{
+	struct peer p;
+	struct td_target *t;
+	struct td_target_error err;
+	char back[16], host[16];
+	size_t got = 0;
+
+	REQUIRE(peer_start(&p, "") == 0);
+	virtual_host = true;
+	t = peer_target(&p, 3, 5);
+	virtual_host = false;
+	REQUIRE(t);
+	CHECK_INT(put_small(t, "obj", "virtual", &err), 0);
+	CHECK_INT(get_all(t, "obj", back, sizeof(back), &got, &err), 0);
+	CHECK_INT(got, 7);
+	CHECK(memcmp(back, "virtual", 7) == 0);
+	peer_ask(&p, "__host", host);
+	CHECK(strncmp(host, "b.localhost:", 12) == 0);
+	s3t_close(&loop, t);
+	peer_stop(&p);
+}
+
 static int each_noop(const struct td_object_info *info, void *data)
 {
 	(void)info;
@@ -264,6 +329,8 @@ int main(void)
 	TD_RUN(test_stall);
 	TD_RUN(test_exhausted);
 	TD_RUN(test_bad_xml);
+	TD_RUN(test_clear_errors);
+	TD_RUN(test_virtual_host);
 	uv_loop_close(&loop);
 	curl_global_cleanup();
 	return td_test_done();

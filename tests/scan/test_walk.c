@@ -742,6 +742,64 @@ static void test_missing_root_and_big_dir(void)
 	free(roots[1]);
 }
 
+struct vanish_ctx {
+	struct coll c;
+	const char *z, *y, *y2;
+};
+
+static void vanish_on_dir(void *ctx, size_t root, const char *path, size_t len, uint64_t files,
+                          uint64_t bytes)
+{
+	struct vanish_ctx *v = ctx;
+
+	/* The root has been listed; its subdirectories are queued but not open. */
+	if (len == 0) {
+		rmdir(v->z);
+		rename(v->y, v->y2);
+	}
+}
+
+static void vanish_on_cand(void *ctx, const struct td_scan_entry *e)
+{
+	on_cand(&((struct vanish_ctx *)ctx)->c, e);
+}
+
+/* Directories removed or renamed away between being listed and being opened. */
+static void test_vanished(void)
+{
+	char *root = strdup(P("/van"));
+	struct td_policy_conf pc = conf_for(&root);
+	struct td_policy *p = NULL;
+	struct td_scan_stats st;
+	struct vanish_ctx v;
+	struct td_scan_opts o = { .threads = 1,
+		                  .on_dir = vanish_on_dir,
+		                  .on_candidate = vanish_on_cand };
+
+	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(mkdir(P("/van/z"), 0755) == 0);
+	REQUIRE(mkdir(P("/van/y"), 0755) == 0);
+	REQUIRE(mkfile(P("/van/y/f"), 10, 100) == 0);
+	REQUIRE(mkfile(P("/van/top"), 10, 100) == 0);
+	v.z = strdup(P("/van/z"));
+	v.y = strdup(P("/van/y"));
+	v.y2 = strdup(P("/van/y2"));
+	coll_init(&v.c);
+	REQUIRE(td_policy_new(&p, &pc, td_now_ns()) == 0);
+	o.policy = p;
+	o.ctx = &v;
+	CHECK_INT(td_scan_run(&st, &o), 0);
+	CHECK_INT(st.skipped[TD_SKIP_VANISHED], 2);
+	CHECK_INT(v.c.n, 1);
+	CHECK(coll_has(&v.c, "top", 3));
+	coll_free(&v.c);
+	td_policy_free(p);
+	free((char *)v.z);
+	free((char *)v.y);
+	free((char *)v.y2);
+	free(root);
+}
+
 /* A tiny shared queue forces the per-worker stacks and their sharing; a
  * 1,500-deep chain checks that depth costs no C stack. */
 static void test_small_queue_wide_deep(void)
@@ -809,6 +867,7 @@ int main(void)
 	TD_RUN(test_watermarks);
 	TD_RUN(test_missing_root_and_big_dir);
 	TD_RUN(test_small_queue_wide_deep);
+	TD_RUN(test_vanished);
 	rm_rf(base);
 	return td_test_done();
 }
