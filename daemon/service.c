@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -690,6 +691,50 @@ static int open_mover(struct service *s)
 	return 0;
 }
 
+/* ---- the remote view ---------------------------------------------------- */
+
+uint64_t svc_cache_limit(const struct td_config *c)
+{
+	struct statvfs v;
+
+	if (!c->cache_size.is_pct)
+		return c->cache_size.bytes;
+	if (statvfs(c->cache_dir, &v) < 0)
+		return 0;
+	return (uint64_t)((double)v.f_blocks * (double)v.f_frsize * c->cache_size.pct / 100.0);
+}
+
+static void on_rview_error(void *ctx, const char *id, const char *message)
+{
+	svc_error(ctx, "remote view: %s: %s", id, message);
+}
+
+static int open_rview(struct service *s)
+{
+	const struct td_config *conf = s->conf->c;
+	struct td_rview_opts o = { 0 };
+	char mnt[4096], err[512];
+	int r;
+
+	snprintf(mnt, sizeof(mnt), "%s/remote", conf->run_dir);
+	o.loop = s->loop;
+	o.mountpoint = mnt;
+	o.catalog_path = s->catalog_path;
+	o.state_dir = conf->state_dir;
+	o.cache_dir = conf->cache_dir;
+	o.run_dir = conf->run_dir;
+	o.cache_limit_bytes = svc_cache_limit(conf);
+	o.no_hydrate = (const char *const *)conf->no_hydrate.v;
+	o.n_no_hydrate = conf->no_hydrate.n;
+	o.target_for = target_for;
+	o.on_error = on_rview_error;
+	o.ctx = s;
+	r = td_rview_new(&s->rview, &o, err, sizeof(err));
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
 /* ---- reload (SIGHUP) ------------------------------------------------------ */
 
 struct reload {
@@ -735,6 +780,10 @@ static void reload_done(uv_work_t *w, int status)
 					            "restart",
 					            s->conf->c->targets[i].name);
 			td_log_set_level(s->conf->c->log_level);
+			if (s->rview)
+				td_rview_set_limits(s->rview, svc_cache_limit(s->conf->c),
+				                    (const char *const *)s->conf->c->no_hydrate.v,
+				                    s->conf->c->no_hydrate.n);
 			runs_reschedule(s);
 			log_notice("reloaded %s", s->config_path);
 			notify(s, "READY=1\nSTATUS=configuration reloaded");
@@ -820,6 +869,22 @@ static void on_mover_closed(void *data)
 	close_targets(s);
 }
 
+static void close_mover(struct service *s)
+{
+	if (s->mover)
+		td_mover_close(s->mover, on_mover_closed, s);
+	else
+		close_targets(s);
+}
+
+static void on_rview_closed(void *data)
+{
+	struct service *s = data;
+
+	s->rview = NULL;
+	close_mover(s);
+}
+
 static void stop(struct service *s)
 {
 	if (s->stopping)
@@ -841,10 +906,10 @@ static void stop(struct service *s)
 	uv_close((uv_handle_t *)&s->sig_hup, NULL);
 	uv_close((uv_handle_t *)&s->sig_io, NULL);
 	runs_stop(s);
-	if (s->mover)
-		td_mover_close(s->mover, on_mover_closed, s);
+	if (s->rview)
+		td_rview_close(s->rview, on_rview_closed, s);
 	else
-		close_targets(s);
+		close_mover(s);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -897,7 +962,8 @@ int td_service_run(const char *config_path, struct td_config *conf)
 	uv_timer_init(&loop, &s.tick);
 	s.tick.data = &s;
 
-	if (open_mover(&s) < 0 || open_targets(&s) < 0 || open_control_socket(&s) < 0) {
+	if (open_mover(&s) < 0 || open_targets(&s) < 0 || open_rview(&s) < 0 ||
+	    open_control_socket(&s) < 0) {
 		status = 1;
 		stop(&s);
 	} else {

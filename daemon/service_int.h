@@ -8,6 +8,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "mover.h"
+#include "rview.h"
 #include "target.h"
 
 #include <jansson.h>
@@ -68,6 +69,7 @@ struct service {
 	size_t n_targets;
 	unsigned targets_open;
 	struct td_mover *mover;
+	struct td_rview *rview;
 	bool mover_ready; /* start-up recovery finished */
 	bool mover_closed;
 	char catalog_path[4096];
@@ -112,6 +114,7 @@ struct conf_ref *conf_get(struct service *s);
 void conf_put(struct conf_ref *r);
 
 void svc_reload(struct service *s);
+uint64_t svc_cache_limit(const struct td_config *c);
 
 /* Commands (commands.c). Each replies with client_send, now or later. */
 struct command {
