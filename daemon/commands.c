@@ -652,9 +652,208 @@ static void cmd_ls(struct service *s, struct client *c, json_t *args)
 	}
 }
 
+/* ---- recall ------------------------------------------------------------------ */
+
+struct ritem {
+	struct rbatch *b;
+	char *path;
+	size_t len;
+	char id[TD_CATALOG_ID_HEX];
+	int state; /* -1: not in the catalog */
+	uint32_t uid;
+};
+
+struct rbatch {
+	uv_work_t work;
+	struct service *s;
+	struct client *c;
+	char **paths;
+	size_t *lens, n;
+	struct ritem *items;
+	unsigned pending, recalled, failed, skipped;
+	bool started;
+};
+
+static void rbatch_maybe_done(struct rbatch *b)
+{
+	if (b->pending || !b->started)
+		return;
+	client_send(b->c, json_pack("{s:b, s:i, s:i, s:i}", "ok", 1, "recalled", b->recalled,
+	                            "skipped", b->skipped, "failed", b->failed));
+	client_unref(b->c);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].path);
+	free(b->items);
+	free_paths(b->paths, b->lens, b->n);
+	free(b);
+}
+
+static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
+{
+	struct rbatch *b = it->b;
+	json_t *ev = json_pack("{s:s, s:s}", "event", "file", "outcome", outcome);
+
+	set_path(ev, "path", it->path, it->len);
+	if (it->id[0])
+		json_object_set_new(ev, "id", json_string(it->id));
+	if (msg && *msg)
+		json_object_set_new(ev, "message", json_string(msg));
+	client_send(b->c, ev);
+	if (strcmp(outcome, "recalled") == 0)
+		b->recalled++;
+	else if (strcmp(outcome, "failed") == 0)
+		b->failed++;
+	else
+		b->skipped++;
+}
+
+static void on_item_recalled(void *data, const struct td_mover_result *r)
+{
+	struct ritem *it = data;
+
+	ritem_event(it,
+	            r->outcome == TD_MOVER_TIERED   ? "recalled"
+	            : r->outcome == TD_MOVER_FAILED ? "failed"
+	                                            : "skipped",
+	            r->outcome == TD_MOVER_TIERED ? NULL : r->message);
+	it->b->pending--;
+	rbatch_maybe_done(it->b);
+}
+
+static void on_item_hydrated(void *data, int status)
+{
+	struct ritem *it = data;
+	int r;
+
+	if (status < 0) {
+		ritem_event(it, "failed",
+		            status == -EFBIG ? "larger than the whole cache"
+		                             : "could not bring its data back");
+	} else if ((r = svc_recall(it->b->s, it->id, on_item_recalled, it)) == 0) {
+		return;
+	} else {
+		ritem_event(it, "failed", strerror(-r));
+	}
+	it->b->pending--;
+	rbatch_maybe_done(it->b);
+}
+
+static void w_recall_lookup(uv_work_t *w)
+{
+	struct rbatch *b = w->data;
+	const char *state_dir = b->s->conf->c->state_dir;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct ritem *it = &b->items[i];
+		struct td_catalog_entry *e = NULL;
+		struct td_catalog_error ce;
+		char target[4096], id[33];
+		ssize_t tl = readlink(b->paths[i], target, sizeof(target) - 1);
+		int r;
+
+		it->b = b;
+		it->len = b->lens[i];
+		it->path = malloc(it->len + 1);
+		if (it->path)
+			memcpy(it->path, b->paths[i], it->len + 1);
+		it->state = -1;
+		uv_mutex_lock(&b->s->rcat_lock);
+		if (tl > 0 && td_ns_parse_link(state_dir, target, (size_t)tl, id))
+			r = td_catalog_get(&e, b->s->rcat, id, &ce);
+		else
+			r = td_catalog_get_by_path(&e, b->s->rcat, b->paths[i], b->lens[i], &ce);
+		uv_mutex_unlock(&b->s->rcat_lock);
+		if (r == 0) {
+			memcpy(it->id, e->id, sizeof(it->id));
+			it->state = (int)e->state;
+			it->uid = e->uid;
+		}
+		td_catalog_entry_free(e);
+	}
+}
+
+static void a_recall_lookup(uv_work_t *w, int status)
+{
+	struct rbatch *b = w->data;
+	struct service *s = b->s;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct ritem *it = &b->items[i];
+		int r;
+
+		if (!it->path)
+			continue;
+		if (it->state < 0 || it->state == TD_CATALOG_LOCAL) {
+			ritem_event(it, "skipped", "not tiered");
+			continue;
+		}
+		/* Users may recall the files they own. */
+		if (!b->c->privileged && it->uid != b->c->uid) {
+			ritem_event(it, "failed",
+			            "not your file: recall needs its owner, root, or "
+			            "the admin group");
+			continue;
+		}
+		if (it->state == TD_CATALOG_MIGRATING || it->state == TD_CATALOG_RECALLING) {
+			ritem_event(it, "skipped", "busy: being migrated or recalled");
+			continue;
+		}
+		b->pending++;
+		if (it->state == TD_CATALOG_TIERED)
+			r = s->rview ? td_rview_hydrate(s->rview, it->id, on_item_hydrated, it)
+			             : -ENOTCONN;
+		else
+			r = svc_recall(s, it->id, on_item_recalled, it);
+		if (r < 0) {
+			b->pending--;
+			ritem_event(it, "failed", strerror(-r));
+		}
+	}
+	b->started = true;
+	rbatch_maybe_done(b);
+}
+
+static void cmd_recall(struct service *s, struct client *c, json_t *args)
+{
+	struct rbatch *b = calloc(1, sizeof(*b));
+	char err[256];
+	int r;
+
+	if (!b) {
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
+	if (!s->mover_ready) {
+		free(b);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "tierd is still recovering; try again"));
+		return;
+	}
+	r = request_paths(args, &b->paths, &b->lens, &b->n, err, sizeof(err));
+	if (r < 0 || !(b->items = calloc(b->n, sizeof(*b->items)))) {
+		if (r == 0)
+			free_paths(b->paths, b->lens, b->n);
+		free(b);
+		client_send(c, td_ctl_error_reply(r < 0 ? r : -ENOMEM, "%s",
+		                                  r < 0 ? err : "out of memory"));
+		return;
+	}
+	b->s = s;
+	b->c = c;
+	b->work.data = b;
+	client_ref(c);
+	if (uv_queue_work(s->loop, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
+		client_unref(c);
+		free(b->items);
+		free_paths(b->paths, b->lens, b->n);
+		free(b);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
+	}
+}
+
 const struct command svc_commands[] = {
 	{ "ping", false, cmd_ping },      { "status", false, cmd_status },
 	{ "info", false, cmd_info },      { "ls", false, cmd_ls },
+	{ "recall", false, cmd_recall }, /* checks ownership per file */
 	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
 	{ "migrate", true, cmd_migrate },
 };

@@ -709,6 +709,153 @@ static void on_rview_error(void *ctx, const char *id, const char *message)
 	svc_error(ctx, "remote view: %s: %s", id, message);
 }
 
+struct recall_ctx {
+	struct service *s;
+	td_mover_cb done;
+	void *data;
+};
+
+static void on_recalled(void *data, const struct td_mover_result *r)
+{
+	struct recall_ctx *rc = data;
+	char *esc = r->path_len ? td_escape(r->path, r->path_len) : NULL;
+
+	if (r->outcome == TD_MOVER_TIERED)
+		log_notice("recalled %s (%s) to primary storage", esc ? esc : r->id, r->id);
+	else if (r->status == -EBUSY)
+		log_info("recall of %s waits for its writers to close", r->id);
+	else
+		svc_error(rc->s, "recall of %s (%s): %s", esc ? esc : r->id, r->id, r->message);
+	free(esc);
+	if (rc->done)
+		rc->done(rc->data, r);
+	free(rc);
+}
+
+int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data)
+{
+	const struct td_config *conf = s->conf->c;
+	struct recall_ctx *rc;
+	const char **roots;
+	size_t n = 0;
+	int r;
+
+	if (!s->mover || s->stopping)
+		return -ESHUTDOWN;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		n += conf->policies[i].paths.n;
+	roots = calloc(n ? n : 1, sizeof(*roots));
+	rc = calloc(1, sizeof(*rc));
+	if (!roots || !rc) {
+		free(roots);
+		free(rc);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
+			roots[n++] = conf->policies[i].paths.v[k];
+	rc->s = s;
+	rc->done = done;
+	rc->data = data;
+	r = td_mover_recall(s->mover, id, roots, n, on_recalled, rc);
+	free(roots);
+	if (r < 0)
+		free(rc);
+	return r;
+}
+
+static void on_rview_dirty(void *ctx, const char *id)
+{
+	struct service *s = ctx;
+
+	log_info("%s was written through the remote view: recalling it", id);
+	svc_recall(s, id, NULL, NULL);
+}
+
+/* Copies written after their link was rebound to them (the kernel follows
+ * the link; tierd is not in the path) are found by comparing each copy with
+ * its catalog row: a changed one is dirty and goes back to primary storage
+ * once nobody has it open for writing. */
+#define DIRTY_SCAN_EVERY_S 30
+#define DIRTY_BATCH        64
+
+struct dirty_scan {
+	uv_work_t work;
+	struct service *s;
+	char after[TD_CATALOG_ID_HEX];
+	char ids[DIRTY_BATCH][TD_CATALOG_ID_HEX];
+	unsigned n, visited;
+};
+
+static int dirty_check(const struct td_catalog_entry *e, void *data)
+{
+	struct dirty_scan *d = data;
+	char path[4096];
+	struct stat st;
+
+	memcpy(d->after, e->id, sizeof(d->after));
+	d->visited++;
+	if (d->n >= DIRTY_BATCH)
+		return 1;
+	if (e->state == TD_CATALOG_DIRTY ||
+	    (td_ns_cache_path(path, sizeof(path), d->s->conf->c->cache_dir, e->id) == 0 &&
+	     stat(path, &st) == 0 &&
+	     ((uint64_t)st.st_size != e->size ||
+	      (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns)))
+		memcpy(d->ids[d->n++], e->id, TD_CATALOG_ID_HEX);
+	return 0;
+}
+
+static void w_dirty(uv_work_t *w)
+{
+	struct dirty_scan *d = w->data;
+	struct td_catalog_error ce;
+
+	for (int state = TD_CATALOG_CACHED; state <= TD_CATALOG_DIRTY && d->n < DIRTY_BATCH;
+	     state++) {
+		struct td_catalog_filter f = { .state = state, .limit = 2000 };
+		int r;
+
+		d->after[0] = '\0';
+		do { /* pages, so the catalog is not held for long */
+			d->visited = 0;
+			f.after_id = d->after[0] ? d->after : NULL;
+			uv_mutex_lock(&d->s->rcat_lock);
+			r = td_catalog_foreach(d->s->rcat, &f, dirty_check, d, &ce);
+			uv_mutex_unlock(&d->s->rcat_lock);
+		} while (r == 0 && d->visited == f.limit && d->n < DIRTY_BATCH);
+	}
+}
+
+static void a_dirty(uv_work_t *w, int status)
+{
+	struct dirty_scan *d = w->data;
+	struct service *s = d->s;
+
+	s->dirty_scanning = false;
+	for (unsigned i = 0; i < d->n && !s->stopping; i++)
+		svc_recall(s, d->ids[i], NULL, NULL);
+	free(d);
+}
+
+void svc_dirty_scan(struct service *s)
+{
+	struct dirty_scan *d;
+
+	if (s->dirty_scanning || !s->rcat || !s->mover_ready || s->stopping)
+		return;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return;
+	d->s = s;
+	d->work.data = d;
+	if (uv_queue_work(s->loop, &d->work, w_dirty, a_dirty) == 0)
+		s->dirty_scanning = true;
+	else
+		free(d);
+}
+
 static int open_rview(struct service *s)
 {
 	const struct td_config *conf = s->conf->c;
@@ -728,6 +875,7 @@ static int open_rview(struct service *s)
 	o.n_no_hydrate = conf->no_hydrate.n;
 	o.target_for = target_for;
 	o.on_error = on_rview_error;
+	o.on_dirty = on_rview_dirty;
 	o.ctx = s;
 	r = td_rview_new(&s->rview, &o, err, sizeof(err));
 	if (r < 0)
@@ -856,6 +1004,12 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->mover_ready)
 		runs_tick(s, now);
+	if (s->mover_ready && now - s->last_dirty_scan_s >= (getenv("TD_DIRTY_SCAN_S")
+	                                                         ? atoi(getenv("TD_DIRTY_SCAN_S"))
+	                                                         : DIRTY_SCAN_EVERY_S)) {
+		s->last_dirty_scan_s = now;
+		svc_dirty_scan(s);
+	}
 }
 
 /* ---- signals and lifetime ---------------------------------------------------- */

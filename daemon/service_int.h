@@ -84,6 +84,8 @@ struct service {
 	int64_t recent_ns[MAX_RECENT_ERRORS];
 	unsigned n_recent, recent_next;
 	uint64_t files_tiered, bytes_tiered, files_failed;
+	int64_t last_dirty_scan_s;
+	bool dirty_scanning;
 };
 
 struct client {
@@ -115,6 +117,9 @@ void conf_put(struct conf_ref *r);
 
 void svc_reload(struct service *s);
 uint64_t svc_cache_limit(const struct td_config *c);
+/* Recalls `id` (its cache copy replaces the link); done may be NULL. */
+int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
+void svc_dirty_scan(struct service *s);
 
 /* Commands (commands.c). Each replies with client_send, now or later. */
 struct command {

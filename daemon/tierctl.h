@@ -39,6 +39,7 @@ int tierctl_status(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_reload(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_run(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_migrate(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_info(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

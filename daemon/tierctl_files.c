@@ -383,3 +383,76 @@ int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv)
 	json_decref(reply);
 	return r;
 }
+
+/* ---- recall --------------------------------------------------------------------- */
+
+static int on_recall_event(void *ctx, json_t *ev)
+{
+	struct mig *m = ctx;
+	const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+	const char *msg = json_string_value(json_object_get(ev, "message"));
+
+	m->done++;
+	if (outcome && strcmp(outcome, "recalled") == 0)
+		m->tiered++;
+	else if (outcome && strcmp(outcome, "failed") == 0)
+		m->failed++;
+	else
+		m->skipped++;
+	if (m->files) {
+		json_object_del(ev, "event");
+		json_array_append(m->files, ev);
+	} else if (outcome && strcmp(outcome, "recalled") == 0) {
+		printf("recalled %s\n", ev_path(ev, "path"));
+	} else {
+		fprintf(stderr, "tierctl: %s: %s: %s\n", ev_path(ev, "path"),
+		        outcome ? outcome : "?", msg ? msg : "");
+	}
+	return 0;
+}
+
+int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
+{
+	struct mig m = { .o = o, .start_ns = td_monotonic_ns() };
+	int r = TIERCTL_OK, i = 1;
+
+	if (argc < 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: tierctl recall PATH...\n");
+		return TIERCTL_USAGE;
+	}
+	m.total = (size_t)(argc - 1);
+	if (o->json)
+		m.files = json_array();
+	while (i < argc && r == TIERCTL_OK) {
+		json_t *args = json_object(), *reply = NULL;
+		size_t bytes = 0, n = 0;
+
+		for (; i < argc && bytes < BATCH_BYTES && n < BATCH_PATHS; i++, n++) {
+			char *abs = absolute(argv[i]);
+
+			if (abs)
+				add_path(args, abs);
+			bytes += abs ? strlen(abs) * 4 / 3 + 8 : 0;
+			free(abs);
+		}
+		r = tierctl_request_stream(o, "recall", args, on_recall_event, &m, &reply);
+		json_decref(args);
+		if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
+			r = tierctl_reply_error(reply);
+		json_decref(reply);
+	}
+	if (o->json && r == TIERCTL_OK) {
+		json_t *doc = json_pack("{s:o, s:I, s:I, s:I}", "files", m.files, "recalled",
+		                        (json_int_t)m.tiered, "skipped", (json_int_t)m.skipped,
+		                        "failed", (json_int_t)m.failed);
+
+		json_dumpf(doc, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(doc);
+	} else {
+		json_decref(m.files);
+	}
+	if (r != TIERCTL_OK)
+		return r;
+	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+}

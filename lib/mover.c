@@ -81,8 +81,12 @@ struct job {
 	uv_timer_t grace;
 	bool grace_init, grace_armed;
 
-	/* Recovery of a row left by a crash. */
+	/* Recovery of a row left by a crash; a recall rather than a migration. */
 	bool recovering;
+	bool recalling;
+	bool entry_was_tiered;
+	char **roots; /* recall: the policy roots */
+	size_t n_roots;
 	struct td_catalog_entry *entry;
 
 	/* Result. */
@@ -102,6 +106,7 @@ struct recover {
 	unsigned finished, rolled_back, left;
 	int status;
 	bool eof;
+	int pass; /* 0: migrations, 1: recalls */
 	uv_work_t work;
 	void (*done)(void *data, int status, unsigned finished, unsigned rolled_back,
 	             unsigned left);
@@ -311,6 +316,9 @@ static int job_set_id(struct job *j, const char *id)
 
 static void job_free(struct job *j)
 {
+	for (size_t i = 0; i < j->n_roots; i++)
+		free(j->roots[i]);
+	free(j->roots);
 	free(j->root);
 	free(j->path);
 	free(j->policy);
@@ -1167,6 +1175,7 @@ static void maybe_closed(struct td_mover *m)
 
 static void w_recover(struct job *j);
 static void a_recover(struct job *j);
+static void w_recall_recover(struct job *j);
 
 static void start_job(struct td_mover *m, struct job *j)
 {
@@ -1178,7 +1187,9 @@ static void start_job(struct td_mover *m, struct job *j)
 	m->active = j;
 	m->n_active++;
 	j->next = next;
-	if (j->recovering)
+	if (j->recovering && j->recalling)
+		run_work(j, w_recall_recover, a_recover);
+	else if (j->recovering)
 		run_work(j, w_recover, a_recover);
 	else
 		run_work(j, w_open, a_open);
@@ -1510,7 +1521,8 @@ static void w_load_page(uv_work_t *w)
 {
 	struct recover *rc = w->data;
 	struct td_catalog_error ce = { 0 };
-	struct td_catalog_filter f = { .state = TD_CATALOG_MIGRATING,
+	struct td_catalog_filter f = { .state =
+		                           rc->pass ? TD_CATALOG_RECALLING : TD_CATALOG_MIGRATING,
 		                       .after_id = rc->after_id[0] ? rc->after_id : NULL,
 		                       .limit = RECOVER_PAGE };
 	int r;
@@ -1593,6 +1605,7 @@ static void recover_next(struct recover *rc)
 		j->m = m;
 		j->fd = j->parentfd = -1;
 		j->recovering = true;
+		j->recalling = rc->pass == 1;
 		j->entry = e;
 		atomic_init(&j->lease_broken, false);
 		if (!root ||
@@ -1618,6 +1631,11 @@ static void recover_next(struct recover *rc)
 		j->data = rc;
 		start_job(m, j);
 		return;
+	}
+	if (rc->status == 0 && rc->eof && rc->pass == 0) {
+		rc->pass = 1;
+		rc->eof = false;
+		rc->after_id[0] = '\0';
 	}
 	if (rc->status == 0 && !rc->eof) {
 		rc->work.data = rc;
@@ -1673,4 +1691,374 @@ int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_root
 		return -EAGAIN;
 	}
 	return 0;
+}
+
+/* ---- recall: the cache copy goes back in place of the link --------------------- */
+
+static int recall_finish(struct job *j, bool unlink_copy)
+{
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_expect ex = { .state = TD_CATALOG_RECALLING, .step = TD_CATALOG_ANY };
+	struct td_catalog_entry e = { 0 };
+	char path[4096];
+	int r;
+
+	fsync(j->parentfd);
+	td_ns_remove(j->m->state_dir, j->id);
+	if (unlink_copy && td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id) == 0)
+		unlink(path);
+	memcpy(e.id, j->id, sizeof(e.id));
+	e.state = TD_CATALOG_LOCAL;
+	e.step = 0;
+	e.cache_state = TD_CATALOG_CACHE_NONE;
+	uv_mutex_lock(&j->m->cat_lock);
+	r = td_catalog_update(j->m->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, &ex, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	if (r < 0)
+		return cat_err(j, r, &ce, "final update");
+	hook(j, "recalled");
+	set_msg(j, "recalled to primary storage");
+	return 0;
+}
+
+/* The placed file (inode `ino`) at tmpname is exchanged with our link at the
+ * name, and checked by inode; anything unexpected is undone. */
+static int recall_exchange(struct job *j, ino_t ino)
+{
+	char nm[256], rb[4096];
+	struct stat st;
+	ssize_t n;
+
+	memcpy(nm, j->name, j->name_len);
+	nm[j->name_len] = '\0';
+	if (renameat2(j->parentfd, j->tmpname, j->parentfd, nm, RENAME_EXCHANGE) < 0) {
+		fail(j, TD_MOVER_FAILED, -errno, "cannot put the file back: %s", strerror(errno));
+		return -errno;
+	}
+	n = readlinkat(j->parentfd, j->tmpname, rb, sizeof(rb) - 1);
+	if (fstatat(j->parentfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_ino != ino || n < 0 ||
+	    (size_t)n != strlen(j->link_target) || memcmp(rb, j->link_target, (size_t)n) != 0) {
+		renameat2(j->parentfd, j->tmpname, j->parentfd, nm, RENAME_EXCHANGE);
+		fail(j, TD_MOVER_FAILED, -ESTALE, "the name changed during the recall; undone");
+		return -ESTALE;
+	}
+	unlinkat(j->parentfd, j->tmpname, 0);
+	return 0;
+}
+
+static bool link_at_name(struct job *j)
+{
+	char nm[256], rb[4096];
+	ssize_t n;
+
+	memcpy(nm, j->name, j->name_len);
+	nm[j->name_len] = '\0';
+	n = readlinkat(j->parentfd, nm, rb, sizeof(rb) - 1);
+	return n >= 0 && (size_t)n == strlen(j->link_target) &&
+	       memcmp(rb, j->link_target, (size_t)n) == 0;
+}
+
+/* Copies the cache copy into a new file at tmpname (another filesystem). */
+static int recall_copy_across(struct job *j, ino_t *ino_out)
+{
+	struct timespec ts[2] = { j->st.st_atim, j->st.st_mtim };
+	char *buf = malloc(1 << 20);
+	struct stat after;
+	uint64_t off = 0;
+	int out, r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	out = openat(j->parentfd, j->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	             0600);
+	if (out < 0) {
+		free(buf);
+		return -errno;
+	}
+	while (r == 0 && off < (uint64_t)j->st.st_size) {
+		ssize_t n = pread(j->fd, buf, 1 << 20, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		r = td_write_full(out, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	if (r == 0 &&
+	    (fchown(out, j->st.st_uid, j->st.st_gid) < 0 ||
+	     fchmod(out, j->st.st_mode & 07777) < 0 || futimens(out, ts) < 0 || fsync(out) < 0))
+		r = -errno;
+	/* A write to the copy while it was being copied: not this time. */
+	if (r == 0 && (fstat(j->fd, &after) < 0 || !same_content(&after, &j->st) ||
+	               (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK)))
+		r = -EBUSY;
+	if (r == 0) {
+		struct stat st;
+
+		fstat(out, &st);
+		*ino_out = st.st_ino;
+	}
+	close(out);
+	if (r < 0)
+		unlinkat(j->parentfd, j->tmpname, 0);
+	free(buf);
+	return r;
+}
+
+static void w_recall(struct job *j)
+{
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_expect ex = { .step = TD_CATALOG_ANY };
+	char copy[4096];
+	struct stat pst;
+	ino_t placed = 0;
+	bool same_fs;
+	int r;
+
+	uv_mutex_lock(&j->m->cat_lock);
+	r = td_catalog_get(&j->entry, j->m->cat, j->id, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	if (r < 0) {
+		fail(j, TD_MOVER_FAILED, r, "no catalog entry %s", j->id);
+		return;
+	}
+	for (size_t i = 0; i < j->n_roots && !j->root; i++) {
+		size_t rl = strlen(j->roots[i]);
+
+		if (j->entry->path_len > rl + 1 && memcmp(j->entry->path, j->roots[i], rl) == 0 &&
+		    j->entry->path[rl] == '/')
+			j->root = strdup(j->roots[i]);
+	}
+	if (!j->root) {
+		fail(j, TD_MOVER_FAILED, -ENOENT, "its path is below no policy root");
+		return;
+	}
+	td_ns_cache_path(copy, sizeof(copy), j->m->cache_dir, j->id);
+	/* A tiered row with a copy: written through the view before the catalog
+	 * heard of the copy. It is the newest version; recall it. */
+	if (j->entry->state == TD_CATALOG_TIERED && access(copy, F_OK) == 0) {
+		j->entry->state = TD_CATALOG_DIRTY;
+		j->entry_was_tiered = true;
+	}
+	if (j->entry->state != TD_CATALOG_CACHED && j->entry->state != TD_CATALOG_DIRTY) {
+		fail(j, TD_MOVER_SKIPPED, -EINVAL, "not in the cache (state %s): hydrate it first",
+		     td_catalog_state_name(j->entry->state));
+		return;
+	}
+	if (job_set_path(j, j->root, j->entry->path + strlen(j->root) + 1,
+	                 j->entry->path_len - strlen(j->root) - 1) < 0 ||
+	    job_set_id(j, j->id) < 0) {
+		fail(j, TD_MOVER_FAILED, -EINVAL, "its path is not below %s", j->root);
+		return;
+	}
+	td_ns_cache_path(copy, sizeof(copy), j->m->cache_dir, j->id);
+	j->fd = open(copy, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->fd < 0 || fstat(j->fd, &j->st) < 0 || !S_ISREG(j->st.st_mode)) {
+		fail(j, TD_MOVER_FAILED, -ENOENT, "its cache copy is missing");
+		return;
+	}
+	if (fcntl(j->fd, F_SETLEASE, F_RDLCK) == 0)
+		j->leased = true;
+	else if (errno == EAGAIN || errno == EBUSY) {
+		fail(j, TD_MOVER_SKIPPED, -EBUSY, "open for writing; recalled once closed");
+		return;
+	}
+	j->parentfd = open_parent(j->root, j->rel, j->rel_len);
+	if (j->parentfd < 0 || !link_at_name(j)) {
+		struct td_catalog_entry pin = { 0 };
+
+		memcpy(pin.id, j->id, sizeof(pin.id));
+		pin.pinned = true;
+		uv_mutex_lock(&j->m->cat_lock);
+		td_catalog_update(j->m->cat, &pin, TD_CATALOG_F_PIN, NULL, &ce);
+		td_catalog_add_error(j->m->cat, j->id,
+		                     "recall: the link is no longer at its path; the copy is kept "
+		                     "(pinned) in the cache",
+		                     &ce);
+		uv_mutex_unlock(&j->m->cat_lock);
+		fail(j, TD_MOVER_FAILED, -ESTALE,
+		     "the link is no longer at its path; the copy stays pinned in the cache");
+		return;
+	}
+	/* Step 1: the copy's identity goes in the row before it moves. */
+	memcpy(e.id, j->id, sizeof(e.id));
+	e.state = TD_CATALOG_RECALLING;
+	e.step = TD_RECALL_STARTED;
+	e.dev = (uint64_t)j->st.st_dev;
+	e.ino = (uint64_t)j->st.st_ino;
+	e.size = (uint64_t)j->st.st_size;
+	e.mode = j->st.st_mode;
+	e.uid = j->st.st_uid;
+	e.gid = j->st.st_gid;
+	e.atime_ns = ts_ns(&j->st.st_atim);
+	e.mtime_ns = ts_ns(&j->st.st_mtim);
+	e.ctime_ns = ts_ns(&j->st.st_ctim);
+	ex.state = j->entry_was_tiered ? TD_CATALOG_TIERED : (int)j->entry->state;
+	uv_mutex_lock(&j->m->cat_lock);
+	r = td_catalog_update(j->m->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_STAT, &ex, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	if (r < 0) {
+		cat_err(j, r, &ce, "start the recall");
+		return;
+	}
+	j->row = true;
+	hook(j, "recall_started");
+	same_fs = fstat(j->parentfd, &pst) == 0 && pst.st_dev == j->st.st_dev;
+	if (same_fs) {
+		if (renameat(AT_FDCWD, copy, j->parentfd, j->tmpname) < 0) {
+			fail(j, TD_MOVER_FAILED, -errno, "cannot move the copy: %s",
+			     strerror(errno));
+			goto revert;
+		}
+		placed = j->st.st_ino;
+	} else {
+		r = recall_copy_across(j, &placed);
+		if (r < 0) {
+			fail(j, r == -EBUSY ? TD_MOVER_SKIPPED : TD_MOVER_FAILED, r,
+			     "cannot copy it back: %s", strerror(-r));
+			goto revert;
+		}
+	}
+	e.state = TD_CATALOG_RECALLING;
+	e.step = TD_RECALL_PLACED;
+	e.ino = (uint64_t)placed;
+	e.dev = (uint64_t)pst.st_dev;
+	ex.state = TD_CATALOG_RECALLING;
+	uv_mutex_lock(&j->m->cat_lock);
+	r = td_catalog_update(j->m->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_STAT, &ex, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	if (r < 0) {
+		/* Cannot record it: put the copy back where it was. */
+		if (same_fs)
+			renameat(j->parentfd, j->tmpname, AT_FDCWD, copy);
+		else
+			unlinkat(j->parentfd, j->tmpname, 0);
+		cat_err(j, r, &ce, "record the recall");
+		goto revert;
+	}
+	hook(j, "recall_placed");
+	if (recall_exchange(j, placed) < 0) {
+		/* The name is not ours to replace after all: the data goes back to
+		 * the cache (same fs) or is dropped (it is only a copy). */
+		if (same_fs)
+			renameat(j->parentfd, j->tmpname, AT_FDCWD, copy);
+		else
+			unlinkat(j->parentfd, j->tmpname, 0);
+		goto revert;
+	}
+	if (recall_finish(j, !same_fs) == 0)
+		j->outcome = TD_MOVER_TIERED; /* "done" */
+	release_file(j);
+	return;
+revert:
+	e.state = TD_CATALOG_DIRTY; /* the copy still has to go back */
+	e.step = 0;
+	ex.state = TD_CATALOG_RECALLING;
+	uv_mutex_lock(&j->m->cat_lock);
+	td_catalog_update(j->m->cat, &e, TD_CATALOG_F_STATE, &ex, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	release_file(j);
+}
+
+static void a_recall(struct job *j)
+{
+	finish(j);
+}
+
+int td_mover_recall(struct td_mover *m, const char *id, const char *const *roots, size_t n_roots,
+                    td_mover_cb cb, void *data)
+{
+	struct job *j;
+
+	if (m->closing)
+		return -ESHUTDOWN;
+	if (!td_ns_valid_id(id) || !cb)
+		return -EINVAL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->m = m;
+	j->fd = j->parentfd = -1;
+	atomic_init(&j->lease_broken, false);
+	memcpy(j->id, id, TD_CATALOG_ID_HEX);
+	j->roots = calloc(n_roots ? n_roots : 1, sizeof(char *));
+	for (size_t i = 0; j->roots && i < n_roots; i++)
+		if ((j->roots[i] = strdup(roots[i])))
+			j->n_roots++;
+	j->cb = cb;
+	j->data = data;
+	j->recalling = true;
+	j->next = m->active;
+	if (m->active)
+		m->active->prev = j;
+	m->active = j;
+	m->n_active++;
+	run_work(j, w_recall, a_recall);
+	return 0;
+}
+
+/* Recovery of a recall a crash interrupted. */
+static void w_recall_recover(struct job *j)
+{
+	const struct td_catalog_entry *e = j->entry;
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_entry upd = { 0 };
+	struct td_catalog_expect ex = { .state = TD_CATALOG_RECALLING, .step = TD_CATALOG_ANY };
+	char copy[4096], nm[256];
+	struct stat st, tst;
+	bool name_is_file, tmp_is_file;
+
+	j->row = true;
+	td_ns_cache_path(copy, sizeof(copy), j->m->cache_dir, j->id);
+	j->parentfd = open_parent(j->root, j->rel, j->rel_len);
+	if (j->parentfd < 0) {
+		fail(j, TD_MOVER_FAILED, -EUCLEAN, "recall: cannot reach its directory");
+		goto left;
+	}
+	memcpy(nm, j->name, j->name_len);
+	nm[j->name_len] = '\0';
+	name_is_file = fstatat(j->parentfd, nm, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	               S_ISREG(st.st_mode) && st.st_ino == (ino_t)e->ino;
+	tmp_is_file = fstatat(j->parentfd, j->tmpname, &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	              S_ISREG(tst.st_mode) && tst.st_ino == (ino_t)e->ino;
+	if (name_is_file) {
+		/* The exchange happened; only the tidying was left. */
+		struct stat lst;
+
+		if (fstatat(j->parentfd, j->tmpname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(lst.st_mode))
+			unlinkat(j->parentfd, j->tmpname, 0);
+		if (recall_finish(j, true) == 0)
+			j->outcome = TD_MOVER_TIERED;
+		return;
+	}
+	if (tmp_is_file && link_at_name(j)) {
+		if (recall_exchange(j, (ino_t)e->ino) == 0 && recall_finish(j, true) == 0) {
+			j->outcome = TD_MOVER_TIERED;
+			return;
+		}
+		goto left;
+	}
+	if (access(copy, F_OK) == 0 && link_at_name(j)) {
+		/* Nothing moved yet: the copy still has to go back. */
+		memcpy(upd.id, j->id, sizeof(upd.id));
+		upd.state = TD_CATALOG_DIRTY;
+		uv_mutex_lock(&j->m->cat_lock);
+		td_catalog_update(j->m->cat, &upd, TD_CATALOG_F_STATE, &ex, &ce);
+		uv_mutex_unlock(&j->m->cat_lock);
+		fail(j, TD_MOVER_SKIPPED, 0, "recall not started; will be retried");
+		return;
+	}
+	fail(j, TD_MOVER_FAILED, -EUCLEAN,
+	     "recall: neither the copy nor the link is where "
+	     "expected; left for the admin");
+left:
+	uv_mutex_lock(&j->m->cat_lock);
+	td_catalog_add_error(j->m->cat, j->id, j->msg, &ce);
+	uv_mutex_unlock(&j->m->cat_lock);
+	release_file(j);
 }

@@ -110,6 +110,24 @@ int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_root
                                   unsigned left),
                      void *data);
 
+/*
+ * Recall: brings a tiered file back to primary storage. Its cache copy (which
+ * must exist: the file is `cached` or `dirty`) replaces the user link at the
+ * catalog's path (below one of `roots`, the policy roots): on the same filesystem by rename,
+ * elsewhere by a verified copy; then the exchange is the same atomic RENAME_EXCHANGE the migration
+ * uses, checked by inode. The row becomes `local`; the object stays on the target until garbage
+ * collection (DESIGN.md invariant 5). If the user link is no longer at that path, the copy is
+ * pinned, the row keeps an error for `tierctl status`, and the result is -ESTALE. A copy someone
+ * holds open for writing is not recalled yet (-EBUSY). Steps, durable in the catalog (state
+ * recalling): 1 started, 2 placed beside the link.
+ */
+enum td_mover_recall_step {
+	TD_RECALL_STARTED = 1,
+	TD_RECALL_PLACED = 2,
+};
+int td_mover_recall(struct td_mover *m, const char *id, const char *const *roots, size_t n_roots,
+                    td_mover_cb cb, void *data);
+
 /* Call when the process gets the lease-break signal (SIGIO): every file whose
  * read lease is being broken is given back at once. */
 void td_mover_check_leases(struct td_mover *m);

@@ -108,12 +108,23 @@ struct node {
 	bool cached;      /* hydrated in this session: reads come from the copy */
 	uv_file cache_fd; /* open on the cache copy, -1 */
 	struct hyd *hyd;
+	struct hwait *hwaiters;
+	unsigned writers;
+	bool dirty; /* written through the view */
 };
 
 struct handle {
 	struct node *n;
 	uint64_t next_off;
 	bool streaming;
+	uv_file wfd; /* a write open: served on the cache copy; -1 otherwise */
+};
+
+/* Someone waiting for a node's hydration to end. */
+struct hwait {
+	struct hwait *next;
+	void (*done)(void *data, int status);
+	void *data;
 };
 
 struct pidrec {
@@ -250,7 +261,7 @@ static void node_maybe_free(struct td_rview *rv, struct node *n)
 {
 	struct node **pp;
 
-	if (n->lookups || n->opens || n->hyd)
+	if (n->lookups || n->opens || n->hyd || n->hwaiters)
 		return;
 	/* Drop its idle chunks; busy ones keep it alive. */
 	for (unsigned b = 0; b < HASH_BUCKETS; b++)
@@ -306,6 +317,23 @@ static void file_attr(struct stat *st, const struct node *n)
 	st->st_atim.tv_sec = n->atime_ns / 1000000000;
 	st->st_atim.tv_nsec = n->atime_ns % 1000000000;
 	st->st_ctim = st->st_mtim;
+}
+
+/* Once there is a copy, it is the truth: it may have been written to. */
+static void copy_attr(const struct node *n, struct stat *st)
+{
+	struct stat cs;
+
+	if (!n->cached || n->cache_fd < 0 || fstat(n->cache_fd, &cs) < 0)
+		return;
+	st->st_size = cs.st_size;
+	st->st_blocks = cs.st_blocks;
+	st->st_mode = S_IFREG | (cs.st_mode & 07777);
+	st->st_uid = cs.st_uid;
+	st->st_gid = cs.st_gid;
+	st->st_mtim = cs.st_mtim;
+	st->st_ctim = cs.st_ctim;
+	st->st_atim = cs.st_atim;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct stat *st)
@@ -482,11 +510,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (is_file)
+	if (is_file) {
 		file_attr(&st, n);
-	else
+		copy_attr(n, &st);
+	} else {
 		dir_attr(&st, ino);
-	fuse_reply_attr(req, &st, ENTRY_TIMEOUT_S);
+	}
+	fuse_reply_attr(req, &st, is_file && n->cached ? 0 : ENTRY_TIMEOUT_S);
 }
 
 /* Directories list nothing but themselves: ids are unguessable on purpose, and
@@ -759,11 +789,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct pread *pr;
 	uint64_t first, last;
 
-	if ((uint64_t)off >= n->size || size == 0) {
+	uint64_t fsize = n->size;
+
+	if (h->wfd >= 0) {
+		struct stat st;
+
+		fsize = fstat(h->wfd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	}
+	if ((uint64_t)off >= fsize || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	size = (size_t)TD_MIN((uint64_t)size, n->size - (uint64_t)off);
+	size = (size_t)TD_MIN((uint64_t)size, fsize - (uint64_t)off);
 	pr = calloc(1, sizeof(*pr));
 	if (pr)
 		pr->out = malloc(size);
@@ -778,8 +815,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pr->off = (uint64_t)off;
 	pr->size = size;
 	pr->missing = 1; /* held until every piece is asked for */
-	if (n->cached && n->cache_fd >= 0) {
-		if (read_local(pr, n->cache_fd, pr->off, size) < 0)
+	if (h->wfd >= 0 || (n->cached && n->cache_fd >= 0)) {
+		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, pr->off, size) < 0)
 			pr->err = -EIO;
 		goto out;
 	}
@@ -875,6 +912,279 @@ static bool should_stream(struct td_rview *rv, pid_t pid)
 }
 
 static void hyd_start(struct td_rview *rv, struct node *n);
+static int hwait_add(struct node *n, void (*done)(void *data, int status), void *data);
+
+/* ---- writes: served on the cache copy ------------------------------------------ */
+
+struct wopen {
+	struct td_rview *rv;
+	fuse_req_t req;
+	struct node *n;
+	struct fuse_file_info fi;
+};
+
+static void wopen_reply(struct wopen *wo, int status)
+{
+	struct node *n = wo->n;
+	struct td_rview *rv = wo->rv;
+	char path[4096];
+	struct handle *h;
+	int flags = (wo->fi.flags & (O_ACCMODE | O_APPEND | O_TRUNC)) | O_NOFOLLOW | O_CLOEXEC;
+
+	if (status < 0 || rv->closing) {
+		fuse_reply_err(wo->req, status == -EFBIG ? EFBIG : EIO);
+		goto out;
+	}
+	h = calloc(1, sizeof(*h));
+	td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id);
+	if (!h || (h->wfd = open(path, flags)) < 0) {
+		int e = h ? errno : ENOMEM;
+
+		free(h);
+		fuse_reply_err(wo->req, e);
+		goto out;
+	}
+	h->n = n;
+	n->opens++;
+	n->writers++;
+	rv->st.opens++;
+	if (wo->fi.flags & O_TRUNC)
+		n->dirty = true;
+	wo->fi.fh = (uint64_t)(uintptr_t)h;
+	wo->fi.keep_cache = 0;
+	wo->fi.direct_io = 0;
+	fuse_reply_open(wo->req, &wo->fi);
+out:
+	free(wo);
+}
+
+static void wopen_hydrated(void *data, int status)
+{
+	wopen_reply(data, status);
+}
+
+struct dirty_job {
+	uv_work_t work;
+	struct td_rview *rv;
+	char id[TD_CATALOG_ID_HEX];
+};
+
+static void w_mark_dirty(uv_work_t *w)
+{
+	struct dirty_job *d = w->data;
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_error ce;
+
+	memcpy(e.id, d->id, sizeof(e.id));
+	e.state = TD_CATALOG_DIRTY;
+	e.cache_state = TD_CATALOG_CACHE_DIRTY;
+	e.cache_atime_ns = td_now_ns();
+	uv_mutex_lock(&d->rv->cat_lock);
+	td_catalog_update(d->rv->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, NULL, &ce);
+	uv_mutex_unlock(&d->rv->cat_lock);
+}
+
+static void a_mark_dirty(uv_work_t *w, int status)
+{
+	struct dirty_job *d = w->data;
+
+	d->rv->pending_work--;
+	maybe_closed(d->rv);
+	free(d);
+}
+
+/* The catalog learns that this copy is the newest version of the file. */
+static void mark_dirty(struct td_rview *rv, struct node *n)
+{
+	struct dirty_job *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return;
+	d->rv = rv;
+	memcpy(d->id, n->id, sizeof(d->id));
+	d->work.data = d;
+	if (uv_queue_work(rv->loop, &d->work, w_mark_dirty, a_mark_dirty) == 0)
+		rv->pending_work++;
+	else
+		free(d);
+}
+
+/* O_TRUNC: no need for the old bytes; an empty copy with the file's owner
+ * and mode takes its place. */
+static int make_empty_copy(struct td_rview *rv, struct node *n)
+{
+	char path[4096], dir[4096];
+	int fd, r;
+
+	snprintf(dir, sizeof(dir), "%s/objects/%.2s", rv->cache_dir, n->id);
+	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) < 0 ||
+	    td_ns_mkdirs(dir, TD_NS_DIR_MODE) < 0)
+		return -EIO;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fchown(fd, n->uid, n->gid) < 0 || fchmod(fd, n->mode & 07777) < 0) {
+		r = -errno;
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	close(fd);
+	r = td_ns_bind(rv->state_dir, n->id, n->name, n->name_len, path);
+	if (r < 0) {
+		unlink(path);
+		return r;
+	}
+	n->cache_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	n->cached = n->cache_fd >= 0;
+	n->dirty = true;
+	mark_dirty(rv, n);
+	return 0;
+}
+
+/* Opening a cold file for writing hydrates it first; the writes then go to
+ * the copy (and the link is already rebound to it). */
+static void open_for_write(struct td_rview *rv, fuse_req_t req, struct node *n,
+                           struct fuse_file_info *fi)
+{
+	struct wopen *wo = calloc(1, sizeof(*wo));
+	int r;
+
+	if (!wo) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	wo->rv = rv;
+	wo->req = req;
+	wo->n = n;
+	wo->fi = *fi;
+	if (n->cached) {
+		wopen_reply(wo, 0);
+		return;
+	}
+	if ((fi->flags & O_TRUNC) && !n->hyd) {
+		r = make_empty_copy(rv, n);
+		wopen_reply(wo, r);
+		return;
+	}
+	if (hwait_add(n, wopen_hydrated, wo) < 0) {
+		free(wo);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!n->hyd)
+		hyd_start(rv, n);
+}
+
+struct fswrite {
+	uv_fs_t fs;
+	fuse_req_t req;
+	struct td_rview *rv;
+	char *buf;
+};
+
+static void on_fswrite(uv_fs_t *fs)
+{
+	struct fswrite *w = fs->data;
+
+	if (fs->result < 0)
+		fuse_reply_err(w->req, (int)-fs->result);
+	else
+		fuse_reply_write(w->req, (size_t)fs->result);
+	w->rv->pending_work--;
+	uv_fs_req_cleanup(fs);
+	free(w->buf);
+	free(w);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	struct td_rview *rv = fuse_req_userdata(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fswrite *w;
+	uv_buf_t b;
+
+	if (h->wfd < 0) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->buf = malloc(size ? size : 1);
+	if (!w || !w->buf) {
+		free(w);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(w->buf, buf, size); /* buf belongs to libfuse only during this call */
+	w->req = req;
+	w->rv = rv;
+	w->fs.data = w;
+	h->n->dirty = true;
+	b = uv_buf_init(w->buf, (unsigned)size);
+	if (uv_fs_write(rv->loop, &w->fs, h->wfd, &b, 1, (fi->flags & O_APPEND) ? -1 : off,
+	                on_fswrite) < 0) {
+		free(w->buf);
+		free(w);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	rv->pending_work++;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct td_rview *rv = fuse_req_userdata(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct node *n;
+	struct stat st;
+	bool is_file;
+	int fd;
+
+	n = node_by_ino(rv, ino, &is_file);
+	if (!n || !is_file) {
+		fuse_reply_err(req, n ? EPERM : ENOENT);
+		return;
+	}
+	fd = h && h->wfd >= 0 ? h->wfd : n->cached ? n->cache_fd : -1;
+	if (fd < 0) {
+		/* A cold file changes only after a write open has made its copy. */
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (((to_set & FUSE_SET_ATTR_SIZE) &&
+	     ftruncate(h && h->wfd >= 0 ? h->wfd : fd, attr->st_size) < 0) ||
+	    ((to_set & FUSE_SET_ATTR_MODE) && fchmod(fd, attr->st_mode & 07777) < 0) ||
+	    ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	     fchown(fd, (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+	            (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1) < 0)) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		n->dirty = true;
+	file_attr(&st, n);
+	copy_attr(n, &st);
+	fuse_reply_attr(req, &st, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	/* A handful of ms at most on a local disk; the writer asked to wait. */
+	if (h->wfd >= 0 && (datasync ? fdatasync(h->wfd) : fsync(h->wfd)) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -889,7 +1199,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);
+		open_for_write(rv, req, n, fi);
 		return;
 	}
 	if (!n->t) {
@@ -903,6 +1213,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->n = n;
+	h->wfd = -1;
 	h->streaming = should_stream(rv, fuse_req_ctx(req)->pid);
 	n->opens++;
 	rv->st.opens++;
@@ -921,6 +1232,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct node *n = h->n;
 
+	if (h->wfd >= 0) {
+		close(h->wfd);
+		n->writers--;
+		/* The last writer is gone: a changed copy goes back to primary storage. */
+		if (!n->writers && n->dirty && rv->o.on_dirty && !rv->closing) {
+			n->dirty = false;
+			rv->o.on_dirty(rv->o.ctx, n->id);
+		}
+	}
 	free(h);
 	n->opens--;
 	fuse_reply_err(req, 0);
@@ -928,6 +1248,30 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* ---- hydration ------------------------------------------------------------------ */
+
+static void hwait_fire(struct node *n, int status)
+{
+	struct hwait *w;
+
+	while ((w = n->hwaiters)) {
+		n->hwaiters = w->next;
+		w->done(w->data, status);
+		free(w);
+	}
+}
+
+static int hwait_add(struct node *n, void (*done)(void *data, int status), void *data)
+{
+	struct hwait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->done = done;
+	w->data = data;
+	w->next = n->hwaiters;
+	n->hwaiters = w;
+	return 0;
+}
 
 static void hyd_cleanup(struct node *n)
 {
@@ -951,8 +1295,13 @@ static void hyd_cleanup(struct node *n)
 	}
 	td_hash_free(h->h);
 	free(h->written);
-	free(h);
-	n->hyd = NULL;
+	{
+		int status = h->failed ? (h->err < 0 ? h->err : -EIO) : 0;
+
+		free(h);
+		n->hyd = NULL;
+		hwait_fire(n, status);
+	}
 	node_maybe_free(rv, n);
 	maybe_closed(rv);
 }
@@ -999,8 +1348,9 @@ static void w_hyd_final(uv_work_t *w)
 		snprintf(f->why, sizeof(f->why), "cannot finish the copy: %s", strerror(errno));
 		return;
 	}
+	/* RENAME_NOREPLACE: an existing copy (perhaps written to) is never overwritten. */
 	if (td_ns_cache_path(f->final, sizeof(f->final), rv->cache_dir, n->id) < 0 ||
-	    rename(h->part, f->final) < 0) {
+	    renameat2(AT_FDCWD, h->part, AT_FDCWD, f->final, RENAME_NOREPLACE) < 0) {
 		f->r = -errno;
 		snprintf(f->why, sizeof(f->why), "cannot rename the copy into place: %s",
 		         strerror(errno));
@@ -1202,8 +1552,18 @@ static void hyd_start(struct td_rview *rv, struct node *n)
 	struct hyd *h;
 
 	/* A file larger than the whole cache is only ever streamed. */
-	if (rv->cache_limit && n->size > rv->cache_limit)
+	if (rv->cache_limit && n->size > rv->cache_limit) {
+		hwait_fire(n, -EFBIG);
 		return;
+	}
+	/* Already in the cache (keep_cached, or an earlier session): use it. */
+	if (td_ns_cache_path(dir, sizeof(dir), rv->cache_dir, n->id) == 0 &&
+	    access(dir, F_OK) == 0) {
+		n->cache_fd = open(dir, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		n->cached = n->cache_fd >= 0;
+		hwait_fire(n, n->cached ? 0 : -EIO);
+		return;
+	}
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return;
@@ -1424,6 +1784,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = CHUNK;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+	/* O_TRUNC arrives with the open, so a truncating open needs no download. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -1435,6 +1798,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.readdir = op_readdir,
 	.open = op_open,
 	.read = op_read,
+	.write = op_write,
+	.setattr = op_setattr,
+	.fsync = op_fsync,
+	.flush = op_flush,
 	.release = op_release,
 };
 
@@ -1665,4 +2032,72 @@ void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *dat
 			if (c->req)
 				td_target_cancel(c->req);
 	maybe_closed(rv);
+}
+
+struct hyd_req {
+	uv_work_t work;
+	struct td_rview *rv;
+	char id[TD_CATALOG_ID_HEX];
+	struct td_catalog_entry *e;
+	int r;
+	void (*done)(void *data, int status);
+	void *data;
+};
+
+static void w_hyd_lookup(uv_work_t *w)
+{
+	struct hyd_req *q = w->data;
+	struct td_catalog_error ce;
+
+	uv_mutex_lock(&q->rv->cat_lock);
+	q->r = td_catalog_get(&q->e, q->rv->cat, q->id, &ce);
+	uv_mutex_unlock(&q->rv->cat_lock);
+}
+
+static void a_hyd_lookup(uv_work_t *w, int status)
+{
+	struct hyd_req *q = w->data;
+	struct td_rview *rv = q->rv;
+	struct node *n = node_by_id(rv, q->id);
+
+	rv->pending_work--;
+	if (!n && q->r == 0 && q->e->sha256[0] && q->e->object_key)
+		n = node_new(rv, q->e);
+	if (!n || rv->closing) {
+		q->done(q->data, q->r < 0 ? q->r : -EIO);
+	} else if (n->cached) {
+		q->done(q->data, 0);
+	} else if (hwait_add(n, q->done, q->data) < 0) {
+		q->done(q->data, -ENOMEM);
+	} else if (!n->hyd) {
+		hyd_start(rv, n);
+	}
+	td_catalog_entry_free(q->e);
+	free(q);
+	maybe_closed(rv);
+}
+
+int td_rview_hydrate(struct td_rview *rv, const char *id, void (*done)(void *data, int status),
+                     void *data)
+{
+	struct hyd_req *q;
+
+	if (rv->closing)
+		return -ESHUTDOWN;
+	if (!td_ns_valid_id(id) || !done)
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->rv = rv;
+	memcpy(q->id, id, sizeof(q->id));
+	q->done = done;
+	q->data = data;
+	q->work.data = q;
+	if (uv_queue_work(rv->loop, &q->work, w_hyd_lookup, a_hyd_lookup) < 0) {
+		free(q);
+		return -EAGAIN;
+	}
+	rv->pending_work++;
+	return 0;
 }

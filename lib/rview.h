@@ -43,6 +43,9 @@ struct td_rview_opts {
 	struct td_target *(*target_for)(void *ctx, const char *name);
 	/* Problems worth a log line (a corrupt object, a failed hydration). */
 	void (*on_error)(void *ctx, const char *id, const char *message);
+	/* The last writer through the view closed a file it changed: the copy is
+	 * dirty and should go back to primary storage (td_mover_recall). */
+	void (*on_dirty)(void *ctx, const char *id);
 	void *ctx;
 };
 
@@ -72,6 +75,11 @@ int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
 /* Evicts cached copies until the cache is under its limit (also run after
  * each hydration). */
 void td_rview_trim(struct td_rview *rv);
+
+/* Hydrates the file `id` (if it is not in the cache yet) and calls done with
+ * 0 once its copy is in place, or -errno. */
+int td_rview_hydrate(struct td_rview *rv, const char *id, void (*done)(void *data, int status),
+                     void *data);
 
 /* Fails every pending request with EIO, unmounts, and calls close_cb when
  * everything is released. */
