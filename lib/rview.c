@@ -1685,6 +1685,7 @@ static void w_trim(uv_work_t *w)
 			                        .step = TD_CATALOG_ANY };
 		char path[4096], remote[4096];
 		struct stat st;
+		int lfd;
 
 		uv_mutex_lock(&rv->cat_lock);
 		if (td_catalog_get(&e, rv->cat, c[i].id, &ce) < 0) {
@@ -1703,10 +1704,23 @@ static void w_trim(uv_work_t *w)
 			td_catalog_entry_free(e);
 			continue;
 		}
+		/* A read lease: refused while anyone has the copy open for writing,
+		 * broken if someone opens it for writing while we evict. */
+		lfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (lfd < 0 || fcntl(lfd, F_SETLEASE, F_RDLCK) < 0) {
+			if (lfd >= 0)
+				close(lfd);
+			td_catalog_entry_free(e);
+			continue;
+		}
 		/* Rebind first, then unlink: a reader that already has the copy
-		 * open keeps reading it; new opens go to the remote view. */
+		 * open keeps reading it; new opens go to the remote view. A writer
+		 * that got to the copy meanwhile wins: the binding goes back. */
 		if (td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, remote) == 0 &&
-		    unlink(path) == 0) {
+		    (fcntl(lfd, F_GETLEASE) != F_RDLCK || fstat(lfd, &st) < 0 ||
+		     (uint64_t)st.st_size != e->size)) {
+			td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, path);
+		} else if (unlink(path) == 0) {
 			memcpy(upd.id, e->id, sizeof(upd.id));
 			upd.state = TD_CATALOG_TIERED;
 			upd.cache_state = TD_CATALOG_CACHE_NONE;
@@ -1717,6 +1731,8 @@ static void w_trim(uv_work_t *w)
 			j->used -= TD_MIN(j->used, e->size);
 			memcpy(j->evicted[j->n_evicted++], e->id, TD_CATALOG_ID_HEX);
 		}
+		fcntl(lfd, F_SETLEASE, F_UNLCK);
+		close(lfd);
 		td_catalog_entry_free(e);
 	}
 }
