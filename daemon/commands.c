@@ -663,8 +663,15 @@ struct ritem {
 	uint32_t uid;
 };
 
+enum raction {
+	RA_RECALL,
+	RA_PIN,
+	RA_UNPIN,
+};
+
 struct rbatch {
 	uv_work_t work;
+	enum raction action;
 	struct service *s;
 	struct client *c;
 	char **paths;
@@ -699,7 +706,8 @@ static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
 	if (msg && *msg)
 		json_object_set_new(ev, "message", json_string(msg));
 	client_send(b->c, ev);
-	if (strcmp(outcome, "recalled") == 0)
+	if (strcmp(outcome, "recalled") == 0 || strcmp(outcome, "pinned") == 0 ||
+	    strcmp(outcome, "unpinned") == 0)
 		b->recalled++;
 	else if (strcmp(outcome, "failed") == 0)
 		b->failed++;
@@ -725,6 +733,15 @@ static void on_item_hydrated(void *data, int status)
 	struct ritem *it = data;
 	int r;
 
+	if (it->b->action == RA_PIN) {
+		if (status < 0)
+			ritem_event(it, "failed", "pinned, but its data could not be brought back");
+		else
+			ritem_event(it, "pinned", NULL);
+		it->b->pending--;
+		rbatch_maybe_done(it->b);
+		return;
+	}
 	if (status < 0) {
 		ritem_event(it, "failed",
 		            status == -EFBIG ? "larger than the whole cache"
@@ -768,6 +785,18 @@ static void w_recall_lookup(uv_work_t *w)
 			it->state = (int)e->state;
 			it->uid = e->uid;
 		}
+		/* pin/unpin: the flag is set here, for those allowed to (checked
+		 * again on the loop for the reply). */
+		if (r == 0 && b->action != RA_RECALL && (b->c->privileged || e->uid == b->c->uid) &&
+		    e->state != TD_CATALOG_LOCAL) {
+			struct td_catalog_entry upd = { 0 };
+
+			memcpy(upd.id, e->id, sizeof(upd.id));
+			upd.pinned = b->action == RA_PIN;
+			uv_mutex_lock(&b->s->rcat_lock);
+			td_catalog_update(b->s->rcat, &upd, TD_CATALOG_F_PIN, NULL, &ce);
+			uv_mutex_unlock(&b->s->rcat_lock);
+		}
 		td_catalog_entry_free(e);
 	}
 }
@@ -794,6 +823,14 @@ static void a_recall_lookup(uv_work_t *w, int status)
 			            "the admin group");
 			continue;
 		}
+		if (b->action == RA_UNPIN) {
+			ritem_event(it, "unpinned", NULL);
+			continue;
+		}
+		if (b->action == RA_PIN && it->state != TD_CATALOG_TIERED) {
+			ritem_event(it, "pinned", NULL);
+			continue;
+		}
 		if (it->state == TD_CATALOG_MIGRATING || it->state == TD_CATALOG_RECALLING) {
 			ritem_event(it, "skipped", "busy: being migrated or recalled");
 			continue;
@@ -813,7 +850,7 @@ static void a_recall_lookup(uv_work_t *w, int status)
 	rbatch_maybe_done(b);
 }
 
-static void cmd_recall(struct service *s, struct client *c, json_t *args)
+static void files_cmd(struct service *s, struct client *c, json_t *args, enum raction action)
 {
 	struct rbatch *b = calloc(1, sizeof(*b));
 	char err[256];
@@ -839,6 +876,7 @@ static void cmd_recall(struct service *s, struct client *c, json_t *args)
 	}
 	b->s = s;
 	b->c = c;
+	b->action = action;
 	b->work.data = b;
 	client_ref(c);
 	if (uv_queue_work(s->loop, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
@@ -850,10 +888,26 @@ static void cmd_recall(struct service *s, struct client *c, json_t *args)
 	}
 }
 
+static void cmd_recall(struct service *s, struct client *c, json_t *args)
+{
+	files_cmd(s, c, args, RA_RECALL);
+}
+
+static void cmd_pin(struct service *s, struct client *c, json_t *args)
+{
+	files_cmd(s, c, args, RA_PIN);
+}
+
+static void cmd_unpin(struct service *s, struct client *c, json_t *args)
+{
+	files_cmd(s, c, args, RA_UNPIN);
+}
+
 const struct command svc_commands[] = {
 	{ "ping", false, cmd_ping },      { "status", false, cmd_status },
 	{ "info", false, cmd_info },      { "ls", false, cmd_ls },
-	{ "recall", false, cmd_recall }, /* checks ownership per file */
+	{ "recall", false, cmd_recall }, /* these three check ownership per file */
+	{ "pin", false, cmd_pin },        { "unpin", false, cmd_unpin },
 	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
 	{ "migrate", true, cmd_migrate },
 };

@@ -19,6 +19,8 @@ static const struct {
 	  "migrate [--target NAME] PATH...  tier these files now, whatever their age" },
 	{ "recall", tierctl_recall,
 	  "recall PATH...            bring files back to primary storage" },
+	{ "pin", tierctl_pin, "pin PATH...               keep a copy in the cache (hydrates it)" },
+	{ "unpin", tierctl_unpin, "unpin PATH...             let the cache evict it again" },
 	{ "info", tierctl_info, "info PATH...              where a file's data is, in what state" },
 	{ "ls", tierctl_ls, "ls [--state S] [--policy P]  tiered files" },
 	{ "reload", tierctl_reload,

@@ -40,6 +40,8 @@ int tierctl_reload(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_run(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_migrate(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_pin(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_unpin(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_info(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

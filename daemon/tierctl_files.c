@@ -393,7 +393,8 @@ static int on_recall_event(void *ctx, json_t *ev)
 	const char *msg = json_string_value(json_object_get(ev, "message"));
 
 	m->done++;
-	if (outcome && strcmp(outcome, "recalled") == 0)
+	if (outcome && (strcmp(outcome, "recalled") == 0 || strcmp(outcome, "pinned") == 0 ||
+	                strcmp(outcome, "unpinned") == 0))
 		m->tiered++;
 	else if (outcome && strcmp(outcome, "failed") == 0)
 		m->failed++;
@@ -402,8 +403,9 @@ static int on_recall_event(void *ctx, json_t *ev)
 	if (m->files) {
 		json_object_del(ev, "event");
 		json_array_append(m->files, ev);
-	} else if (outcome && strcmp(outcome, "recalled") == 0) {
-		printf("recalled %s\n", ev_path(ev, "path"));
+	} else if (outcome && (strcmp(outcome, "recalled") == 0 || strcmp(outcome, "pinned") == 0 ||
+	                       strcmp(outcome, "unpinned") == 0)) {
+		printf("%s %s\n", outcome, ev_path(ev, "path"));
 	} else {
 		fprintf(stderr, "tierctl: %s: %s: %s\n", ev_path(ev, "path"),
 		        outcome ? outcome : "?", msg ? msg : "");
@@ -411,13 +413,14 @@ static int on_recall_event(void *ctx, json_t *ev)
 	return 0;
 }
 
-int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
+/* recall, pin and unpin: the same per-file request with a different verb. */
+static int files_verb(const struct tierctl_opts *o, int argc, char **argv, const char *verb)
 {
 	struct mig m = { .o = o, .start_ns = td_monotonic_ns() };
 	int r = TIERCTL_OK, i = 1;
 
 	if (argc < 2 || argv[1][0] == '-') {
-		fprintf(stderr, "usage: tierctl recall PATH...\n");
+		fprintf(stderr, "usage: tierctl %s PATH...\n", verb);
 		return TIERCTL_USAGE;
 	}
 	m.total = (size_t)(argc - 1);
@@ -435,7 +438,7 @@ int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
 			bytes += abs ? strlen(abs) * 4 / 3 + 8 : 0;
 			free(abs);
 		}
-		r = tierctl_request_stream(o, "recall", args, on_recall_event, &m, &reply);
+		r = tierctl_request_stream(o, verb, args, on_recall_event, &m, &reply);
 		json_decref(args);
 		if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
 			r = tierctl_reply_error(reply);
@@ -455,4 +458,19 @@ int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
 	if (r != TIERCTL_OK)
 		return r;
 	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+}
+
+int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
+{
+	return files_verb(o, argc, argv, "recall");
+}
+
+int tierctl_pin(const struct tierctl_opts *o, int argc, char **argv)
+{
+	return files_verb(o, argc, argv, "pin");
+}
+
+int tierctl_unpin(const struct tierctl_opts *o, int argc, char **argv)
+{
+	return files_verb(o, argc, argv, "unpin");
 }
