@@ -764,24 +764,12 @@ int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nthreads = n > 0 ? (unsigned)TD_MIN(n, 64) : 1;
 	}
-	/* Ask only for what the rules read: on network filesystems each field
-	 * can cost a round trip. */
-	s.statx_mask =
-	    STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO | STATX_SIZE;
-	switch (s.conf->age_by) {
-	case TD_AGE_MTIME:
-		s.statx_mask |= STATX_MTIME;
-		break;
-	case TD_AGE_CTIME:
-		s.statx_mask |= STATX_CTIME;
-		break;
-	case TD_AGE_ATIME:
-		s.statx_mask |= STATX_ATIME;
-		break;
-	default:
-		s.statx_mask |= STATX_ATIME | STATX_MTIME | STATX_CTIME;
-		break;
-	}
+	/* The rules read one of the times, but every candidate carries mtime and
+	 * ctime too: the mover compares them before it swaps (a file changed
+	 * since the scan is not tiered), so zeros would make every file look
+	 * changed. They come with the same inode read. */
+	s.statx_mask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO |
+	               STATX_SIZE | STATX_ATIME | STATX_MTIME | STATX_CTIME;
 	s.q_cap = o->queue_cap ? o->queue_cap : 4096;
 	if (s.q_cap < s.n_roots)
 		s.q_cap = s.n_roots; /* every root starts queued */
