@@ -2,6 +2,8 @@
 #include "tierctl.h"
 #include "config.h"
 
+#include <curl/curl.h>
+
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +54,11 @@ int main(int argc, char **argv)
 	struct tierctl_opts o = { .config_path = TD_DEFAULT_CONFIG };
 	int c;
 
+	/* Once, before any thread exists: the S3 target's libcurl needs it. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "%s: cannot initialize libcurl\n", argv[0]);
+		return 1;
+	}
 	/* '+': stop at the command name so each command parses its own flags. */
 	while ((c = getopt_long(argc, argv, "+c:s:jh", longopts, NULL)) != -1) {
 		switch (c) {

@@ -1,5 +1,7 @@
 /* tierd — the tiering service. See tierd(8). */
 #include "config.h"
+
+#include <curl/curl.h>
 #include "service.h"
 
 #include <errno.h>
@@ -84,6 +86,11 @@ int main(int argc, char **argv)
 	bool check = false, foreground = false;
 	int c, r;
 
+	/* Once, before any thread exists: the S3 target's libcurl needs it. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "%s: cannot initialize libcurl\n", argv[0]);
+		return 1;
+	}
 	while ((c = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
