@@ -156,7 +156,6 @@ struct s3_req {
 	unsigned n_slots;
 	char *complete_body;
 	size_t complete_len;
-	char *md5_extra;
 
 	/* get */
 	void *gbuf;

@@ -37,7 +37,7 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 treesum() { (cd "$1" && sha256sum -- * | sort -k2 | sha256sum | cut -d' ' -f1); }
-drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null; }
+drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null || echo "warning: could not delete $pfx$1"; }
 
 echo "bench_target: size=$size big=${big_mib} MiB small=${n_small}x${small_kib} KiB endpoint=$TD_S3_ENDPOINT"
 head -c $((big_mib * 1024 * 1024)) /dev/urandom >"$work/big"
