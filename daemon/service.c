@@ -1,77 +1,50 @@
 /*
  * service — see service.h.
  *
+ * Start-up: targets are created, stale multipart uploads and temp files on
+ * them are cleaned up, the catalog is opened, and every migration a crash left
+ * half-done is finished or rolled back (td_mover_recover) before any policy
+ * runs. The control socket is served from the start; commands that need the
+ * mover answer "recovering" until it is ready.
+ *
  * The control socket speaks lib/ctl's line protocol. Every connection's peer
- * is identified with SO_PEERCRED when it connects: root and members of
- * admin_group may run every command; anyone else may run the read-only ones.
- * Each connection is bounded (one capped request line buffered, a capped write
- * queue, an idle timer), and so is the number of connections, so no client can
- * make the daemon block or grow without limit.
+ * is identified with SO_PEERCRED: root and members of admin_group may run
+ * every command; anyone else may run the read-only ones. Each connection is
+ * bounded (one capped request line buffered, a capped write queue, an idle
+ * timer), and so is the number of connections.
+ *
+ * Shutdown (SIGTERM): the socket closes, runs stop feeding the mover, the
+ * mover cancels uploads (their rows stay for recovery) and finishes swaps in
+ * their grace period, then the targets close and the loop ends.
  */
 #include "service.h"
-#include "ctl.h"
 #include "log.h"
+#include "ns.h"
 #include "notify.h"
+#include "service_int.h"
 #include "util.h"
 
 #include <errno.h>
 #include <grp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
-#include <uv.h>
 
-#define MAX_CLIENTS    64
-#define CLIENT_IDLE_MS (60 * 1000)
-#define CLIENT_WQ_MAX  (1u << 20) /* bytes of replies queued to a slow reader */
+#define MAX_CLIENTS      64
+#define CLIENT_IDLE_MS   (10 * 60 * 1000) /* a migrate of many files may be quiet a while */
+#define CLIENT_WQ_MAX    (4u << 20)       /* bytes of replies queued to a slow reader */
+#define PROBE_INTERVAL_S 30
+#define SWAP_GRACE_MS    2000
 
-struct client;
+static void stop(struct service *s);
 
-struct service {
-	uv_loop_t *loop;
-	char *config_path;
-	struct td_config *conf;
-	const char *notify_socket;
-	int64_t start_ns;
-	bool stopping;
-	bool reloading;
-	bool reload_again;
-
-	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_pipe_t server;
-	bool server_open;
-	bool sock_owned; /* we bound sock_path, so we remove it */
-	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-
-	struct client *clients;
-	unsigned n_clients;
-};
-
-struct client {
-	struct service *svc;
-	struct client *next, *prev;
-	uv_pipe_t pipe;
-	uv_timer_t idle;
-	int open_handles;
-	bool closing;
-	struct td_ctl_framer framer;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	bool privileged;
-};
-
-struct command {
-	const char *name;
-	bool mutating; /* needs root or admin_group */
-	json_t *(*fn)(struct service *s, struct client *c, json_t *args);
-};
-
-/* ---- notify ------------------------------------------------------------ */
+/* ---- shared helpers ----------------------------------------------------- */
 
 static void notify(struct service *s, const char *state)
 {
@@ -81,54 +54,98 @@ static void notify(struct service *s, const char *state)
 		log_warning("could not notify systemd (%s): %s", s->notify_socket, strerror(-r));
 }
 
-/* ---- commands ---------------------------------------------------------- */
-
-static json_t *cmd_ping(struct service *s, struct client *c, json_t *args)
+void svc_error(struct service *s, const char *fmt, ...)
 {
-	return json_pack("{s:b}", "ok", 1);
+	char msg[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("%s", msg);
+	memcpy(s->recent[s->recent_next], msg, sizeof(msg));
+	s->recent_ns[s->recent_next] = td_now_ns();
+	s->recent_next = (s->recent_next + 1) % MAX_RECENT_ERRORS;
+	if (s->n_recent < MAX_RECENT_ERRORS)
+		s->n_recent++;
 }
 
-static json_t *cmd_status(struct service *s, struct client *c, json_t *args)
+struct conf_ref *conf_get(struct service *s)
 {
-	json_t *policies = json_array(), *targets = json_object();
-
-	for (size_t i = 0; i < s->conf->n_policies; i++)
-		json_array_append_new(policies, json_string(s->conf->policies[i].name));
-	for (size_t i = 0; i < s->conf->n_targets; i++)
-		json_object_set_new(
-		    targets, s->conf->targets[i].name,
-		    json_pack("{s:s}", "type",
-		              s->conf->targets[i].type == TD_TARGET_S3 ? "s3" : "dir"));
-	return json_pack("{s:b, s:s, s:I, s:i, s:s, s:o, s:o, s:i}", "ok", 1, "version", TD_VERSION,
-	                 "uptime_s", (json_int_t)((td_monotonic_ns() - s->start_ns) / 1000000000),
-	                 "pid", (int)getpid(), "config", s->config_path, "targets", targets,
-	                 "policies", policies, "in_flight", 0);
+	s->conf->refs++;
+	return s->conf;
 }
 
-static void start_reload(struct service *s);
-
-static json_t *cmd_reload(struct service *s, struct client *c, json_t *args)
+void conf_put(struct conf_ref *r)
 {
-	start_reload(s);
-	return json_pack("{s:b, s:s}", "ok", 1, "message", "reload started");
+	if (r && --r->refs == 0) {
+		td_config_free(r->c);
+		free(r);
+	}
 }
 
-static const struct command commands[] = {
-	{ "ping", false, cmd_ping },
-	{ "status", false, cmd_status },
-	{ "reload", true, cmd_reload },
-};
+struct target_slot *svc_target(struct service *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_targets; i++)
+		if (strcmp(s->targets[i].name, name) == 0)
+			return &s->targets[i];
+	return NULL;
+}
 
-/* ---- clients ----------------------------------------------------------- */
+static struct td_target *target_for(void *ctx, const char *name)
+{
+	struct target_slot *ts = svc_target(ctx, name);
+
+	return ts && ts->t ? ts->t : NULL;
+}
+
+/* Connection-level failures mean "unreachable"; anything the server answered
+ * (even an error) means it is there. */
+void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg)
+{
+	bool reachable =
+	    !(status == -ECONNREFUSED || status == -EHOSTUNREACH || status == -ETIMEDOUT ||
+	      status == -ENETUNREACH || status == -EAGAIN || status == -ECONNRESET);
+
+	if (ts->checked && ts->reachable && !reachable)
+		svc_error(s, "target %s is unreachable: %s", ts->name,
+		          msg ? msg : strerror(-status));
+	else if (ts->checked && !ts->reachable && reachable)
+		log_notice("target %s is reachable again", ts->name);
+	ts->checked = true;
+	ts->reachable = reachable;
+	ts->checked_ns = td_now_ns();
+	snprintf(ts->last_error, sizeof(ts->last_error), "%s",
+	         reachable ? "" : (msg && *msg ? msg : strerror(-status)));
+	if (reachable)
+		for (size_t i = 0; i < s->n_sched; i++)
+			if (s->sched[i].rerun_when_reachable) {
+				char err[256];
+
+				s->sched[i].rerun_when_reachable = false;
+				if (!s->stopping && s->mover_ready &&
+				    run_start(s, s->sched[i].name, err, sizeof(err)) == 0)
+					log_notice("policy %s: target back, running again",
+					           s->sched[i].name);
+			}
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void client_free_if_done(struct client *c)
+{
+	if (c->open_handles > 0 || c->refs > 0)
+		return;
+	td_ctl_framer_free(&c->framer);
+	free(c);
+}
 
 static void client_handle_closed(uv_handle_t *h)
 {
 	struct client *c = h->data;
 
-	if (--c->open_handles > 0)
-		return;
-	td_ctl_framer_free(&c->framer);
-	free(c);
+	c->open_handles--;
+	client_free_if_done(c);
 }
 
 static void client_close(struct client *c)
@@ -149,23 +166,38 @@ static void client_close(struct client *c)
 	uv_close((uv_handle_t *)&c->idle, client_handle_closed);
 }
 
+void client_ref(struct client *c)
+{
+	c->refs++;
+}
+
+void client_unref(struct client *c)
+{
+	c->refs--;
+	client_free_if_done(c);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
 	free(w->data);
 	free(w);
 }
 
-static void client_reply(struct client *c, json_t *reply)
+void client_send(struct client *c, json_t *msg)
 {
 	uv_write_t *w;
 	uv_buf_t b;
 	size_t len;
 	char *line;
 
-	if (!reply)
-		reply = td_ctl_error_reply(-ENOMEM, "out of memory");
-	line = td_ctl_encode(reply, &len);
-	json_decref(reply);
+	if (c->closing) {
+		json_decref(msg);
+		return;
+	}
+	if (!msg)
+		msg = td_ctl_error_reply(-ENOMEM, "out of memory");
+	line = td_ctl_encode(msg, &len);
+	json_decref(msg);
 	if (!line) {
 		json_t *e = td_ctl_error_reply(-EMSGSIZE, "reply too large");
 
@@ -197,6 +229,7 @@ static void client_reply(struct client *c, json_t *reply)
 		free(w);
 		client_close(c);
 	}
+	uv_timer_again(&c->idle);
 }
 
 static int on_line(void *ctx, int err, const char *line, size_t len)
@@ -207,7 +240,7 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 	int r;
 
 	if (err == -EMSGSIZE) {
-		client_reply(
+		client_send(
 		    c, td_ctl_error_reply(err, "request longer than %u bytes", TD_CTL_MAX_LINE));
 		return 0;
 	}
@@ -215,25 +248,27 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 		return 0;
 	r = td_ctl_parse_request(line, len, &name, &args, msg, sizeof(msg));
 	if (r < 0) {
-		client_reply(c, td_ctl_error_reply(r, "%s", msg));
+		client_send(c, td_ctl_error_reply(r, "%s", msg));
 		return 0;
 	}
-	for (size_t i = 0; i < TD_ARRAY_SIZE(commands); i++) {
-		if (strcmp(commands[i].name, name) != 0)
+	for (size_t i = 0; i < svc_n_commands; i++) {
+		const struct command *cmd = &svc_commands[i];
+
+		if (strcmp(cmd->name, name) != 0)
 			continue;
-		if (commands[i].mutating && !c->privileged) {
+		if (cmd->mutating && !c->privileged) {
 			log_notice("control: refused '%s' from uid %u (not root or in group %s)",
-			           name, (unsigned)c->uid, c->svc->conf->admin_group);
-			client_reply(c, td_ctl_error_reply(-EPERM,
-			                                   "'%s' needs root or membership of "
-			                                   "group '%s'",
-			                                   name, c->svc->conf->admin_group));
+			           name, (unsigned)c->uid, c->svc->conf->c->admin_group);
+			client_send(c, td_ctl_error_reply(-EPERM,
+			                                  "'%s' needs root or membership of "
+			                                  "group '%s'",
+			                                  name, c->svc->conf->c->admin_group));
 		} else {
-			client_reply(c, commands[i].fn(c->svc, c, args));
+			cmd->fn(c->svc, c, args);
 		}
 		goto out;
 	}
-	client_reply(c, td_ctl_error_reply(-ENOSYS, "unknown command '%.64s'", name));
+	client_send(c, td_ctl_error_reply(-ENOSYS, "unknown command '%.64s'", name));
 out:
 	free(name);
 	json_decref(args);
@@ -265,22 +300,26 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void on_idle(uv_timer_t *t)
 {
-	client_close(t->data);
+	struct client *c = t->data;
+
+	if (c->refs == 0) /* never cut off a client still waiting for a reply */
+		client_close(c);
 }
 
 /* Root, the admin group as primary group, or as a supplementary group (read
  * from /proc/PID/status, which the kernel fills from the peer's credentials). */
 static bool peer_is_admin(const struct service *s, uid_t uid, gid_t gid, pid_t pid)
 {
+	const struct td_config *conf = s->conf->c;
 	char path[64], line[4096];
 	bool admin = false;
 	FILE *f;
 
 	if (uid == 0)
 		return true;
-	if (!s->conf->has_admin_gid)
+	if (!conf->has_admin_gid)
 		return false;
-	if (gid == s->conf->admin_gid)
+	if (gid == conf->admin_gid)
 		return true;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = fopen(path, "re");
@@ -296,7 +335,7 @@ static bool peer_is_admin(const struct service *s, uid_t uid, gid_t gid, pid_t p
 
 			if (end == p)
 				break;
-			if ((gid_t)g == s->conf->admin_gid)
+			if ((gid_t)g == conf->admin_gid)
 				admin = true;
 		}
 	}
@@ -339,7 +378,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (s->n_clients > MAX_CLIENTS) {
 		log_warning("control: too many connections (%u); refusing uid %u", MAX_CLIENTS,
 		            (unsigned)cred.uid);
-		client_reply(c, td_ctl_error_reply(-EBUSY, "too many connections"));
+		client_send(c, td_ctl_error_reply(-EBUSY, "too many connections"));
 		client_close(c);
 		return;
 	}
@@ -351,28 +390,7 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 
-/* ---- control socket ---------------------------------------------------- */
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-
-	if (n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
+/* ---- control socket ------------------------------------------------------ */
 
 /* A socket file left by a crash is removed; one that answers belongs to a
  * running tierd, and starting a second one is an error. */
@@ -399,18 +417,14 @@ static int clear_stale_socket(const char *path)
 
 static int open_control_socket(struct service *s)
 {
+	const struct td_config *conf = s->conf->c;
 	int r;
 
-	r = snprintf(s->sock_path, sizeof(s->sock_path), "%s/tierd.sock", s->conf->run_dir);
+	r = snprintf(s->sock_path, sizeof(s->sock_path), "%s/tierd.sock", conf->run_dir);
 	if (r < 0 || (size_t)r >= sizeof(s->sock_path)) {
 		log_error("control socket path %s/tierd.sock is too long for a unix socket",
-		          s->conf->run_dir);
+		          conf->run_dir);
 		return -ENAMETOOLONG;
-	}
-	r = mkdir_p(s->conf->run_dir, 0711);
-	if (r < 0) {
-		log_error("cannot create run_dir %s: %s", s->conf->run_dir, strerror(-r));
-		return r;
 	}
 	r = clear_stale_socket(s->sock_path);
 	if (r == -EADDRINUSE) {
@@ -435,7 +449,441 @@ static int open_control_socket(struct service *s)
 	return r;
 }
 
-/* ---- reload (SIGHUP) ----------------------------------------------------- */
+/* ---- targets and probes -------------------------------------------------- */
+
+static void on_probe(struct td_target_req *req, int status, const struct td_target_error *err,
+                     void *data)
+{
+	struct target_slot *ts = data;
+
+	ts->probing = false;
+	if (status == -ECANCELED)
+		return;
+	/* A missing probe key is the expected answer: the server is there. */
+	if (status == -ENOENT)
+		status = 0;
+	svc_target_result(ts->svc, ts, status, err ? err->message : NULL);
+}
+
+static void probe_targets(struct service *s)
+{
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct target_slot *ts = &s->targets[i];
+
+		if (!ts->t || ts->probing)
+			continue;
+		if (td_target_head(ts->t, NULL, ".tierd-probe", &ts->probe_info, on_probe, ts) == 0)
+			ts->probing = true;
+	}
+}
+
+static int open_targets(struct service *s)
+{
+	const struct td_config *conf = s->conf->c;
+
+	s->targets = calloc(conf->n_targets ? conf->n_targets : 1, sizeof(*s->targets));
+	if (!s->targets)
+		return -ENOMEM;
+	for (size_t i = 0; i < conf->n_targets; i++) {
+		const struct td_target_conf *tc = &conf->targets[i];
+		struct target_slot *ts = &s->targets[s->n_targets];
+		struct td_target_error err = { 0 };
+		int r;
+
+		ts->svc = s;
+		ts->name = strdup(tc->name);
+		if (!ts->name)
+			return -ENOMEM;
+		s->n_targets++;
+		if (tc->type == TD_TARGET_S3 && strncmp(tc->endpoint, "http://", 7) == 0)
+			log_warning("target %s: endpoint %s is plain http: data and signatures "
+			            "cross the network unencrypted",
+			            tc->name, tc->endpoint);
+		r = td_target_new(&ts->t, s->loop, tc, &err);
+		if (r < 0) {
+			svc_error(s, "target %s: %s", tc->name,
+			          err.message[0] ? err.message : strerror(-r));
+			ts->t = NULL;
+			continue;
+		}
+		s->targets_open++;
+	}
+	return 0;
+}
+
+static void on_target_closed(void *data)
+{
+	struct service *s = data;
+
+	s->targets_open--;
+}
+
+static void close_targets(struct service *s)
+{
+	for (size_t i = 0; i < s->n_targets; i++)
+		if (s->targets[i].t) {
+			td_target_close(s->targets[i].t, on_target_closed, s);
+			s->targets[i].t = NULL;
+		}
+}
+
+/* ---- start-up: clean the targets, recover, then serve ---------------------- */
+
+struct cleanup {
+	struct service *s;
+	struct target_slot *ts;
+	unsigned n;
+};
+
+static unsigned cleanups_pending;
+static void start_recovery(struct service *s);
+
+static void on_cleaned(struct td_target_req *req, int status, const struct td_target_error *err,
+                       void *data)
+{
+	struct cleanup *c = data;
+	struct service *s = c->s;
+
+	if (status < 0) {
+		svc_error(s, "target %s: cannot clean up stale uploads: %s", c->ts->name,
+		          err && err->message[0] ? err->message : strerror(-status));
+		svc_target_result(s, c->ts, status, err ? err->message : NULL);
+	} else {
+		svc_target_result(s, c->ts, 0, NULL);
+		if (c->n)
+			log_notice("target %s: cleaned up %u stale upload(s) left by a crash",
+			           c->ts->name, c->n);
+	}
+	free(c);
+	if (--cleanups_pending == 0 && !s->stopping)
+		start_recovery(s);
+}
+
+static void on_recovered(void *data, int status, unsigned finished, unsigned rolled_back,
+                         unsigned left)
+{
+	struct service *s = data;
+
+	if (status < 0)
+		svc_error(s, "recovery stopped early: %s", strerror(-status));
+	if (finished || rolled_back || left)
+		log_notice("recovery: %u migration(s) finished, %u rolled back, %u left for the "
+		           "admin (see tierctl ls --state migrating)",
+		           finished, rolled_back, left);
+	if (left)
+		svc_error(s, "%u interrupted migration(s) need attention", left);
+	s->mover_ready = true;
+	if (s->stopping)
+		return;
+	notify(s, "READY=1\nSTATUS=idle");
+	runs_reschedule(s);
+}
+
+static void start_recovery(struct service *s)
+{
+	const struct td_config *conf = s->conf->c;
+	const char **roots;
+	size_t n = 0;
+	int r;
+
+	for (size_t i = 0; i < conf->n_policies; i++)
+		n += conf->policies[i].paths.n;
+	roots = calloc(n ? n : 1, sizeof(*roots));
+	if (!roots) {
+		svc_error(s, "recovery: out of memory");
+		stop(s);
+		return;
+	}
+	n = 0;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
+			roots[n++] = conf->policies[i].paths.v[k];
+	r = td_mover_recover(s->mover, roots, n, on_recovered, s);
+	free(roots);
+	if (r < 0) {
+		svc_error(s, "cannot start recovery: %s", strerror(-r));
+		on_recovered(s, r, 0, 0, 0);
+	}
+}
+
+static void start_cleanups(struct service *s)
+{
+	cleanups_pending = 1; /* held until every cleanup is started */
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct cleanup *c;
+
+		if (!s->targets[i].t)
+			continue;
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			continue;
+		c->s = s;
+		c->ts = &s->targets[i];
+		cleanups_pending++;
+		if (td_target_cleanup_stale(c->ts->t, NULL, &c->n, on_cleaned, c) < 0) {
+			cleanups_pending--;
+			free(c);
+		}
+	}
+	if (--cleanups_pending == 0)
+		start_recovery(s);
+}
+
+static void on_mover_step(void *ctx, const char *id, const char *step)
+{
+	/* Tests only: TD_TEST_CRASH_AT=STEP[,N] kills tierd right after the N-th
+	 * (default first) migration reaches STEP, to prove crash safety. */
+	static int count;
+	const char *at = getenv("TD_TEST_CRASH_AT");
+	size_t n;
+
+	if (!at)
+		return;
+	n = strcspn(at, ",");
+	if (strlen(step) != n || strncmp(at, step, n) != 0)
+		return;
+	if (__atomic_add_fetch(&count, 1, __ATOMIC_SEQ_CST) >= (at[n] ? atoi(at + n + 1) : 1))
+		raise(SIGKILL);
+}
+
+static int open_mover(struct service *s)
+{
+	const struct td_config *conf = s->conf->c;
+	struct td_catalog_error ce = { 0 };
+	struct td_mover_opts mo = { 0 };
+	char err[512], dir[4096];
+	const char *grace = getenv("TD_SWAP_GRACE_MS");
+	int r;
+
+	for (int i = 0; i < 3; i++) {
+		const char *d = i == 0 ? conf->state_dir : i == 1 ? conf->cache_dir : conf->run_dir;
+
+		r = td_ns_mkdirs(d, 0711);
+		if (r < 0) {
+			log_error("cannot create %s: %s", d, strerror(-r));
+			return r;
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s/links", conf->state_dir);
+	td_ns_mkdirs(dir, 0711);
+	snprintf(s->catalog_path, sizeof(s->catalog_path), "%s/catalog.db", conf->state_dir);
+	mo.loop = s->loop;
+	mo.catalog_path = s->catalog_path;
+	mo.state_dir = conf->state_dir;
+	mo.cache_dir = conf->cache_dir;
+	mo.run_dir = conf->run_dir;
+	mo.max_transfers = conf->max_transfers ? conf->max_transfers : 1;
+	mo.grace_ms = grace ? atoll(grace) : SWAP_GRACE_MS;
+	mo.target_for = target_for;
+	mo.step_hook = getenv("TD_TEST_CRASH_AT") ? on_mover_step : NULL;
+	mo.ctx = s;
+	r = td_mover_new(&s->mover, &mo, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err);
+		return r;
+	}
+	r = td_catalog_open(&s->rcat, s->catalog_path, TD_CATALOG_NO_CHECK, &ce);
+	if (r < 0) {
+		log_error("%s", ce.message);
+		return r;
+	}
+	uv_mutex_init(&s->rcat_lock);
+	return 0;
+}
+
+/* ---- the remote view ---------------------------------------------------- */
+
+uint64_t svc_cache_limit(const struct td_config *c)
+{
+	struct statvfs v;
+
+	if (!c->cache_size.is_pct)
+		return c->cache_size.bytes;
+	if (statvfs(c->cache_dir, &v) < 0)
+		return 0;
+	return (uint64_t)((double)v.f_blocks * (double)v.f_frsize * c->cache_size.pct / 100.0);
+}
+
+static void on_rview_error(void *ctx, const char *id, const char *message)
+{
+	svc_error(ctx, "remote view: %s: %s", id, message);
+}
+
+struct recall_ctx {
+	struct service *s;
+	td_mover_cb done;
+	void *data;
+};
+
+static void on_recalled(void *data, const struct td_mover_result *r)
+{
+	struct recall_ctx *rc = data;
+	char *esc = r->path_len ? td_escape(r->path, r->path_len) : NULL;
+
+	if (r->outcome == TD_MOVER_TIERED)
+		log_notice("recalled %s (%s) to primary storage", esc ? esc : r->id, r->id);
+	else if (r->status == -EBUSY)
+		log_info("recall of %s waits for its writers to close", r->id);
+	else
+		svc_error(rc->s, "recall of %s (%s): %s", esc ? esc : r->id, r->id, r->message);
+	free(esc);
+	if (rc->done)
+		rc->done(rc->data, r);
+	free(rc);
+}
+
+int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data)
+{
+	const struct td_config *conf = s->conf->c;
+	struct recall_ctx *rc;
+	const char **roots;
+	size_t n = 0;
+	int r;
+
+	if (!s->mover || s->stopping)
+		return -ESHUTDOWN;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		n += conf->policies[i].paths.n;
+	roots = calloc(n ? n : 1, sizeof(*roots));
+	rc = calloc(1, sizeof(*rc));
+	if (!roots || !rc) {
+		free(roots);
+		free(rc);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
+			roots[n++] = conf->policies[i].paths.v[k];
+	rc->s = s;
+	rc->done = done;
+	rc->data = data;
+	r = td_mover_recall(s->mover, id, roots, n, on_recalled, rc);
+	free(roots);
+	if (r < 0)
+		free(rc);
+	return r;
+}
+
+static void on_rview_dirty(void *ctx, const char *id)
+{
+	struct service *s = ctx;
+
+	log_info("%s was written through the remote view: recalling it", id);
+	svc_recall(s, id, NULL, NULL);
+}
+
+/* Copies written after their link was rebound to them (the kernel follows
+ * the link; tierd is not in the path) are found by comparing each copy with
+ * its catalog row: a changed one is dirty and goes back to primary storage
+ * once nobody has it open for writing. */
+#define DIRTY_SCAN_EVERY_S 30
+#define DIRTY_BATCH        64
+
+struct dirty_scan {
+	uv_work_t work;
+	struct service *s;
+	char after[TD_CATALOG_ID_HEX];
+	char ids[DIRTY_BATCH][TD_CATALOG_ID_HEX];
+	unsigned n, visited;
+};
+
+static int dirty_check(const struct td_catalog_entry *e, void *data)
+{
+	struct dirty_scan *d = data;
+	char path[4096];
+	struct stat st;
+
+	memcpy(d->after, e->id, sizeof(d->after));
+	d->visited++;
+	if (d->n >= DIRTY_BATCH)
+		return 1;
+	if (e->state == TD_CATALOG_DIRTY ||
+	    (td_ns_cache_path(path, sizeof(path), d->s->conf->c->cache_dir, e->id) == 0 &&
+	     stat(path, &st) == 0 &&
+	     ((uint64_t)st.st_size != e->size ||
+	      (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns)))
+		memcpy(d->ids[d->n++], e->id, TD_CATALOG_ID_HEX);
+	return 0;
+}
+
+static void w_dirty(uv_work_t *w)
+{
+	struct dirty_scan *d = w->data;
+	struct td_catalog_error ce;
+
+	for (int state = TD_CATALOG_CACHED; state <= TD_CATALOG_DIRTY && d->n < DIRTY_BATCH;
+	     state++) {
+		struct td_catalog_filter f = { .state = state, .limit = 2000 };
+		int r;
+
+		d->after[0] = '\0';
+		do { /* pages, so the catalog is not held for long */
+			d->visited = 0;
+			f.after_id = d->after[0] ? d->after : NULL;
+			uv_mutex_lock(&d->s->rcat_lock);
+			r = td_catalog_foreach(d->s->rcat, &f, dirty_check, d, &ce);
+			uv_mutex_unlock(&d->s->rcat_lock);
+		} while (r == 0 && d->visited == f.limit && d->n < DIRTY_BATCH);
+	}
+}
+
+static void a_dirty(uv_work_t *w, int status)
+{
+	struct dirty_scan *d = w->data;
+	struct service *s = d->s;
+
+	s->dirty_scanning = false;
+	for (unsigned i = 0; i < d->n && !s->stopping; i++)
+		svc_recall(s, d->ids[i], NULL, NULL);
+	free(d);
+}
+
+void svc_dirty_scan(struct service *s)
+{
+	struct dirty_scan *d;
+
+	if (s->dirty_scanning || !s->rcat || !s->mover_ready || s->stopping)
+		return;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return;
+	d->s = s;
+	d->work.data = d;
+	if (uv_queue_work(s->loop, &d->work, w_dirty, a_dirty) == 0)
+		s->dirty_scanning = true;
+	else
+		free(d);
+}
+
+static int open_rview(struct service *s)
+{
+	const struct td_config *conf = s->conf->c;
+	struct td_rview_opts o = { 0 };
+	char mnt[4096], err[512];
+	int r;
+
+	snprintf(mnt, sizeof(mnt), "%s/remote", conf->run_dir);
+	o.loop = s->loop;
+	o.mountpoint = mnt;
+	o.catalog_path = s->catalog_path;
+	o.state_dir = conf->state_dir;
+	o.cache_dir = conf->cache_dir;
+	o.run_dir = conf->run_dir;
+	o.cache_limit_bytes = svc_cache_limit(conf);
+	o.no_hydrate = (const char *const *)conf->no_hydrate.v;
+	o.n_no_hydrate = conf->no_hydrate.n;
+	o.target_for = target_for;
+	o.on_error = on_rview_error;
+	o.on_dirty = on_rview_dirty;
+	o.ctx = s;
+	r = td_rview_new(&s->rview, &o, err, sizeof(err));
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
+/* ---- reload (SIGHUP) ------------------------------------------------------ */
 
 struct reload {
 	uv_work_t work;
@@ -446,11 +894,17 @@ struct reload {
 	int r;
 };
 
+static void start_reload(struct service *s);
+
 static void reload_work(uv_work_t *w)
 {
 	struct reload *rl = w->data;
 
 	rl->r = td_config_load(&rl->conf, rl->path, &rl->errs);
+	if (rl->r == 0) {
+		td_config_apply_env_credentials(rl->conf, getenv("AWS_ACCESS_KEY_ID"),
+		                                getenv("AWS_SECRET_ACCESS_KEY"));
+	}
 }
 
 static void reload_done(uv_work_t *w, int status)
@@ -460,15 +914,31 @@ static void reload_done(uv_work_t *w, int status)
 
 	s->reloading = false;
 	if (status == 0 && rl->r == 0 && !s->stopping) {
-		td_config_free(s->conf);
-		s->conf = rl->conf;
-		rl->conf = NULL;
-		td_log_set_level(s->conf->log_level);
-		log_notice("reloaded %s", s->config_path);
-		notify(s, "READY=1\nSTATUS=configuration reloaded");
+		struct conf_ref *ref = calloc(1, sizeof(*ref));
+
+		if (ref) {
+			ref->c = rl->conf;
+			ref->refs = 1;
+			rl->conf = NULL;
+			conf_put(s->conf);
+			s->conf = ref;
+			for (size_t i = 0; i < s->conf->c->n_targets; i++)
+				if (!svc_target(s, s->conf->c->targets[i].name))
+					log_warning("target %s is new: it is used from the next "
+					            "restart",
+					            s->conf->c->targets[i].name);
+			td_log_set_level(s->conf->c->log_level);
+			if (s->rview)
+				td_rview_set_limits(s->rview, svc_cache_limit(s->conf->c),
+				                    (const char *const *)s->conf->c->no_hydrate.v,
+				                    s->conf->c->no_hydrate.n);
+			runs_reschedule(s);
+			log_notice("reloaded %s", s->config_path);
+			notify(s, "READY=1\nSTATUS=configuration reloaded");
+		}
 	} else if (rl->r < 0) {
-		log_error("reload of %s rejected; keeping the running configuration:",
-		          s->config_path);
+		svc_error(
+		    s, "reload of %s rejected; keeping the running configuration:", s->config_path);
 		for (size_t i = 0; i < rl->errs.n; i++)
 			log_error("  %s:%u: %s%s%s", rl->errs.v[i].file, rl->errs.v[i].line,
 			          rl->errs.v[i].key ? rl->errs.v[i].key : "",
@@ -514,7 +984,60 @@ static void start_reload(struct service *s)
 	}
 }
 
-/* ---- signals and lifetime ------------------------------------------------ */
+void svc_reload(struct service *s)
+{
+	start_reload(s);
+}
+
+/* ---- the tick: schedules, watermarks, probes ------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+	struct service *s = t->data;
+	int64_t now = td_now_ns() / 1000000000;
+
+	if (s->stopping)
+		return;
+	if (now - s->last_probe_s >= PROBE_INTERVAL_S) {
+		s->last_probe_s = now;
+		probe_targets(s);
+	}
+	if (s->mover_ready)
+		runs_tick(s, now);
+	if (s->mover_ready && now - s->last_dirty_scan_s >= (getenv("TD_DIRTY_SCAN_S")
+	                                                         ? atoi(getenv("TD_DIRTY_SCAN_S"))
+	                                                         : DIRTY_SCAN_EVERY_S)) {
+		s->last_dirty_scan_s = now;
+		svc_dirty_scan(s);
+	}
+}
+
+/* ---- signals and lifetime ---------------------------------------------------- */
+
+static void on_mover_closed(void *data)
+{
+	struct service *s = data;
+
+	s->mover = NULL;
+	s->mover_closed = true;
+	close_targets(s);
+}
+
+static void close_mover(struct service *s)
+{
+	if (s->mover)
+		td_mover_close(s->mover, on_mover_closed, s);
+	else
+		close_targets(s);
+}
+
+static void on_rview_closed(void *data)
+{
+	struct service *s = data;
+
+	s->rview = NULL;
+	close_mover(s);
+}
 
 static void stop(struct service *s)
 {
@@ -530,9 +1053,17 @@ static void stop(struct service *s)
 		if (s->sock_owned)
 			unlink(s->sock_path);
 	}
+	uv_timer_stop(&s->tick);
+	uv_close((uv_handle_t *)&s->tick, NULL);
 	uv_close((uv_handle_t *)&s->sig_term, NULL);
 	uv_close((uv_handle_t *)&s->sig_int, NULL);
 	uv_close((uv_handle_t *)&s->sig_hup, NULL);
+	uv_close((uv_handle_t *)&s->sig_io, NULL);
+	runs_stop(s);
+	if (s->rview)
+		td_rview_close(s->rview, on_rview_closed, s);
+	else
+		close_mover(s);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -542,6 +1073,10 @@ static void on_signal(uv_signal_t *h, int signum)
 	if (signum == SIGHUP) {
 		log_notice("SIGHUP: reloading %s", s->config_path);
 		start_reload(s);
+	} else if (signum == SIGIO) {
+		/* A read lease is being broken: someone opens a file we are moving. */
+		if (s->mover)
+			td_mover_check_leases(s->mover);
 	} else {
 		stop(s);
 	}
@@ -549,37 +1084,48 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int td_service_run(const char *config_path, struct td_config *conf)
 {
-	struct service s = { .conf = conf, .start_ns = td_monotonic_ns() };
+	struct service s = { .start_ns = td_monotonic_ns() };
 	uv_loop_t loop;
 	int r, status = 0;
 
+	s.conf = calloc(1, sizeof(*s.conf));
 	s.config_path = strdup(config_path);
 	s.notify_socket = getenv("NOTIFY_SOCKET");
 	td_log_setup(conf->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	r = uv_loop_init(&loop);
-	if (r < 0 || !s.config_path) {
+	if (r < 0 || !s.config_path || !s.conf) {
 		log_error("cannot start the event loop: %s", r < 0 ? uv_strerror(r) : "no memory");
 		free(s.config_path);
+		free(s.conf);
 		td_config_free(conf);
 		return 1;
 	}
+	s.conf->c = conf;
+	s.conf->refs = 1;
 	s.loop = &loop;
 	uv_signal_init(&loop, &s.sig_term);
 	uv_signal_init(&loop, &s.sig_int);
 	uv_signal_init(&loop, &s.sig_hup);
-	s.sig_term.data = s.sig_int.data = s.sig_hup.data = &s;
+	uv_signal_init(&loop, &s.sig_io);
+	s.sig_term.data = s.sig_int.data = s.sig_hup.data = s.sig_io.data = &s;
 	uv_signal_start(&s.sig_term, on_signal, SIGTERM);
 	uv_signal_start(&s.sig_int, on_signal, SIGINT);
 	uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
+	uv_signal_start(&s.sig_io, on_signal, SIGIO);
+	uv_timer_init(&loop, &s.tick);
+	s.tick.data = &s;
 
-	if (open_control_socket(&s) < 0) {
+	if (open_mover(&s) < 0 || open_targets(&s) < 0 || open_rview(&s) < 0 ||
+	    open_control_socket(&s) < 0) {
 		status = 1;
 		stop(&s);
 	} else {
 		log_notice("tierd %s started: %zu target(s), %zu policy(ies); control socket %s",
 		           TD_VERSION, conf->n_targets, conf->n_policies, s.sock_path);
-		notify(&s, "READY=1\nSTATUS=idle");
+		notify(&s, "STATUS=recovering interrupted migrations");
+		uv_timer_start(&s.tick, on_tick, 1000, 1000);
+		start_cleanups(&s);
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&loop);
@@ -587,7 +1133,17 @@ int td_service_run(const char *config_path, struct td_config *conf)
 		log_warning("event loop closed with handles still open: %s", uv_strerror(r));
 	if (status == 0)
 		log_notice("stopped");
-	td_config_free(s.conf);
+	if (s.rcat) {
+		td_catalog_close(s.rcat);
+		uv_mutex_destroy(&s.rcat_lock);
+	}
+	for (size_t i = 0; i < s.n_targets; i++)
+		free(s.targets[i].name);
+	free(s.targets);
+	for (size_t i = 0; i < s.n_sched; i++)
+		free(s.sched[i].name);
+	free(s.sched);
+	conf_put(s.conf);
 	free(s.config_path);
 	return status;
 }

@@ -14,6 +14,13 @@ static const struct {
 } commands[] = {
 	{ "status", tierctl_status,
 	  "status                    daemon, targets, transfers in flight" },
+	{ "run", tierctl_run, "run POLICY                run a policy now" },
+	{ "migrate", tierctl_migrate,
+	  "migrate [--target NAME] PATH...  tier these files now, whatever their age" },
+	{ "recall", tierctl_recall,
+	  "recall PATH...            bring files back to primary storage" },
+	{ "info", tierctl_info, "info PATH...              where a file's data is, in what state" },
+	{ "ls", tierctl_ls, "ls [--state S] [--policy P]  tiered files" },
 	{ "reload", tierctl_reload,
 	  "reload                    re-read the configuration (like SIGHUP)" },
 	{ "plan", tierctl_plan,

@@ -27,6 +27,9 @@ struct tierctl_opts {
  * (a new reference). Returns TIERCTL_OK, TIERCTL_USAGE (no socket path), or
  * TIERCTL_UNREACHABLE, having printed why. */
 int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply);
+/* The same, passing each streamed {"event": ...} line to on_event first. */
+int tierctl_request_stream(const struct tierctl_opts *o, const char *cmd, json_t *args,
+                           int (*on_event)(void *ctx, json_t *ev), void *ctx, json_t **reply);
 /* Prints a reply's error; returns the exit code for it. */
 int tierctl_reply_error(json_t *reply);
 
@@ -34,4 +37,9 @@ int tierctl_reply_error(json_t *reply);
 int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_status(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_reload(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_run(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_migrate(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_info(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

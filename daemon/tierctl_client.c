@@ -49,6 +49,8 @@ static int socket_path(const struct tierctl_opts *o, char *out, size_t n)
 
 struct reply_line {
 	json_t *doc;
+	int (*on_event)(void *ctx, json_t *ev);
+	void *ctx;
 };
 
 static int on_reply_line(void *ctx, int err, const char *line, size_t len)
@@ -66,18 +68,28 @@ static int on_reply_line(void *ctx, int err, const char *line, size_t len)
 		        res->doc ? "not an object" : jerr.text);
 		json_decref(res->doc);
 		res->doc = NULL;
+		return 1;
+	}
+	if (!json_object_get(res->doc, "ok") && json_object_get(res->doc, "event")) {
+		/* A streamed event before the final reply. */
+		if (res->on_event)
+			res->on_event(res->ctx, res->doc);
+		json_decref(res->doc);
+		res->doc = NULL;
+		return 0;
 	}
 	return 1;
 }
 
-int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply)
+int tierctl_request_stream(const struct tierctl_opts *o, const char *cmd, json_t *args,
+                           int (*on_event)(void *ctx, json_t *ev), void *ctx, json_t **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	json_t *req =
 	    json_pack("{s:s, s:o}", "cmd", cmd, "args", args ? json_incref(args) : json_object());
 	struct td_ctl_framer fr;
 	char path[4096], *line = NULL;
-	struct reply_line res = { NULL };
+	struct reply_line res = { NULL, on_event, ctx };
 	size_t len;
 	int fd = -1, r;
 
@@ -139,6 +151,11 @@ int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args,
 	return res.doc ? TIERCTL_OK : TIERCTL_UNREACHABLE;
 }
 
+int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args, json_t **reply)
+{
+	return tierctl_request_stream(o, cmd, args, NULL, NULL, reply);
+}
+
 /* Prints a failed reply's error and maps it to an exit code. */
 int tierctl_reply_error(json_t *reply)
 {
@@ -159,10 +176,83 @@ static void print_json(json_t *doc)
 	fputc('\n', stdout);
 }
 
+static void human_bytes(char *out, size_t n, double b)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 5) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void print_status(json_t *st)
+{
+	json_t *files = json_object_get(st, "files"), *bytes = json_object_get(st, "bytes"), *v;
+	const char *k;
+	char b1[32], b2[32];
+	size_t i;
+
+	printf("tierd %s, pid %lld, up %lld s%s\n",
+	       json_string_value(json_object_get(st, "version")),
+	       (long long)json_integer_value(json_object_get(st, "pid")),
+	       (long long)json_integer_value(json_object_get(st, "uptime_s")),
+	       json_is_false(json_object_get(st, "ready")) ? " (recovering)" : "");
+	printf("config:  %s\n", json_string_value(json_object_get(st, "config")));
+	printf("targets:\n");
+	json_object_foreach(json_object_get(st, "targets"), k, v)
+	{
+		const char *err = json_string_value(json_object_get(v, "error"));
+
+		printf("  %-16s %s%s%s\n", k,
+		       !json_is_true(json_object_get(v, "checked"))    ? "not checked yet"
+		       : json_is_true(json_object_get(v, "reachable")) ? "reachable"
+		                                                       : "UNREACHABLE",
+		       err ? ": " : "", err ? err : "");
+	}
+	human_bytes(b1, sizeof(b1),
+	            (double)json_integer_value(
+	                json_object_get(json_object_get(st, "cache"), "used_bytes")));
+	human_bytes(b2, sizeof(b2),
+	            (double)json_integer_value(
+	                json_object_get(json_object_get(st, "cache"), "limit_bytes")));
+	printf("cache:   %s used of %s\n", b1, b2);
+	printf("files:\n");
+	json_object_foreach(files, k, v)
+	{
+		if (!json_integer_value(v))
+			continue;
+		human_bytes(b1, sizeof(b1), (double)json_integer_value(json_object_get(bytes, k)));
+		printf("  %-10s %10lld  %s\n", k, (long long)json_integer_value(v), b1);
+	}
+	printf("in flight: %lld, queued: %lld\n",
+	       (long long)json_integer_value(json_object_get(st, "in_flight")),
+	       (long long)json_integer_value(json_object_get(st, "queued")));
+	json_array_foreach(json_object_get(st, "runs"), i, v)
+	{
+		human_bytes(b1, sizeof(b1),
+		            (double)json_integer_value(json_object_get(v, "tiered_bytes")));
+		printf("run:     policy %s: %lld files scanned, %lld tiered (%s), %lld skipped, "
+		       "%lld failed, %.0f s\n",
+		       json_string_value(json_object_get(v, "policy")),
+		       (long long)json_integer_value(json_object_get(v, "scanned_files")),
+		       (long long)json_integer_value(json_object_get(v, "tiered")), b1,
+		       (long long)json_integer_value(json_object_get(v, "skipped")),
+		       (long long)json_integer_value(json_object_get(v, "failed")),
+		       json_real_value(json_object_get(v, "elapsed_s")));
+	}
+	if (json_array_size(json_object_get(st, "recent_errors")))
+		printf("recent errors:\n");
+	json_array_foreach(json_object_get(st, "recent_errors"), i, v)
+	    printf("  %s %s\n", json_string_value(json_object_get(v, "time")),
+	           json_string_value(json_object_get(v, "message")));
+}
+
 int tierctl_status(const struct tierctl_opts *o, int argc, char **argv)
 {
-	json_t *reply = NULL, *v;
-	const char *k;
+	json_t *reply = NULL;
 	int r;
 
 	if (argc > 1) {
@@ -177,16 +267,7 @@ int tierctl_status(const struct tierctl_opts *o, int argc, char **argv)
 	} else if (o->json) {
 		print_json(reply);
 	} else {
-		printf("tierd %s, pid %lld, up %lld s\n",
-		       json_string_value(json_object_get(reply, "version")),
-		       (long long)json_integer_value(json_object_get(reply, "pid")),
-		       (long long)json_integer_value(json_object_get(reply, "uptime_s")));
-		printf("config: %s\n", json_string_value(json_object_get(reply, "config")));
-		printf("targets:\n");
-		json_object_foreach(json_object_get(reply, "targets"), k, v)
-		    printf("  %-20s %s\n", k, json_string_value(json_object_get(v, "type")));
-		printf("transfers in flight: %lld\n",
-		       (long long)json_integer_value(json_object_get(reply, "in_flight")));
+		print_status(reply);
 	}
 	json_decref(reply);
 	return r;

@@ -16,6 +16,13 @@
 
 #define TD_DEFAULT_CONFIG "/etc/tierd/tierd.conf"
 
+/* Caps on what td_config_load() accepts; anything bigger is an error. */
+#define TD_CONFIG_MAX_BYTES  (1024 * 1024)
+#define TD_CONFIG_MAX_LINES  10000
+#define TD_CONFIG_MAX_ERRORS 1000
+#define TD_CONFIG_MAX_LIST   1024 /* items in one list value */
+#define TD_CONFIG_MAX_NAME   40   /* target and policy names: [A-Za-z0-9_.-] */
+
 enum td_log_level {
 	TD_LOG_ERROR = 3, /* syslog priorities, so they double as journald <N> prefixes */
 	TD_LOG_WARNING = 4,
@@ -67,6 +74,7 @@ struct td_target_conf {
 	unsigned max_connections;           /* default 8 */
 	uint64_t bandwidth_limit_bytes;     /* bytes per second, 0 = unlimited */
 	char *ca_file;                      /* NULL: system bundle only */
+	bool creds_from_env;                /* keys came from td_config_apply_env_credentials */
 
 	/* type = dir */
 	char *path;
@@ -175,3 +183,20 @@ int td_parse_duration(const char *s, int64_t *out_s);  /* "30s", "90d", "2w" */
 int td_parse_percent(const char *s, double *out_pct);  /* "85%" */
 int td_parse_bool(const char *s, bool *out);           /* yes/no/true/false/on/off/1/0 */
 int td_parse_schedule(const char *s, struct td_schedule *out);
+/* A size ("64M") or a percentage ("10%", 0..100). */
+int td_parse_size_or_pct(const char *s, struct td_size_or_pct *out);
+
+/*
+ * Gives every s3 target that has no credentials_file the keys from the
+ * environment (the daemon passes getenv("AWS_ACCESS_KEY_ID") and
+ * getenv("AWS_SECRET_ACCESS_KEY"); either may be NULL or empty, then nothing
+ * changes). Call it once, right after td_config_load(). Returns 0 or -ENOMEM.
+ */
+int td_config_apply_env_credentials(struct td_config *c, const char *access_key,
+                                    const char *secret_key);
+/*
+ * Appends an error for every s3 target that still has no keys (neither a
+ * credentials_file nor the environment gave them). Returns 0 when every s3
+ * target has keys, else -EINVAL (or -ENOMEM). `errs` may be NULL.
+ */
+int td_config_check_credentials(const struct td_config *c, struct td_config_errors *errs);

@@ -1,0 +1,860 @@
+/*
+ * commands — the control-socket commands. Each replies through client_send,
+ * at once or later; one that waits (catalog queries on the thread pool,
+ * migrations) holds a reference on the client so its reply has somewhere to
+ * go, and drops the reply if the client has gone meanwhile.
+ *
+ * Streaming replies (migrate, ls) send {"event": ...} lines first and one
+ * final line with "ok"; a client reads until that line.
+ */
+#include "log.h"
+#include "ns.h"
+#include "service_int.h"
+#include "util.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LS_PAGE     500
+#define MIGRATE_MAX 4096 /* paths in one request */
+
+/* ---- helpers -------------------------------------------------------------- */
+
+/* A path as JSON: "path" when it is UTF-8, and always "path_b64" when it is
+ * not, so no byte is lost or guessed. */
+static void set_path(json_t *o, const char *key, const char *p, size_t len)
+{
+	json_t *str = json_stringn(p, len);
+	char k[64];
+
+	if (str) {
+		json_object_set_new(o, key, str);
+		return;
+	}
+	{
+		char *b = malloc(4 * ((len + 2) / 3) + 1);
+		char *esc = td_escape(p, len);
+
+		if (b) {
+			EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)p, (int)len);
+			snprintf(k, sizeof(k), "%s_b64", key);
+			json_object_set_new(o, k, json_string(b));
+		}
+		if (esc)
+			json_object_set_new(o, key, json_string(esc));
+		free(b);
+		free(esc);
+	}
+}
+
+static void rfc3339(char *out, size_t n, int64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Paths in a request: "paths" (strings) and "paths_b64" (raw bytes, base64). */
+static int request_paths(json_t *args, char ***out, size_t **lens, size_t *n, char *err,
+                         size_t errlen)
+{
+	json_t *a = json_object_get(args, "paths"), *b = json_object_get(args, "paths_b64"), *v;
+	size_t total = json_array_size(a) + json_array_size(b), k = 0, i;
+	char **v_out;
+	size_t *l_out;
+
+	if ((a && !json_is_array(a)) || (b && !json_is_array(b)) || total == 0) {
+		snprintf(err, errlen, "expected \"paths\": a list of absolute paths");
+		return -EINVAL;
+	}
+	if (total > MIGRATE_MAX) {
+		snprintf(err, errlen, "at most %d paths per request", MIGRATE_MAX);
+		return -E2BIG;
+	}
+	v_out = calloc(total, sizeof(char *));
+	l_out = calloc(total, sizeof(size_t));
+	if (!v_out || !l_out)
+		goto nomem;
+	json_array_foreach(a, i, v)
+	{
+		if (!json_is_string(v))
+			goto bad;
+		v_out[k] = malloc(json_string_length(v) + 1);
+		if (!v_out[k])
+			goto nomem;
+		memcpy(v_out[k], json_string_value(v), json_string_length(v) + 1);
+		l_out[k++] = json_string_length(v);
+	}
+	json_array_foreach(b, i, v)
+	{
+		const char *s = json_string_value(v);
+		size_t sl = s ? strlen(s) : 0;
+		int dl;
+
+		if (!s || sl % 4)
+			goto bad;
+		v_out[k] = malloc(sl / 4 * 3 + 1);
+		if (!v_out[k])
+			goto nomem;
+		dl = EVP_DecodeBlock((unsigned char *)v_out[k], (const unsigned char *)s, (int)sl);
+		if (dl < 0)
+			goto bad;
+		while (sl > 0 && s[sl - 1] == '=') { /* DecodeBlock counts padding as zeros */
+			dl--;
+			sl--;
+		}
+		v_out[k][dl] = '\0';
+		l_out[k++] = (size_t)dl;
+	}
+	for (i = 0; i < k; i++)
+		if (l_out[i] == 0 || v_out[i][0] != '/' || memchr(v_out[i], '\0', l_out[i])) {
+			snprintf(err, errlen, "paths must be absolute");
+			goto fail;
+		}
+	*out = v_out;
+	*lens = l_out;
+	*n = k;
+	return 0;
+bad:
+	snprintf(err, errlen, "malformed \"paths\"");
+	goto fail;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	for (i = 0; v_out && i < total; i++)
+		free(v_out[i]);
+	free(v_out);
+	free(l_out);
+	return -EINVAL;
+}
+
+static void free_paths(char **v, size_t *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	free(l);
+}
+
+/* ---- ping, reload ------------------------------------------------------- */
+
+static void cmd_ping(struct service *s, struct client *c, json_t *args)
+{
+	client_send(c, json_pack("{s:b}", "ok", 1));
+}
+
+static void cmd_reload(struct service *s, struct client *c, json_t *args)
+{
+	svc_reload(s);
+	client_send(c, json_pack("{s:b, s:s}", "ok", 1, "message", "reload started"));
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+struct status_job {
+	uv_work_t work;
+	struct service *s;
+	struct client *c;
+	struct td_catalog_stats st;
+	struct td_catalog_error ce;
+	int r;
+	uint64_t cache_fs_bytes;
+};
+
+static void w_status(uv_work_t *w)
+{
+	struct status_job *j = w->data;
+	struct statvfs vfs;
+
+	uv_mutex_lock(&j->s->rcat_lock);
+	j->r = td_catalog_stats(&j->st, j->s->rcat, &j->ce);
+	uv_mutex_unlock(&j->s->rcat_lock);
+	if (statvfs(j->s->conf->c->cache_dir, &vfs) == 0)
+		j->cache_fs_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+}
+
+static void a_status(uv_work_t *w, int status)
+{
+	struct status_job *j = w->data;
+	struct service *s = j->s;
+	const struct td_config *conf = s->conf->c;
+	json_t *files = json_object(), *bytes = json_object(), *targets = json_object();
+	json_t *errors = json_array(), *reply;
+	uint64_t limit;
+
+	for (int st = 0; st < TD_CATALOG_STATE_COUNT; st++) {
+		const char *name = td_catalog_state_name((enum td_catalog_state)st);
+
+		json_object_set_new(files, name, json_integer((json_int_t)j->st.files[st]));
+		json_object_set_new(bytes, name, json_integer((json_int_t)j->st.bytes[st]));
+	}
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct target_slot *ts = &s->targets[i];
+		json_t *t = json_pack("{s:b, s:b}", "reachable", ts->t && ts->reachable, "checked",
+		                      ts->checked);
+
+		if (ts->last_error[0])
+			json_object_set_new(t, "error", json_string(ts->last_error));
+		if (!ts->t)
+			json_object_set_new(t, "error",
+			                    json_string("could not be set up; see the log"));
+		json_object_set_new(targets, ts->name, t);
+	}
+	for (unsigned i = 0; i < s->n_recent; i++) {
+		unsigned k = (s->recent_next + MAX_RECENT_ERRORS - 1 - i) % MAX_RECENT_ERRORS;
+		char when[40];
+
+		rfc3339(when, sizeof(when), s->recent_ns[k]);
+		json_array_append_new(
+		    errors, json_pack("{s:s, s:s}", "time", when, "message", s->recent[k]));
+	}
+	limit = conf->cache_size.is_pct
+	            ? (uint64_t)((double)j->cache_fs_bytes * conf->cache_size.pct / 100.0)
+	            : conf->cache_size.bytes;
+	reply = json_pack("{s:b, s:s, s:I, s:i, s:s, s:o, s:{s:I, s:I}, s:o, s:o, s:i, s:i, s:o, "
+	                  "s:o, s:b}",
+	                  "ok", 1, "version", TD_VERSION, "uptime_s",
+	                  (json_int_t)((td_monotonic_ns() - s->start_ns) / 1000000000), "pid",
+	                  (int)getpid(), "config", s->config_path, "targets", targets, "cache",
+	                  "used_bytes", (json_int_t)j->st.bytes[TD_CATALOG_CACHED], "limit_bytes",
+	                  (json_int_t)limit, "files", files, "bytes", bytes, "in_flight",
+	                  s->mover ? (int)td_mover_in_flight(s->mover) : 0, "queued",
+	                  s->mover ? (int)td_mover_queued(s->mover) : 0, "runs", runs_status(s),
+	                  "recent_errors", errors, "ready", s->mover_ready);
+	if (j->r < 0)
+		json_object_set_new(reply, "catalog_error", json_string(j->ce.message));
+	if (s->rview) {
+		struct td_rview_stats rs;
+
+		td_rview_stats(s->rview, &rs);
+		json_object_set_new(
+		    reply, "remote_view",
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "opens",
+		              (json_int_t)rs.opens, "reads", (json_int_t)rs.reads, "read_bytes",
+		              (json_int_t)rs.read_bytes, "target_requests",
+		              (json_int_t)rs.target_requests, "target_bytes",
+		              (json_int_t)rs.target_bytes, "hydrations", (json_int_t)rs.hydrations,
+		              "hydration_failures", (json_int_t)rs.hydration_failures,
+		              "streamed_opens", (json_int_t)rs.streamed_opens, "evictions",
+		              (json_int_t)rs.evictions));
+	}
+	client_send(j->c, reply);
+	client_unref(j->c);
+	free(j);
+}
+
+static void cmd_status(struct service *s, struct client *c, json_t *args)
+{
+	struct status_job *j = calloc(1, sizeof(*j));
+
+	if (!j || !s->rcat) {
+		free(j);
+		client_send(c, td_ctl_error_reply(-ENOMEM, "cannot read the catalog"));
+		return;
+	}
+	j->s = s;
+	j->c = c;
+	j->work.data = j;
+	client_ref(c);
+	if (uv_queue_work(s->loop, &j->work, w_status, a_status) < 0) {
+		client_unref(c);
+		free(j);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
+	}
+}
+
+/* ---- run ---------------------------------------------------------------- */
+
+static void cmd_run(struct service *s, struct client *c, json_t *args)
+{
+	const char *policy = json_string_value(json_object_get(args, "policy"));
+	char err[256];
+	int r;
+
+	if (!policy) {
+		client_send(c, td_ctl_error_reply(-EINVAL, "expected \"policy\""));
+		return;
+	}
+	if (!s->mover_ready) {
+		client_send(c, td_ctl_error_reply(-EAGAIN, "tierd is still recovering; try again"));
+		return;
+	}
+	r = run_start(s, policy, err, sizeof(err));
+	if (r < 0)
+		client_send(c, td_ctl_error_reply(r, "%s", err));
+	else
+		client_send(c, json_pack("{s:b, s:s}", "ok", 1, "message", err));
+}
+
+/* ---- migrate ------------------------------------------------------------ */
+
+struct batch {
+	struct service *s;
+	struct client *c;
+	unsigned pending;
+	unsigned tiered, skipped, failed;
+	uint64_t bytes;
+	bool started;
+};
+
+static const char *outcome_name(enum td_mover_outcome o)
+{
+	switch (o) {
+	case TD_MOVER_TIERED:
+		return "tiered";
+	case TD_MOVER_SKIPPED:
+		return "skipped";
+	case TD_MOVER_RESTORED:
+		return "restored";
+	case TD_MOVER_INTERRUPTED:
+		return "interrupted";
+	default:
+		return "failed";
+	}
+}
+
+static void batch_event(struct batch *b, const char *path, size_t len, const char *outcome,
+                        const char *id, const char *msg, uint64_t size)
+{
+	json_t *ev = json_pack("{s:s, s:s, s:I}", "event", "file", "outcome", outcome, "size",
+	                       (json_int_t)size);
+
+	set_path(ev, "path", path, len);
+	if (id && *id)
+		json_object_set_new(ev, "id", json_string(id));
+	if (msg && *msg)
+		json_object_set_new(ev, "message", json_string(msg));
+	client_send(b->c, ev);
+}
+
+static void batch_maybe_done(struct batch *b)
+{
+	if (b->pending || !b->started)
+		return;
+	client_send(b->c,
+	            json_pack("{s:b, s:i, s:i, s:i, s:I}", "ok", 1, "tiered", b->tiered, "skipped",
+	                      b->skipped, "failed", b->failed, "bytes", (json_int_t)b->bytes));
+	client_unref(b->c);
+	free(b);
+}
+
+static void on_migrated(void *data, const struct td_mover_result *r)
+{
+	struct batch *b = data;
+	char *esc = td_escape(r->path, r->path_len);
+
+	if (r->outcome == TD_MOVER_TIERED) {
+		b->tiered++;
+		b->bytes += r->size_bytes;
+		b->s->files_tiered++;
+		b->s->bytes_tiered += r->size_bytes;
+		log_info("tiered %s (%s)", esc ? esc : "?", r->id);
+	} else if (r->outcome == TD_MOVER_FAILED) {
+		b->failed++;
+		b->s->files_failed++;
+		svc_error(b->s, "migrate %s: %s", esc ? esc : "?", r->message);
+	} else {
+		b->skipped++;
+		log_notice("not tiered: %s: %s", esc ? esc : "?", r->message);
+	}
+	free(esc);
+	batch_event(b, r->path, r->path_len, outcome_name(r->outcome), r->id, r->message,
+	            r->size_bytes);
+	b->pending--;
+	batch_maybe_done(b);
+}
+
+static void cmd_migrate(struct service *s, struct client *c, json_t *args)
+{
+	const char *target = json_string_value(json_object_get(args, "target"));
+	const struct td_config *conf = s->conf->c;
+	char err[256], **paths = NULL;
+	size_t *lens = NULL, n = 0;
+	struct batch *b;
+	int r;
+
+	if (!s->mover_ready) {
+		client_send(c, td_ctl_error_reply(-EAGAIN, "tierd is still recovering; try again"));
+		return;
+	}
+	if (target && !svc_target(s, target)) {
+		client_send(c, td_ctl_error_reply(-ENOENT, "no target named '%s'", target));
+		return;
+	}
+	r = request_paths(args, &paths, &lens, &n, err, sizeof(err));
+	if (r < 0) {
+		client_send(c, td_ctl_error_reply(r, "%s", err));
+		return;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		free_paths(paths, lens, n);
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
+	b->s = s;
+	b->c = c;
+	client_ref(c);
+	for (size_t i = 0; i < n; i++) {
+		const char *root = NULL;
+		const struct td_policy_conf *p = policy_for_path(conf, paths[i], lens[i], &root);
+		struct td_mover_file f = { 0 };
+
+		if (!p) {
+			b->failed++;
+			batch_event(b, paths[i], lens[i], "failed", NULL,
+			            "not below any policy's paths", 0);
+			continue;
+		}
+		f.root = root;
+		f.rel = paths[i] + strlen(root) + 1;
+		f.rel_len = lens[i] - strlen(root) - 1;
+		f.policy = p->name;
+		f.target = target ? target : p->target;
+		f.keep_cached = p->keep_cached;
+		r = td_mover_migrate(s->mover, &f, on_migrated, b);
+		if (r < 0) {
+			b->failed++;
+			batch_event(b, paths[i], lens[i], "failed", NULL,
+			            r == -EAGAIN   ? "tierd is busy: too many files queued"
+			            : r == -EINVAL ? "not a path tierd can tier"
+			                           : strerror(-r),
+			            0);
+			continue;
+		}
+		b->pending++;
+	}
+	free_paths(paths, lens, n);
+	b->started = true;
+	batch_maybe_done(b);
+}
+
+/* ---- info --------------------------------------------------------------- */
+
+struct info_job {
+	uv_work_t work;
+	struct service *s;
+	struct client *c;
+	char **paths;
+	size_t *lens, n;
+	json_t *files; /* built on the thread pool, sent on the loop */
+};
+
+static json_t *entry_json(const struct td_catalog_entry *e)
+{
+	char when[40] = "";
+	json_t *o;
+
+	if (e->tiered_ns)
+		rfc3339(when, sizeof(when), e->tiered_ns);
+	o = json_pack(
+	    "{s:s, s:s, s:s?, s:s?, s:I, s:s, s:b, s:s?, s:s?, s:i, s:o, s:i, s:i, s:s}", "id",
+	    e->id, "state", td_catalog_state_name(e->state), "target", e->target, "key",
+	    e->object_key, "size", (json_int_t)e->size, "sha256", e->sha256, "cached",
+	    e->cache_state == TD_CATALOG_CACHE_CACHED || e->cache_state == TD_CATALOG_CACHE_DIRTY,
+	    "tiered_at", e->tiered_ns ? when : NULL, "policy", e->policy, "mode",
+	    (int)(e->mode & 07777), "pinned", json_boolean(e->pinned), "uid", (int)e->uid, "gid",
+	    (int)e->gid, "cache", td_catalog_cache_name(e->cache_state));
+	if (o)
+		set_path(o, "original_path", e->path, e->path_len);
+	if (o && e->state == TD_CATALOG_MIGRATING)
+		json_object_set_new(o, "step", json_integer(e->step));
+	if (o && e->last_error)
+		json_object_set_new(o, "last_error", json_string(e->last_error));
+	return o;
+}
+
+static void w_info(uv_work_t *w)
+{
+	struct info_job *j = w->data;
+	const char *state_dir = j->s->conf->c->state_dir;
+
+	j->files = json_array();
+	for (size_t i = 0; i < j->n; i++) {
+		struct td_catalog_entry *e = NULL;
+		struct td_catalog_error ce = { 0 };
+		char target[4096], id[33];
+		ssize_t tl = readlink(j->paths[i], target, sizeof(target) - 1);
+		json_t *o;
+		int r;
+
+		uv_mutex_lock(&j->s->rcat_lock);
+		if (tl > 0 && td_ns_parse_link(state_dir, target, (size_t)tl, id))
+			r = td_catalog_get(&e, j->s->rcat, id, &ce);
+		else
+			r = td_catalog_get_by_path(&e, j->s->rcat, j->paths[i], j->lens[i], &ce);
+		uv_mutex_unlock(&j->s->rcat_lock);
+		if (r == 0) {
+			o = entry_json(e);
+		} else {
+			struct stat st;
+
+			o = json_pack("{s:s, s:b}", "state", "local", "cached", 0);
+			if (lstat(j->paths[i], &st) < 0)
+				json_object_set_new(o, "error", json_string(strerror(errno)));
+			else
+				json_object_set_new(o, "size",
+				                    json_integer((json_int_t)st.st_size));
+		}
+		td_catalog_entry_free(e);
+		set_path(o, "path", j->paths[i], j->lens[i]);
+		json_array_append_new(j->files, o);
+	}
+}
+
+static void a_info(uv_work_t *w, int status)
+{
+	struct info_job *j = w->data;
+
+	client_send(j->c, json_pack("{s:b, s:o}", "ok", 1, "files", j->files));
+	client_unref(j->c);
+	free_paths(j->paths, j->lens, j->n);
+	free(j);
+}
+
+static void cmd_info(struct service *s, struct client *c, json_t *args)
+{
+	struct info_job *j = calloc(1, sizeof(*j));
+	char err[256];
+	int r;
+
+	if (!j) {
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
+	r = request_paths(args, &j->paths, &j->lens, &j->n, err, sizeof(err));
+	if (r < 0) {
+		free(j);
+		client_send(c, td_ctl_error_reply(r, "%s", err));
+		return;
+	}
+	j->s = s;
+	j->c = c;
+	j->work.data = j;
+	client_ref(c);
+	if (uv_queue_work(s->loop, &j->work, w_info, a_info) < 0) {
+		client_unref(c);
+		free_paths(j->paths, j->lens, j->n);
+		free(j);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
+	}
+}
+
+/* ---- ls ------------------------------------------------------------------ */
+
+struct ls_job {
+	uv_work_t work;
+	struct service *s;
+	struct client *c;
+	int state;
+	char *policy;
+	char after[TD_CATALOG_ID_HEX];
+	json_t *page;
+	unsigned n_page;
+	uint64_t total;
+	int r;
+};
+
+static int ls_collect(const struct td_catalog_entry *e, void *data)
+{
+	struct ls_job *j = data;
+	json_t *o = entry_json(e);
+
+	if (o) {
+		json_object_set_new(o, "event", json_string("file"));
+		json_array_append_new(j->page, o);
+	}
+	memcpy(j->after, e->id, sizeof(j->after));
+	j->n_page++;
+	return 0;
+}
+
+static void w_ls(uv_work_t *w)
+{
+	struct ls_job *j = w->data;
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_filter f = { .state = j->state,
+		                       .policy = j->policy,
+		                       .after_id = j->after[0] ? j->after : NULL,
+		                       .limit = LS_PAGE };
+
+	j->page = json_array();
+	j->n_page = 0;
+	uv_mutex_lock(&j->s->rcat_lock);
+	j->r = td_catalog_foreach(j->s->rcat, &f, ls_collect, j, &ce);
+	uv_mutex_unlock(&j->s->rcat_lock);
+}
+
+static void a_ls(uv_work_t *w, int status)
+{
+	struct ls_job *j = w->data;
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(j->page, i, v) client_send(j->c, json_incref(v));
+	json_decref(j->page);
+	j->total += j->n_page;
+	if (j->r >= 0 && j->n_page == LS_PAGE && !j->c->closing && !j->s->stopping &&
+	    uv_queue_work(j->s->loop, &j->work, w_ls, a_ls) == 0)
+		return;
+	if (j->r < 0)
+		client_send(j->c, td_ctl_error_reply(j->r, "catalog read failed"));
+	else
+		client_send(j->c, json_pack("{s:b, s:I}", "ok", 1, "count", (json_int_t)j->total));
+	client_unref(j->c);
+	free(j->policy);
+	free(j);
+}
+
+static void cmd_ls(struct service *s, struct client *c, json_t *args)
+{
+	const char *state = json_string_value(json_object_get(args, "state"));
+	const char *policy = json_string_value(json_object_get(args, "policy"));
+	struct ls_job *j = calloc(1, sizeof(*j));
+	enum td_catalog_state st;
+
+	if (!j) {
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
+	j->state = TD_CATALOG_ANY;
+	if (state) {
+		if (td_catalog_state_parse(&st, state) < 0) {
+			free(j);
+			client_send(c,
+			            td_ctl_error_reply(-EINVAL,
+			                               "unknown state '%.32s' (local, migrating, "
+			                               "tiered, cached, dirty, recalling)",
+			                               state));
+			return;
+		}
+		j->state = (int)st;
+	}
+	j->policy = policy ? strdup(policy) : NULL;
+	j->s = s;
+	j->c = c;
+	j->work.data = j;
+	client_ref(c);
+	if (uv_queue_work(s->loop, &j->work, w_ls, a_ls) < 0) {
+		client_unref(c);
+		free(j->policy);
+		free(j);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
+	}
+}
+
+/* ---- recall ------------------------------------------------------------------ */
+
+struct ritem {
+	struct rbatch *b;
+	char *path;
+	size_t len;
+	char id[TD_CATALOG_ID_HEX];
+	int state; /* -1: not in the catalog */
+	uint32_t uid;
+};
+
+struct rbatch {
+	uv_work_t work;
+	struct service *s;
+	struct client *c;
+	char **paths;
+	size_t *lens, n;
+	struct ritem *items;
+	unsigned pending, recalled, failed, skipped;
+	bool started;
+};
+
+static void rbatch_maybe_done(struct rbatch *b)
+{
+	if (b->pending || !b->started)
+		return;
+	client_send(b->c, json_pack("{s:b, s:i, s:i, s:i}", "ok", 1, "recalled", b->recalled,
+	                            "skipped", b->skipped, "failed", b->failed));
+	client_unref(b->c);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].path);
+	free(b->items);
+	free_paths(b->paths, b->lens, b->n);
+	free(b);
+}
+
+static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
+{
+	struct rbatch *b = it->b;
+	json_t *ev = json_pack("{s:s, s:s}", "event", "file", "outcome", outcome);
+
+	set_path(ev, "path", it->path, it->len);
+	if (it->id[0])
+		json_object_set_new(ev, "id", json_string(it->id));
+	if (msg && *msg)
+		json_object_set_new(ev, "message", json_string(msg));
+	client_send(b->c, ev);
+	if (strcmp(outcome, "recalled") == 0)
+		b->recalled++;
+	else if (strcmp(outcome, "failed") == 0)
+		b->failed++;
+	else
+		b->skipped++;
+}
+
+static void on_item_recalled(void *data, const struct td_mover_result *r)
+{
+	struct ritem *it = data;
+
+	ritem_event(it,
+	            r->outcome == TD_MOVER_TIERED   ? "recalled"
+	            : r->outcome == TD_MOVER_FAILED ? "failed"
+	                                            : "skipped",
+	            r->outcome == TD_MOVER_TIERED ? NULL : r->message);
+	it->b->pending--;
+	rbatch_maybe_done(it->b);
+}
+
+static void on_item_hydrated(void *data, int status)
+{
+	struct ritem *it = data;
+	int r;
+
+	if (status < 0) {
+		ritem_event(it, "failed",
+		            status == -EFBIG ? "larger than the whole cache"
+		                             : "could not bring its data back");
+	} else if ((r = svc_recall(it->b->s, it->id, on_item_recalled, it)) == 0) {
+		return;
+	} else {
+		ritem_event(it, "failed", strerror(-r));
+	}
+	it->b->pending--;
+	rbatch_maybe_done(it->b);
+}
+
+static void w_recall_lookup(uv_work_t *w)
+{
+	struct rbatch *b = w->data;
+	const char *state_dir = b->s->conf->c->state_dir;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct ritem *it = &b->items[i];
+		struct td_catalog_entry *e = NULL;
+		struct td_catalog_error ce;
+		char target[4096], id[33];
+		ssize_t tl = readlink(b->paths[i], target, sizeof(target) - 1);
+		int r;
+
+		it->b = b;
+		it->len = b->lens[i];
+		it->path = malloc(it->len + 1);
+		if (it->path)
+			memcpy(it->path, b->paths[i], it->len + 1);
+		it->state = -1;
+		uv_mutex_lock(&b->s->rcat_lock);
+		if (tl > 0 && td_ns_parse_link(state_dir, target, (size_t)tl, id))
+			r = td_catalog_get(&e, b->s->rcat, id, &ce);
+		else
+			r = td_catalog_get_by_path(&e, b->s->rcat, b->paths[i], b->lens[i], &ce);
+		uv_mutex_unlock(&b->s->rcat_lock);
+		if (r == 0) {
+			memcpy(it->id, e->id, sizeof(it->id));
+			it->state = (int)e->state;
+			it->uid = e->uid;
+		}
+		td_catalog_entry_free(e);
+	}
+}
+
+static void a_recall_lookup(uv_work_t *w, int status)
+{
+	struct rbatch *b = w->data;
+	struct service *s = b->s;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct ritem *it = &b->items[i];
+		int r;
+
+		if (!it->path)
+			continue;
+		if (it->state < 0 || it->state == TD_CATALOG_LOCAL) {
+			ritem_event(it, "skipped", "not tiered");
+			continue;
+		}
+		/* Users may recall the files they own. */
+		if (!b->c->privileged && it->uid != b->c->uid) {
+			ritem_event(it, "failed",
+			            "not your file: recall needs its owner, root, or "
+			            "the admin group");
+			continue;
+		}
+		if (it->state == TD_CATALOG_MIGRATING || it->state == TD_CATALOG_RECALLING) {
+			ritem_event(it, "skipped", "busy: being migrated or recalled");
+			continue;
+		}
+		b->pending++;
+		if (it->state == TD_CATALOG_TIERED)
+			r = s->rview ? td_rview_hydrate(s->rview, it->id, on_item_hydrated, it)
+			             : -ENOTCONN;
+		else
+			r = svc_recall(s, it->id, on_item_recalled, it);
+		if (r < 0) {
+			b->pending--;
+			ritem_event(it, "failed", strerror(-r));
+		}
+	}
+	b->started = true;
+	rbatch_maybe_done(b);
+}
+
+static void cmd_recall(struct service *s, struct client *c, json_t *args)
+{
+	struct rbatch *b = calloc(1, sizeof(*b));
+	char err[256];
+	int r;
+
+	if (!b) {
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
+	if (!s->mover_ready) {
+		free(b);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "tierd is still recovering; try again"));
+		return;
+	}
+	r = request_paths(args, &b->paths, &b->lens, &b->n, err, sizeof(err));
+	if (r < 0 || !(b->items = calloc(b->n, sizeof(*b->items)))) {
+		if (r == 0)
+			free_paths(b->paths, b->lens, b->n);
+		free(b);
+		client_send(c, td_ctl_error_reply(r < 0 ? r : -ENOMEM, "%s",
+		                                  r < 0 ? err : "out of memory"));
+		return;
+	}
+	b->s = s;
+	b->c = c;
+	b->work.data = b;
+	client_ref(c);
+	if (uv_queue_work(s->loop, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
+		client_unref(c);
+		free(b->items);
+		free_paths(b->paths, b->lens, b->n);
+		free(b);
+		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
+	}
+}
+
+const struct command svc_commands[] = {
+	{ "ping", false, cmd_ping },      { "status", false, cmd_status },
+	{ "info", false, cmd_info },      { "ls", false, cmd_ls },
+	{ "recall", false, cmd_recall }, /* checks ownership per file */
+	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
+	{ "migrate", true, cmd_migrate },
+};
+const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);

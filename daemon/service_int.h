@@ -1,0 +1,143 @@
+/*
+ * service_int — what service.c, commands.c and runs.c share. Loop thread only,
+ * except where a field says otherwise.
+ */
+#pragma once
+
+#include "catalog.h"
+#include "config.h"
+#include "ctl.h"
+#include "mover.h"
+#include "rview.h"
+#include "target.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/un.h>
+#include <uv.h>
+
+#define MAX_RECENT_ERRORS 20
+
+/* A configuration shared by the service and the runs started under it: a run
+ * keeps the configuration it started with alive across a reload. */
+struct conf_ref {
+	struct td_config *c;
+	unsigned refs;
+};
+
+struct target_slot {
+	struct service *svc;
+	char *name;
+	struct td_target *t;
+	bool checked; /* a probe or a transfer has told us something */
+	bool reachable;
+	int64_t checked_ns;
+	char last_error[256];
+	bool probing;
+	struct td_object_info probe_info;
+};
+
+struct run; /* a policy run: runs.c */
+
+struct policy_sched {
+	char *name;
+	int64_t next_s; /* next scheduled start, epoch seconds; 0 = none */
+	bool rerun_when_reachable;
+};
+
+struct service {
+	uv_loop_t *loop;
+	char *config_path;
+	struct conf_ref *conf;
+	const char *notify_socket;
+	int64_t start_ns;
+	bool stopping;
+	bool reloading;
+	bool reload_again;
+
+	uv_signal_t sig_term, sig_int, sig_hup, sig_io;
+	uv_timer_t tick;
+	int64_t last_probe_s, last_watermark_s;
+	uv_pipe_t server;
+	bool server_open;
+	bool sock_owned;
+	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct client *clients;
+	unsigned n_clients;
+
+	struct target_slot *targets;
+	size_t n_targets;
+	unsigned targets_open;
+	struct td_mover *mover;
+	struct td_rview *rview;
+	bool mover_ready; /* start-up recovery finished */
+	bool mover_closed;
+	char catalog_path[4096];
+	struct td_catalog *rcat; /* queries, on the thread pool, under rcat_lock */
+	uv_mutex_t rcat_lock;
+
+	struct run *runs;
+	struct policy_sched *sched;
+	size_t n_sched;
+
+	char recent[MAX_RECENT_ERRORS][320];
+	int64_t recent_ns[MAX_RECENT_ERRORS];
+	unsigned n_recent, recent_next;
+	uint64_t files_tiered, bytes_tiered, files_failed;
+	int64_t last_dirty_scan_s;
+	bool dirty_scanning;
+};
+
+struct client {
+	struct service *svc;
+	struct client *next, *prev;
+	uv_pipe_t pipe;
+	uv_timer_t idle;
+	int open_handles;
+	unsigned refs; /* pending asynchronous replies */
+	bool closing;
+	struct td_ctl_framer framer;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	bool privileged;
+};
+
+/* Sends one line (steals msg). A no-op once the client is closing. */
+void client_send(struct client *c, json_t *msg);
+void client_ref(struct client *c);
+void client_unref(struct client *c);
+
+/* Logs an error and keeps it for `tierctl status`. */
+void svc_error(struct service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct target_slot *svc_target(struct service *s, const char *name);
+void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg);
+struct conf_ref *conf_get(struct service *s);
+void conf_put(struct conf_ref *r);
+
+void svc_reload(struct service *s);
+uint64_t svc_cache_limit(const struct td_config *c);
+/* Recalls `id` (its cache copy replaces the link); done may be NULL. */
+int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
+void svc_dirty_scan(struct service *s);
+
+/* Commands (commands.c). Each replies with client_send, now or later. */
+struct command {
+	const char *name;
+	bool mutating; /* needs root or admin_group */
+	void (*fn)(struct service *s, struct client *c, json_t *args);
+};
+extern const struct command svc_commands[];
+extern const size_t svc_n_commands;
+
+/* Policy runs (runs.c). */
+int run_start(struct service *s, const char *policy, char *err, size_t errlen);
+bool run_active(struct service *s, const char *policy);
+json_t *runs_status(struct service *s);
+void runs_stop(struct service *s);
+/* Schedules, watermarks: called every tick. */
+void runs_tick(struct service *s, int64_t now_s);
+void runs_reschedule(struct service *s);
+/* The policy whose root holds `path` (longest match), and that root. */
+const struct td_policy_conf *policy_for_path(const struct td_config *c, const char *path,
+                                             size_t len, const char **root);

@@ -1,0 +1,458 @@
+/*
+ * tierctl run / migrate / info / ls — the commands about files. Paths go to
+ * tierd as given (made absolute against the current directory and cleaned of
+ * "." and ".." lexically, never resolved: tierd itself refuses to follow
+ * symlinks below a policy root). Names that are not UTF-8 travel as base64.
+ */
+#include "tierctl.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH_BYTES (48u * 1024) /* keep each request well under the 64 KiB line cap */
+#define BATCH_PATHS 4000
+
+/* Absolute, with "//", "/./" and "dir/.." folded. malloc'd. */
+static char *absolute(const char *p)
+{
+	char cwd[4096], *buf, *out, *o;
+	size_t n;
+
+	if (p[0] == '/') {
+		buf = strdup(p);
+	} else {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return NULL;
+		n = strlen(cwd) + 1 + strlen(p) + 1;
+		buf = malloc(n);
+		if (buf)
+			snprintf(buf, n, "%s/%s", cwd, p);
+	}
+	if (!buf)
+		return NULL;
+	out = malloc(strlen(buf) + 2);
+	if (!out) {
+		free(buf);
+		return NULL;
+	}
+	o = out;
+	for (char *s = buf; *s;) {
+		char *e;
+		size_t len;
+
+		while (*s == '/')
+			s++;
+		if (!*s)
+			break;
+		e = strchr(s, '/');
+		len = e ? (size_t)(e - s) : strlen(s);
+		if (len == 1 && s[0] == '.') {
+			/* skip */
+		} else if (len == 2 && s[0] == '.' && s[1] == '.') {
+			while (o > out && *--o != '/')
+				;
+		} else {
+			*o++ = '/';
+			memcpy(o, s, len);
+			o += len;
+		}
+		s += len;
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = '\0';
+	free(buf);
+	return out;
+}
+
+static void add_path(json_t *args, const char *p)
+{
+	json_t *str = json_string(p);
+
+	if (str) {
+		json_t *a = json_object_get(args, "paths");
+
+		if (!a) {
+			a = json_array();
+			json_object_set_new(args, "paths", a);
+		}
+		json_array_append_new(a, str);
+	} else {
+		size_t n = strlen(p);
+		char *b = malloc(4 * ((n + 2) / 3) + 1);
+		json_t *a = json_object_get(args, "paths_b64");
+
+		if (!b)
+			return;
+		EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)p, (int)n);
+		if (!a) {
+			a = json_array();
+			json_object_set_new(args, "paths_b64", a);
+		}
+		json_array_append_new(a, json_string(b));
+		free(b);
+	}
+}
+
+/* The path of an event or entry for printing: escaped when it had to travel
+ * as base64. */
+static const char *ev_path(json_t *ev, const char *key)
+{
+	const char *p = json_string_value(json_object_get(ev, key));
+
+	return p ? p : "?";
+}
+
+/* ---- run ------------------------------------------------------------------- */
+
+int tierctl_run(const struct tierctl_opts *o, int argc, char **argv)
+{
+	json_t *reply = NULL;
+	int r;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: tierctl run POLICY\n");
+		return TIERCTL_USAGE;
+	}
+	r = tierctl_request(o, "run", json_pack("{s:s}", "policy", argv[1]), &reply);
+	if (r != TIERCTL_OK)
+		return r;
+	if (!json_is_true(json_object_get(reply, "ok")))
+		r = tierctl_reply_error(reply);
+	else if (o->json)
+		json_dumpf(reply, stdout, JSON_INDENT(2)), fputc('\n', stdout);
+	else
+		printf("%s; follow it with: tierctl status\n",
+		       json_string_value(json_object_get(reply, "message")));
+	json_decref(reply);
+	return r;
+}
+
+/* ---- migrate ----------------------------------------------------------------- */
+
+struct mig {
+	const struct tierctl_opts *o;
+	size_t total, done, tiered, skipped, failed;
+	unsigned long long bytes;
+	json_t *files; /* --json */
+	int64_t start_ns;
+};
+
+static void progress(struct mig *m, bool final)
+{
+	double s = (double)(td_monotonic_ns() - m->start_ns) / 1e9;
+
+	if (!m->o->tty)
+		return;
+	fprintf(stderr, "\r[%zu/%zu] tiered %zu (%.1f MiB), skipped %zu, failed %zu, %.1f s%s",
+	        m->done, m->total, m->tiered, (double)m->bytes / 1048576.0, m->skipped, m->failed,
+	        s, final ? "\n" : "");
+	fflush(stderr);
+}
+
+static int on_mig_event(void *ctx, json_t *ev)
+{
+	struct mig *m = ctx;
+	const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+	const char *msg = json_string_value(json_object_get(ev, "message"));
+
+	m->done++;
+	if (outcome && strcmp(outcome, "tiered") == 0) {
+		m->tiered++;
+		m->bytes += (unsigned long long)json_integer_value(json_object_get(ev, "size"));
+	} else if (outcome && strcmp(outcome, "failed") == 0) {
+		m->failed++;
+	} else {
+		m->skipped++;
+	}
+	if (m->files) {
+		json_object_del(ev, "event");
+		json_array_append(m->files, ev);
+	} else if (!outcome || strcmp(outcome, "tiered") != 0) {
+		if (m->o->tty)
+			fputc('\r', stderr);
+		fprintf(stderr, "tierctl: %s: %s: %s\n", ev_path(ev, "path"),
+		        outcome ? outcome : "?", msg ? msg : "");
+	} else if (!m->o->tty) {
+		printf("tiered %s\n", ev_path(ev, "path"));
+	}
+	progress(m, false);
+	return 0;
+}
+
+int tierctl_migrate(const struct tierctl_opts *o, int argc, char **argv)
+{
+	static const struct option longopts[] = { { "target", required_argument, NULL, 't' },
+		                                  { 0 } };
+	const char *target = NULL;
+	struct mig m = { .o = o, .start_ns = td_monotonic_ns() };
+	int c, r = TIERCTL_OK, i;
+
+	while ((c = getopt_long(argc, argv, "t:", longopts, NULL)) != -1) {
+		if (c != 't') {
+			fprintf(stderr, "usage: tierctl migrate [--target NAME] PATH...\n");
+			return TIERCTL_USAGE;
+		}
+		target = optarg;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "usage: tierctl migrate [--target NAME] PATH...\n");
+		return TIERCTL_USAGE;
+	}
+	m.total = (size_t)(argc - optind);
+	if (o->json)
+		m.files = json_array();
+	for (i = optind; i < argc && r == TIERCTL_OK;) {
+		json_t *args = json_object(), *reply = NULL;
+		size_t bytes = 0, n = 0;
+
+		if (target)
+			json_object_set_new(args, "target", json_string(target));
+		for (; i < argc && bytes < BATCH_BYTES && n < BATCH_PATHS; i++, n++) {
+			char *abs = absolute(argv[i]);
+
+			if (!abs) {
+				json_decref(args);
+				fprintf(stderr, "tierctl: %s: %s\n", argv[i], strerror(errno));
+				return TIERCTL_FAILED;
+			}
+			add_path(args, abs);
+			bytes += strlen(abs) * 4 / 3 + 8;
+			free(abs);
+		}
+		r = tierctl_request_stream(o, "migrate", args, on_mig_event, &m, &reply);
+		json_decref(args);
+		if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
+			r = tierctl_reply_error(reply);
+		json_decref(reply);
+	}
+	progress(&m, true);
+	if (o->json && r == TIERCTL_OK) {
+		json_t *doc =
+		    json_pack("{s:o, s:I, s:I, s:I, s:I}", "files", m.files, "tiered",
+		              (json_int_t)m.tiered, "skipped", (json_int_t)m.skipped, "failed",
+		              (json_int_t)m.failed, "bytes", (json_int_t)m.bytes);
+
+		json_dumpf(doc, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(doc);
+	} else {
+		json_decref(m.files);
+	}
+	if (r != TIERCTL_OK)
+		return r;
+	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+}
+
+/* ---- info ------------------------------------------------------------------- */
+
+int tierctl_info(const struct tierctl_opts *o, int argc, char **argv)
+{
+	json_t *args, *reply = NULL, *f;
+	int r, bad = 0;
+	size_t i;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: tierctl info PATH...\n");
+		return TIERCTL_USAGE;
+	}
+	args = json_object();
+	for (int k = 1; k < argc; k++) {
+		char *abs = absolute(argv[k]);
+
+		if (abs)
+			add_path(args, abs);
+		free(abs);
+	}
+	r = tierctl_request(o, "info", args, &reply);
+	json_decref(args);
+	if (r != TIERCTL_OK)
+		return r;
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		r = tierctl_reply_error(reply);
+		json_decref(reply);
+		return r;
+	}
+	json_array_foreach(json_object_get(reply, "files"), i, f) if (json_object_get(f, "error"))
+	    bad++;
+	if (o->json) {
+		json_object_del(reply, "ok");
+		json_dumpf(reply, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	} else {
+		json_array_foreach(json_object_get(reply, "files"), i, f)
+		{
+			const char *err = json_string_value(json_object_get(f, "error"));
+
+			printf("%s\n", ev_path(f, "path"));
+			if (err) {
+				printf("  error:     %s\n", err);
+				continue;
+			}
+			printf("  state:     %s\n", json_string_value(json_object_get(f, "state")));
+			if (json_object_get(f, "id")) {
+				printf("  id:        %s\n",
+				       json_string_value(json_object_get(f, "id")));
+				printf("  target:    %s, key %s\n",
+				       json_string_value(json_object_get(f, "target")),
+				       json_string_value(json_object_get(f, "key")));
+				printf("  sha256:    %s\n",
+				       json_string_value(json_object_get(f, "sha256")));
+				printf("  cached:    %s\n",
+				       json_is_true(json_object_get(f, "cached")) ? "yes" : "no");
+				if (json_is_string(json_object_get(f, "tiered_at")))
+					printf("  tiered at: %s\n",
+					       json_string_value(json_object_get(f, "tiered_at")));
+			}
+			printf("  size:      %lld bytes\n",
+			       (long long)json_integer_value(json_object_get(f, "size")));
+		}
+	}
+	json_decref(reply);
+	return bad ? TIERCTL_FAILED : TIERCTL_OK;
+}
+
+/* ---- ls --------------------------------------------------------------------- */
+
+struct lsctx {
+	const struct tierctl_opts *o;
+	json_t *files;
+};
+
+static int on_ls_event(void *ctx, json_t *ev)
+{
+	struct lsctx *l = ctx;
+
+	if (l->files) {
+		json_object_del(ev, "event");
+		json_array_append(l->files, ev);
+		return 0;
+	}
+	printf("%-9s %14lld  %-20s  %s\n", json_string_value(json_object_get(ev, "state")),
+	       (long long)json_integer_value(json_object_get(ev, "size")),
+	       json_string_value(json_object_get(ev, "tiered_at"))
+	           ? json_string_value(json_object_get(ev, "tiered_at"))
+	           : "-",
+	       ev_path(ev, "original_path"));
+	return 0;
+}
+
+int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv)
+{
+	static const struct option longopts[] = { { "state", required_argument, NULL, 's' },
+		                                  { "policy", required_argument, NULL, 'p' },
+		                                  { 0 } };
+	struct lsctx l = { .o = o };
+	json_t *args = json_object(), *reply = NULL;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "s:p:", longopts, NULL)) != -1) {
+		if (c == 's')
+			json_object_set_new(args, "state", json_string(optarg));
+		else if (c == 'p')
+			json_object_set_new(args, "policy", json_string(optarg));
+		else {
+			json_decref(args);
+			fprintf(stderr, "usage: tierctl ls [--state STATE] [--policy NAME]\n");
+			return TIERCTL_USAGE;
+		}
+	}
+	if (o->json)
+		l.files = json_array();
+	else
+		printf("%-9s %14s  %-20s  %s\n", "STATE", "SIZE", "TIERED AT", "PATH");
+	r = tierctl_request_stream(o, "ls", args, on_ls_event, &l, &reply);
+	json_decref(args);
+	if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
+		r = tierctl_reply_error(reply);
+	else if (r == TIERCTL_OK && o->json) {
+		json_t *doc = json_pack("{s:O, s:O}", "files", l.files, "count",
+		                        json_object_get(reply, "count"));
+
+		json_dumpf(doc, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(doc);
+	}
+	json_decref(l.files);
+	json_decref(reply);
+	return r;
+}
+
+/* ---- recall --------------------------------------------------------------------- */
+
+static int on_recall_event(void *ctx, json_t *ev)
+{
+	struct mig *m = ctx;
+	const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+	const char *msg = json_string_value(json_object_get(ev, "message"));
+
+	m->done++;
+	if (outcome && strcmp(outcome, "recalled") == 0)
+		m->tiered++;
+	else if (outcome && strcmp(outcome, "failed") == 0)
+		m->failed++;
+	else
+		m->skipped++;
+	if (m->files) {
+		json_object_del(ev, "event");
+		json_array_append(m->files, ev);
+	} else if (outcome && strcmp(outcome, "recalled") == 0) {
+		printf("recalled %s\n", ev_path(ev, "path"));
+	} else {
+		fprintf(stderr, "tierctl: %s: %s: %s\n", ev_path(ev, "path"),
+		        outcome ? outcome : "?", msg ? msg : "");
+	}
+	return 0;
+}
+
+int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
+{
+	struct mig m = { .o = o, .start_ns = td_monotonic_ns() };
+	int r = TIERCTL_OK, i = 1;
+
+	if (argc < 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: tierctl recall PATH...\n");
+		return TIERCTL_USAGE;
+	}
+	m.total = (size_t)(argc - 1);
+	if (o->json)
+		m.files = json_array();
+	while (i < argc && r == TIERCTL_OK) {
+		json_t *args = json_object(), *reply = NULL;
+		size_t bytes = 0, n = 0;
+
+		for (; i < argc && bytes < BATCH_BYTES && n < BATCH_PATHS; i++, n++) {
+			char *abs = absolute(argv[i]);
+
+			if (abs)
+				add_path(args, abs);
+			bytes += abs ? strlen(abs) * 4 / 3 + 8 : 0;
+			free(abs);
+		}
+		r = tierctl_request_stream(o, "recall", args, on_recall_event, &m, &reply);
+		json_decref(args);
+		if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
+			r = tierctl_reply_error(reply);
+		json_decref(reply);
+	}
+	if (o->json && r == TIERCTL_OK) {
+		json_t *doc = json_pack("{s:o, s:I, s:I, s:I}", "files", m.files, "recalled",
+		                        (json_int_t)m.tiered, "skipped", (json_int_t)m.skipped,
+		                        "failed", (json_int_t)m.failed);
+
+		json_dumpf(doc, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(doc);
+	} else {
+		json_decref(m.files);
+	}
+	if (r != TIERCTL_OK)
+		return r;
+	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+}

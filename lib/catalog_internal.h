@@ -1,0 +1,22 @@
+/*
+ * catalog_internal — what the catalog's own tests need beyond catalog.h: opening
+ * with another list of schema migrations, to exercise the migration machinery
+ * with versions this build does not have. Not for other modules.
+ */
+#pragma once
+
+#include "catalog.h"
+
+#include <stddef.h>
+
+/* Step `version` turns a catalog at version-1 into one at version; steps are
+ * listed in order from version 1, and version 1 creates the schema. */
+struct td_catalog_migration {
+	int version;
+	const char *sql;
+};
+
+/* td_catalog_open with `steps` instead of the built-in migrations. */
+int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned flags,
+                         const struct td_catalog_migration *steps, size_t n_steps,
+                         struct td_catalog_error *err);

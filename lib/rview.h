@@ -1,0 +1,86 @@
+/*
+ * rview — the remote view: a FUSE filesystem at <run_dir>/remote that serves
+ * tiered files straight from their targets, and hydrates them into the cache.
+ *
+ *   /                 0711 root   (only root may list it)
+ *   /<aa>             0711 root
+ *   /<aa>/<id>        0711 root
+ *   /<aa>/<id>/<name> the file: its original size, mode, uid, gid, mtime
+ *
+ * Loop thread only: the FUSE session fd is polled by the loop, requests are
+ * answered asynchronously when their data arrives (no thread blocks per
+ * request), catalog lookups and disk writes run on the thread pool.
+ *
+ * Reads go through 1 MiB chunks fetched by range requests: sequential readers
+ * get several chunks read ahead; random readers fetch only what they touch;
+ * a chunk fetched once serves every reader and the hydration. Opening a file
+ * starts its hydration (the whole object into <cache_dir>/objects/<aa>/<id>.part,
+ * verified against its SHA-256, given its owner, mode and mtime, renamed into
+ * place, and then the dynamic link is rebound to it), except for processes in
+ * no_hydrate and for processes that sweep many files (a backup, a virus
+ * scanner), which are served by streaming. The cache stays under its limit by
+ * evicting the least recently accessed copies (never pinned or written ones).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "target.h"
+
+struct td_rview;
+
+struct td_rview_opts {
+	uv_loop_t *loop;
+	const char *mountpoint; /* <run_dir>/remote */
+	const char *catalog_path;
+	const char *state_dir, *cache_dir, *run_dir;
+	uint64_t cache_limit_bytes;
+	const char *const *no_hydrate; /* process names (comm) never hydrated */
+	size_t n_no_hydrate;
+	struct td_target *(*target_for)(void *ctx, const char *name);
+	/* Problems worth a log line (a corrupt object, a failed hydration). */
+	void (*on_error)(void *ctx, const char *id, const char *message);
+	/* The last writer through the view closed a file it changed: the copy is
+	 * dirty and should go back to primary storage (td_mover_recall). */
+	void (*on_dirty)(void *ctx, const char *id);
+	void *ctx;
+};
+
+struct td_rview_stats {
+	uint64_t opens;
+	uint64_t reads;
+	uint64_t read_bytes;
+	uint64_t target_requests; /* range GETs issued */
+	uint64_t target_bytes;
+	uint64_t hydrations; /* completed and bound */
+	uint64_t hydration_failures;
+	uint64_t streamed_opens; /* served without hydrating */
+	uint64_t evictions;
+	uint64_t cache_used_bytes; /* as last measured */
+};
+
+/* Mounts the view (a stale mount left by a crash is detached first).
+ * Returns 0 or -errno with a sentence in err. */
+int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen);
+
+void td_rview_stats(const struct td_rview *rv, struct td_rview_stats *out);
+
+/* Updates the cache limit and the no_hydrate list (on reload). */
+int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
+                        const char *const *no_hydrate, size_t n_no_hydrate);
+
+/* Evicts cached copies until the cache is under its limit (also run after
+ * each hydration). */
+void td_rview_trim(struct td_rview *rv);
+
+/* Hydrates the file `id` (if it is not in the cache yet) and calls done with
+ * 0 once its copy is in place, or -errno. */
+int td_rview_hydrate(struct td_rview *rv, const char *id, void (*done)(void *data, int status),
+                     void *data);
+
+/* Fails every pending request with EIO, unmounts, and calls close_cb when
+ * everything is released. */
+void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *data);

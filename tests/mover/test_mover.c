@@ -1,0 +1,562 @@
+/*
+ * The mover against a real dir target on real files: round trips, writers
+ * racing each step, and a crash (SIGKILL) after every step followed by
+ * recovery. After every scenario: the file is either exactly as it was or a
+ * link that reads back the same bytes, and nothing is left behind.
+ */
+#include "catalog.h"
+#include "config.h"
+#include "hash.h"
+#include "mover.h"
+#include "ns.h"
+#include "target.h"
+#include "testlib.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char T[4096], ROOT[4200], STATE[4200], CACHE[4200], RUN[4200], TIER[4200], CATDB[4300];
+static uv_loop_t loop;
+static struct td_target *target;
+static struct td_mover *mover;
+static const char *crash_at; /* step name at which the hook kills the process */
+static void (*hook_fn)(const char *step, const char *id);
+
+static struct td_target *target_for(void *ctx, const char *name)
+{
+	return strcmp(name, "nas") == 0 ? target : NULL;
+}
+
+static void step_hook(void *ctx, const char *id, const char *step)
+{
+	if (crash_at && strcmp(crash_at, step) == 0)
+		raise(SIGKILL);
+	if (hook_fn)
+		hook_fn(step, id);
+}
+
+static void setup(const char *tag)
+{
+	struct td_target_conf tc = { .name = "nas", .type = TD_TARGET_DIR };
+	struct td_target_error terr;
+	struct td_mover_opts mo = { 0 };
+	char err[256];
+
+	snprintf(T, sizeof(T), "%s", td_test_tmpdir(tag));
+	snprintf(ROOT, sizeof(ROOT), "%s/data", T);
+	snprintf(STATE, sizeof(STATE), "%s/state", T);
+	snprintf(CACHE, sizeof(CACHE), "%s/cache", T);
+	snprintf(RUN, sizeof(RUN), "%s/run", T);
+	snprintf(TIER, sizeof(TIER), "%s/tier", T);
+	snprintf(CATDB, sizeof(CATDB), "%s/catalog.db", STATE);
+	mkdir(ROOT, 0755);
+	mkdir(STATE, 0711);
+	mkdir(CACHE, 0711);
+	mkdir(RUN, 0711);
+	mkdir(TIER, 0700);
+	tc.path = TIER;
+	uv_loop_init(&loop);
+	if (td_target_new(&target, &loop, &tc, &terr) < 0) {
+		printf("target: %s\n", terr.message);
+		exit(1);
+	}
+	mo.loop = &loop;
+	mo.catalog_path = CATDB;
+	mo.state_dir = STATE;
+	mo.cache_dir = CACHE;
+	mo.run_dir = RUN;
+	mo.max_transfers = 4;
+	mo.grace_ms = 100;
+	mo.target_for = target_for;
+	mo.step_hook = step_hook;
+	if (td_mover_new(&mover, &mo, err, sizeof(err)) < 0) {
+		printf("mover: %s\n", err);
+		exit(1);
+	}
+}
+
+static void closed(void *data)
+{
+	*(int *)data = 1;
+}
+
+static void teardown(bool keep_tree)
+{
+	int done = 0, tdone = 0;
+
+	td_mover_close(mover, closed, &done);
+	while (!done)
+		uv_run(&loop, UV_RUN_ONCE);
+	td_target_close(target, closed, &tdone);
+	while (!tdone)
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	if (!keep_tree)
+		td_test_rmtree(T);
+}
+
+static void make_file(const char *rel, size_t size, unsigned seed, mode_t mode)
+{
+	char path[8192];
+	char *buf = malloc(size + 1);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", ROOT, rel);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (char)((i * 131 + seed * 7) >> 3);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (fd < 0 || td_write_full(fd, buf, size) < 0) {
+		perror(path);
+		exit(1);
+	}
+	if (fchown(fd, 1234, 5678) < 0)
+		perror("fchown");
+	fchmod(fd, mode);
+	{
+		struct timespec ts[2] = { { 1000000000, 5 }, { 1100000000, 7 } };
+		futimens(fd, ts);
+	}
+	close(fd);
+	free(buf);
+}
+
+static void sha_of_path(const char *path, char out[TD_SHA256_HEX])
+{
+	int fd = open(path, O_RDONLY); /* follows links, as a user's open does */
+
+	out[0] = '\0';
+	if (fd >= 0) {
+		td_sha256_fd_hex(fd, out);
+		close(fd);
+	}
+}
+
+struct res {
+	int n;
+	struct td_mover_result last;
+	char msg[512];
+};
+
+static void on_done(void *data, const struct td_mover_result *r)
+{
+	struct res *res = data;
+
+	res->n++;
+	res->last = *r;
+	snprintf(res->msg, sizeof(res->msg), "%s", r->message);
+}
+
+static struct res migrate(const char *rel, bool keep_cached)
+{
+	struct td_mover_file f = { .root = ROOT,
+		                   .rel = rel,
+		                   .rel_len = strlen(rel),
+		                   .policy = "p",
+		                   .target = "nas",
+		                   .keep_cached = keep_cached };
+	struct res res = { 0 };
+	int r = td_mover_migrate(mover, &f, on_done, &res);
+
+	if (r < 0) {
+		printf("migrate %s: %s\n", rel, strerror(-r));
+		res.n = -1;
+		return res;
+	}
+	while (res.n == 0)
+		uv_run(&loop, UV_RUN_ONCE);
+	return res;
+}
+
+/* Counts entries under dir whose name contains `needle`, recursively. */
+static int count_named(const char *dir, const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char p[8192];
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (strstr(de->d_name, needle))
+			n++;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		if (de->d_type == DT_DIR)
+			n += count_named(p, needle);
+	}
+	closedir(d);
+	return n;
+}
+
+static int count_cb(const struct td_catalog_entry *e, void *u)
+{
+	(*(int *)u)++;
+	return 0;
+}
+
+/* Counts non-directory entries under dir, recursively. */
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char p[8192];
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		if (de->d_type == DT_DIR)
+			n += count_files(p);
+		else
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int count_rows(int state)
+{
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error ce;
+	struct td_catalog_filter f = { .state = state };
+	int n = 0;
+
+	if (td_catalog_open(&cat, CATDB, 0, &ce) < 0)
+		return -1;
+	td_catalog_foreach(cat, &f, count_cb, &n, &ce);
+	td_catalog_close(cat);
+	return n;
+}
+
+/* ---- scenarios ---------------------------------------------------------- */
+
+static void check_tiered_file(const char *rel, const char *sha, bool cached)
+{
+	char path[8192], l1[4096], want_prefix[4300];
+	struct stat lst, st;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", ROOT, rel);
+	REQUIRE(lstat(path, &lst) == 0);
+	CHECK(S_ISLNK(lst.st_mode));
+	CHECK_INT(lst.st_uid, 1234); /* the link shows the file's owner */
+	n = readlink(path, l1, sizeof(l1) - 1);
+	REQUIRE(n > 0);
+	l1[n] = '\0';
+	snprintf(want_prefix, sizeof(want_prefix), "%s/links/", STATE);
+	CHECK(strncmp(l1, want_prefix, strlen(want_prefix)) == 0);
+	if (cached) {
+		char got[TD_SHA256_HEX];
+
+		REQUIRE(stat(path, &st) == 0);
+		CHECK_INT(st.st_uid, 1234);
+		CHECK_INT(st.st_gid, 5678);
+		CHECK_INT(st.st_mode & 07777, 0640);
+		CHECK_INT(st.st_mtim.tv_sec, 1100000000);
+		sha_of_path(path, got);
+		CHECK_STR(got, sha);
+	}
+}
+
+static void test_round_trip(void)
+{
+	static const size_t sizes[] = { 0, 1, 4096, (1 << 20) + 3 };
+	char rel[64], path[8192], sha[4][TD_SHA256_HEX];
+
+	setup("mover-rt");
+	for (int i = 0; i < 4; i++) {
+		snprintf(rel, sizeof(rel), "f%d.bin", i);
+		make_file(rel, sizes[i], (unsigned)i, 0640);
+		snprintf(path, sizeof(path), "%s/%s", ROOT, rel);
+		sha_of_path(path, sha[i]);
+	}
+	mkdir((snprintf(path, sizeof(path), "%s/sub", ROOT), path), 0755);
+	make_file("sub/name with\nnewline \xff.iso", 777, 9, 0640);
+	for (int i = 0; i < 4; i++) {
+		struct res r;
+
+		snprintf(rel, sizeof(rel), "f%d.bin", i);
+		r = migrate(rel, true);
+		CHECK_INT(r.last.outcome, TD_MOVER_TIERED);
+		if (r.last.outcome != TD_MOVER_TIERED)
+			printf("  %s: %s\n", rel, r.msg);
+		check_tiered_file(rel, sha[i], true);
+	}
+	{
+		struct res r = migrate("sub/name with\nnewline \xff.iso", false);
+
+		CHECK_INT(r.last.outcome, TD_MOVER_TIERED);
+		check_tiered_file("sub/name with\nnewline \xff.iso", NULL, false);
+	}
+	CHECK_INT(count_rows(TD_CATALOG_CACHED), 4);
+	CHECK_INT(count_rows(TD_CATALOG_TIERED), 1);
+	CHECK_INT(count_rows(TD_CATALOG_MIGRATING), 0);
+	CHECK_INT(count_named(ROOT, ".tierd-"), 0);
+	CHECK_INT(count_named(TIER, ".json"), 5); /* a manifest per object */
+	teardown(false);
+}
+
+static void test_busy_writer(void)
+{
+	char path[8192], sha[TD_SHA256_HEX], after[TD_SHA256_HEX];
+	struct stat st;
+	struct res r;
+	int wfd;
+
+	setup("mover-busy");
+	make_file("busy.bin", 10000, 1, 0640);
+	snprintf(path, sizeof(path), "%s/busy.bin", ROOT);
+	sha_of_path(path, sha);
+	wfd = open(path, O_WRONLY);
+	REQUIRE(wfd >= 0);
+	r = migrate("busy.bin", true);
+	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
+	CHECK_INT(r.last.status, -EBUSY);
+	close(wfd);
+	REQUIRE(lstat(path, &st) == 0);
+	CHECK(S_ISREG(st.st_mode));
+	sha_of_path(path, after);
+	CHECK_STR(after, sha);
+	CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
+	CHECK_INT(count_named(TIER, "json"), 0);
+	teardown(false);
+}
+
+/* A writer opens the file while the mover holds its lease: wait until the
+ * kernel shows the lease breaking, so the race is certain, not likely. */
+static pid_t spawn_appender(const char *path)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY | O_APPEND);
+
+		if (fd < 0 || write(fd, "RACE", 4) != 4)
+			_exit(1);
+		close(fd);
+		_exit(0);
+	}
+	for (int i = 0; i < 500; i++) {
+		char buf[8192];
+		int fd = open("/proc/locks", O_RDONLY);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, "BREAKING") || strstr(buf, "BREAKER"))
+				break;
+		}
+		usleep(10000); /* polling the kernel's lock table, bounded to 5 s */
+	}
+	return pid;
+}
+
+static char race_path[8192];
+static pid_t race_pid;
+static const char *race_step;
+
+static void race_hook(const char *step, const char *id)
+{
+	if (race_step && strcmp(step, race_step) == 0 && !race_pid)
+		race_pid = spawn_appender(race_path);
+}
+
+static void race(const char *step, enum td_mover_outcome want)
+{
+	char sha_after[TD_SHA256_HEX];
+	struct stat st;
+	struct res r;
+	int status = -1;
+	char buf[16] = "";
+	int fd;
+
+	setup("mover-race");
+	make_file("r.bin", 5000, 3, 0640);
+	snprintf(race_path, sizeof(race_path), "%s/r.bin", ROOT);
+	race_pid = 0;
+	race_step = step;
+	hook_fn = race_hook;
+	r = migrate("r.bin", true);
+	hook_fn = NULL;
+	CHECK_INT(r.last.outcome, want);
+	REQUIRE(race_pid > 0);
+	waitpid(race_pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The writer's bytes are in the file at its original path, a regular file. */
+	REQUIRE(lstat(race_path, &st) == 0);
+	CHECK(S_ISREG(st.st_mode));
+	CHECK_INT(st.st_size, 5004);
+	fd = open(race_path, O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK_INT(pread(fd, buf, 4, 5000), 4);
+	close(fd);
+	CHECK(memcmp(buf, "RACE", 4) == 0);
+	sha_of_path(race_path, sha_after);
+	CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
+	CHECK_INT(count_named(ROOT, ".tierd-"), 0);
+	CHECK_INT(count_named(TIER, "json"), 0);
+	CHECK_INT(count_files(CACHE), 0);
+	{
+		char links[4300];
+
+		snprintf(links, sizeof(links), "%s/links", STATE);
+		CHECK_INT(count_files(links), 0);
+	}
+	teardown(false);
+}
+
+static void test_writer_during_upload(void)
+{
+	race("opened", TD_MOVER_SKIPPED);
+}
+
+static void test_writer_just_before_swap(void)
+{
+	race("linked", TD_MOVER_SKIPPED);
+}
+
+static void test_writer_during_grace(void)
+{
+	race("swapped", TD_MOVER_RESTORED);
+}
+
+/* ---- crash matrix --------------------------------------------------------- */
+
+static void rec_done(void *data, int status, unsigned fin, unsigned rb, unsigned left)
+{
+	unsigned *out = data;
+
+	out[0] = 1;
+	out[1] = fin;
+	out[2] = rb;
+	out[3] = left;
+	out[4] = (unsigned)-status;
+}
+
+static void crash_at_step(const char *step, bool keep_cached)
+{
+	char path[8192], sha[TD_SHA256_HEX], got[TD_SHA256_HEX];
+	const char *roots[] = { ROOT };
+	unsigned rec[5] = { 0 };
+	struct stat st;
+	pid_t pid;
+	int status;
+
+	setup("mover-crash");
+	make_file("c.bin", 300000, 5, 0640);
+	snprintf(path, sizeof(path), "%s/c.bin", ROOT);
+	sha_of_path(path, sha);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		crash_at = step;
+		migrate("c.bin", keep_cached);
+		_exit(3); /* the hook should have killed us */
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* "Restart": recovery in this process, whose mover never ran a step. */
+	REQUIRE(td_mover_recover(mover, roots, 1, rec_done, rec) == 0);
+	while (!rec[0])
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_INT(rec[4], 0);
+	CHECK_INT(rec[3], 0); /* nothing left for the admin */
+	REQUIRE(lstat(path, &st) == 0);
+	if (S_ISLNK(st.st_mode)) {
+		CHECK_INT(rec[1] + (strcmp(step, "tiered") == 0), 1);
+		CHECK_INT(count_rows(keep_cached ? TD_CATALOG_CACHED : TD_CATALOG_TIERED), 1);
+		if (keep_cached) {
+			sha_of_path(path, got);
+			CHECK_STR(got, sha);
+		}
+		CHECK_INT(count_named(TIER, "json"), 1);
+	} else {
+		CHECK(S_ISREG(st.st_mode));
+		sha_of_path(path, got);
+		CHECK_STR(got, sha);
+		CHECK_INT(st.st_nlink, 1);
+		CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
+		CHECK_INT(count_named(TIER, "json"), 0);
+		CHECK_INT(count_files(CACHE), 0);
+		{
+			char links[4300];
+
+			snprintf(links, sizeof(links), "%s/links", STATE);
+			CHECK_INT(count_files(links), 0);
+		}
+	}
+	CHECK_INT(count_rows(TD_CATALOG_MIGRATING), 0);
+	CHECK_INT(count_named(ROOT, ".tierd-"), 0);
+	CHECK_INT(count_named(TIER, ".tierd-tmp"), 0);
+	if (td_test_failures)
+		printf("  (crash after step '%s', keep_cached=%d)\n", step, keep_cached);
+	teardown(false);
+}
+
+static void test_crash_matrix(void)
+{
+	static const char *steps[] = { "opened",   "uploaded", "linked",
+		                       "swapping", "swapped",  "tiered" };
+
+	for (size_t i = 0; i < TD_ARRAY_SIZE(steps); i++) {
+		crash_at_step(steps[i], true);
+		crash_at_step(steps[i], false);
+	}
+}
+
+static void test_symlinked_directory(void)
+{
+	char outside[4300], link[8192], f[8400], sha[TD_SHA256_HEX], got[TD_SHA256_HEX];
+	struct res r;
+	struct stat st;
+
+	setup("mover-symdir");
+	snprintf(outside, sizeof(outside), "%s/outside", T);
+	mkdir(outside, 0755);
+	snprintf(f, sizeof(f), "%s/secret", outside);
+	{
+		int fd = open(f, O_WRONLY | O_CREAT, 0600);
+		CHECK(write(fd, "secret data", 11) == 11);
+		close(fd);
+	}
+	sha_of_path(f, sha);
+	snprintf(link, sizeof(link), "%s/dir", ROOT);
+	REQUIRE(symlink(outside, link) == 0);
+	r = migrate("dir/secret", true);
+	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
+	CHECK_INT(r.last.status, -ELOOP);
+	REQUIRE(lstat(f, &st) == 0);
+	CHECK(S_ISREG(st.st_mode));
+	sha_of_path(f, got);
+	CHECK_STR(got, sha);
+	CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
+	teardown(false);
+}
+
+int main(void)
+{
+	signal(SIGIO, SIG_IGN); /* lease-break notices; the mover polls the lease state */
+	TD_RUN(test_round_trip);
+	TD_RUN(test_busy_writer);
+	TD_RUN(test_writer_during_upload);
+	TD_RUN(test_writer_just_before_swap);
+	TD_RUN(test_writer_during_grace);
+	TD_RUN(test_symlinked_directory);
+	TD_RUN(test_crash_matrix);
+	return td_test_done();
+}
