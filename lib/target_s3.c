@@ -4,8 +4,10 @@
  * -> uv_timer, as in curl's docs/examples/multi-uv.c), SigV4 by curl.
  *
  * Threading: loop thread only, except the reads of upload sources, which run on
- * libuv's thread pool (pread + MD5 + SHA-256 of one part at a time, in file
- * order, so the object's SHA-256 is computed in the same pass that reads it).
+ * libuv's thread pool: each part is read once into its buffer by pread and its
+ * MD5 computed (several parts at once), and the object's SHA-256 is fed from the
+ * same buffers by one job at a time, strictly in part order, so the file is read
+ * once and hashed in file order even when parts are read and sent out of order.
  *
  * Ownership: a target owns its multi handle, its timers, one uv_poll per socket
  * curl opens, and every request (struct s3_req) until the request's callback has
@@ -108,12 +110,13 @@ enum phase { PH_START, PH_INIT, PH_PARTS, PH_COMPLETE, PH_HEAD, PH_ABORT, PH_DON
 
 struct slot {
 	struct s3_req *req;
-	uv_work_t work;
+	uv_work_t work, sha_work;
 	unsigned char *buf;
 	size_t cap, len;
 	unsigned part;
 	uint64_t off;
 	bool busy;
+	bool read_done, sha_done, up_done;
 	bool last;
 	int rc;
 	char md5[32];
@@ -150,13 +153,13 @@ struct s3_req {
 	char *upload_id;
 	uint64_t part_size;
 	unsigned n_parts, next_read, n_done;
-	bool reading;
+	bool sha_busy;
+	unsigned next_sha; /* multipart: the part whose bytes the SHA-256 wants next */
 	char (*part_etags)[132];
 	struct slot *slots;
 	unsigned n_slots;
 	char *complete_body;
 	size_t complete_len;
-	char *md5_extra;
 
 	/* get */
 	void *gbuf;
@@ -1334,12 +1337,14 @@ static void work_read(uv_work_t *w)
 	td_hash_final(m, md5);
 	td_hash_free(m);
 	b64(s->md5, md5, sizeof(md5));
-	/* Parts are read one at a time, in order: the object's hash is in file order. */
-	td_hash_update(r->sha, s->buf, s->len);
+	/* A single PUT hashes here; multipart parts go through work_sha, in order. */
+	if (!r->upload_id)
+		td_hash_update(r->sha, s->buf, s->len);
 	s->rc = 0;
 }
 
 static void pump_parts(struct s3_req *r);
+static void sha_pump(struct s3_req *r);
 
 static void finish_put(struct s3_req *r, const char *etag, const char *version)
 {
@@ -1412,7 +1417,6 @@ static void after_read(uv_work_t *w, int status)
 	int rc;
 
 	r->pending_work--;
-	r->reading = false;
 	if (r->failed) {
 		s->busy = false;
 		req_step(r);
@@ -1434,6 +1438,7 @@ static void after_read(uv_work_t *w, int status)
 		req_fail(r, rc, &e);
 		return;
 	}
+	s->read_done = true;
 	rc = start_part_http(r, s);
 	if (rc < 0) {
 		s->busy = false;
@@ -1441,8 +1446,61 @@ static void after_read(uv_work_t *w, int status)
 		req_fail(r, rc, &e);
 		return;
 	}
-	if (r->upload_id)
+	if (r->upload_id) {
+		sha_pump(r);
 		pump_parts(r);
+	}
+}
+
+static void work_sha(uv_work_t *w)
+{
+	struct slot *s = w->data;
+
+	td_hash_update(s->req->sha, s->buf, s->len);
+}
+
+static void maybe_complete(struct s3_req *r);
+
+static void after_sha(uv_work_t *w, int status)
+{
+	struct slot *s = w->data;
+	struct s3_req *r = s->req;
+
+	(void)status; /* never cancelled: it is queued only behind a finished read */
+	r->pending_work--;
+	r->sha_busy = false;
+	s->sha_done = true;
+	r->next_sha++;
+	if (s->up_done || r->failed)
+		s->busy = false;
+	if (r->failed) {
+		req_step(r);
+		return;
+	}
+	maybe_complete(r);
+	sha_pump(r);
+	pump_parts(r);
+}
+
+/* Feeds the next part, in file order, to the object's SHA-256. */
+static void sha_pump(struct s3_req *r)
+{
+	if (r->failed || r->sha_busy || r->next_sha >= r->n_parts)
+		return;
+	for (unsigned i = 0; i < r->n_slots; i++) {
+		struct slot *s = &r->slots[i];
+
+		if (s->busy && s->part == r->next_sha && s->read_done && !s->sha_done) {
+			s->sha_work.data = s;
+			if (uv_queue_work(r->t->base.loop, &s->sha_work, work_sha, after_sha) < 0) {
+				req_fail(r, -ENOMEM, NULL);
+				return;
+			}
+			r->sha_busy = true;
+			r->pending_work++;
+			return;
+		}
+	}
 }
 
 static int start_read(struct s3_req *r, struct slot *s, unsigned part)
@@ -1466,13 +1524,13 @@ static int start_read(struct s3_req *r, struct slot *s, unsigned part)
 	s->len = len;
 	s->last = part + 1 == r->n_parts;
 	s->busy = true;
+	s->read_done = s->sha_done = s->up_done = false;
 	s->work.data = s;
 	rc = uv_queue_work(r->t->base.loop, &s->work, work_read, after_read);
 	if (rc < 0) {
 		s->busy = false;
 		return rc;
 	}
-	r->reading = true;
 	r->pending_work++;
 	return 0;
 }
@@ -1545,26 +1603,36 @@ static void on_part_put(struct s3_http *h, int status, const struct td_target_er
 	if (status == 0)
 		scpy(r->part_etags[part], sizeof(r->part_etags[part]), h->etag);
 	http_destroy(h);
-	/* The slot that held this part is free again (a slot being read holds a later part). */
-	for (unsigned i = 0; i < r->n_slots; i++)
-		if (r->slots[i].busy && r->slots[i].part == part)
-			r->slots[i].busy = false;
+	/* The slot that held this part is free once its bytes are also hashed. */
+	for (unsigned i = 0; i < r->n_slots; i++) {
+		struct slot *sl = &r->slots[i];
+
+		if (sl->busy && sl->part == part && sl->read_done) {
+			sl->up_done = true;
+			if (sl->sha_done)
+				sl->busy = false;
+		}
+	}
 	if (status < 0) {
 		req_fail(r, status, e);
 		return;
 	}
 	r->n_done++;
-	if (r->n_done == r->n_parts)
+	maybe_complete(r);
+	pump_parts(r);
+}
+
+static void maybe_complete(struct s3_req *r)
+{
+	if (r->phase == PH_PARTS && r->n_done == r->n_parts && r->next_sha == r->n_parts)
 		send_complete(r);
-	else
-		pump_parts(r);
 }
 
 static void pump_parts(struct s3_req *r)
 {
 	struct td_target_error e;
 
-	while (!r->failed && !r->reading && r->next_read < r->n_parts) {
+	while (!r->failed && r->phase == PH_PARTS && r->next_read < r->n_parts) {
 		struct slot *s = NULL;
 		int rc;
 

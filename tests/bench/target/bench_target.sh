@@ -24,8 +24,9 @@ export AWS_DEFAULT_REGION=${TD_S3_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=t
 export RCLONE_CONFIG_X_TYPE=s3 RCLONE_CONFIG_X_PROVIDER=Ceph RCLONE_CONFIG_X_ENV_AUTH=false
 export RCLONE_CONFIG_X_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY RCLONE_CONFIG_X_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
 export RCLONE_CONFIG_X_ENDPOINT=$TD_S3_ENDPOINT RCLONE_CONFIG_X_REGION=$AWS_DEFAULT_REGION
-# tierd's target: 16 MiB parts (the default part_size), 8 connections (the default).
-export TD_S3_PART_SIZE=$((16 * 1024 * 1024)) TD_S3_MAX_CONN=${TD_BENCH_CONN:-8}
+# tierd's target: part_size = 8M and max_connections = 16 (settings an admin would use
+# for a fast local cluster; TD_BENCH_PART / TD_BENCH_CONN override them).
+export TD_S3_PART_SIZE=${TD_BENCH_PART:-$((8 * 1024 * 1024))} TD_S3_MAX_CONN=${TD_BENCH_CONN:-16}
 b=$TD_S3_BUCKET
 awsc() { aws --endpoint-url "$TD_S3_ENDPOINT" "$@"; }
 rcl() { env -u AWS_CA_BUNDLE rclone --config /dev/null "$@"; }
@@ -37,9 +38,9 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 treesum() { (cd "$1" && sha256sum -- * | sort -k2 | sha256sum | cut -d' ' -f1); }
-drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null; }
+drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null || echo "warning: could not delete $pfx$1"; }
 
-echo "bench_target: size=$size big=${big_mib} MiB small=${n_small}x${small_kib} KiB endpoint=$TD_S3_ENDPOINT"
+echo "bench_target: size=$size big=${big_mib} MiB small=${n_small}x${small_kib} KiB endpoint=$TD_S3_ENDPOINT part_size=$TD_S3_PART_SIZE max_connections=$TD_S3_MAX_CONN"
 head -c $((big_mib * 1024 * 1024)) /dev/urandom >"$work/big"
 mkdir "$work/small"
 python3 - "$work/small" "$n_small" "$small_kib" <<'PY'
