@@ -818,6 +818,41 @@ static void test_dir_queue_bound(void)
 	free(s);
 }
 
+/* Deletes that empty a directory race with puts into it: the puts must still
+ * succeed (they walk again when their directory is pruned under them). */
+static void test_dir_prune_race(void)
+{
+	enum { ROUNDS = 200, W = 8 };
+	struct td_target_sync s[2 * W];
+	struct td_put_result res[W];
+	char keys[W][32];
+	int r;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < W; i++) {
+			/* Every put goes into a directory that a delete is emptying. */
+			snprintf(keys[i], sizeof(keys[i]), "race/%d/k%d", i % 2,
+			         round % 2 ? i : W - i);
+			memset(&s[2 * i], 0, sizeof(s[0]));
+			memset(&s[2 * i + 1], 0, sizeof(s[0]));
+			r = td_target_put_buf(tgt, NULL, keys[i], "r", 1, NULL, NULL, 0, &res[i],
+			                      conf_cb, &s[2 * i]);
+			CHECK_INT(r, 0);
+			r = td_target_delete(tgt, NULL, keys[i], conf_cb, &s[2 * i + 1]);
+			CHECK_INT(r, 0);
+		}
+		for (int i = 0; i < 2 * W; i++)
+			CHECK_INT(td_target_sync_wait(&loop, &s[i], 0, NULL), 0);
+	}
+	for (int i = 0; i < W; i++)
+		for (int k = 0; k <= W; k++) {
+			char key[32];
+			snprintf(key, sizeof(key), "race/%d/k%d", i % 2, k);
+			CHECK_INT(del(key), 0);
+		}
+	CHECK_INT(count_entries(root), 0);
+}
+
 /* Things that are not regular files are not objects, and never hang a worker. */
 static void test_dir_special_files(void)
 {
@@ -1008,6 +1043,7 @@ int main(int argc, char **argv)
 		TD_RUN(test_dir_hostile_keys);
 		TD_RUN(test_dir_special_files);
 		TD_RUN(test_dir_queue_bound);
+		TD_RUN(test_dir_prune_race);
 	}
 #ifdef TD_TEST_DIR_SIDECAR
 	TD_RUN(test_dir_sidecar);
