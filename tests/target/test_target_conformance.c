@@ -616,6 +616,17 @@ static void test_cancel(void)
 
 /* ---- dir-only: containment and hostile keys ---- */
 
+static int write_file(const char *path, const char *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r;
+
+	if (fd < 0)
+		return -errno;
+	r = td_write_full(fd, data, n);
+	close(fd);
+	return r;
+}
+
 static int count_entries(const char *path)
 {
 	char cmd[8192];
@@ -668,7 +679,7 @@ static void test_dir_symlink(void)
 	CHECK_INT(head("ab/x", &info), -ENOENT);
 	/* A symlink as the object itself is not followed when reading... */
 	snprintf(path, sizeof(path), "%s/secret", outside);
-	REQUIRE(td_write_full(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), "s", 1) == 0);
+	REQUIRE(write_file(path, "s", 1) == 0);
 	snprintf(path, sizeof(path), "%s/f", root);
 	snprintf(outside + strlen(outside), sizeof(outside) - strlen(outside), "/secret");
 	REQUIRE(symlink(outside, path) == 0);
@@ -774,7 +785,7 @@ static void test_dir_sidecar(void)
 	/* Other bytes renamed over it (as the old object is, when a put crashes
 	 * between its sidecar and its data renames): the sidecar no longer matches. */
 	snprintf(other, sizeof(other), "%s/side/other", root);
-	REQUIRE(td_write_full(open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), "other", 5) == 0);
+	REQUIRE(write_file(other, "other", 5) == 0);
 	REQUIRE(rename(other, path) == 0);
 	memset(&info, 0, sizeof(info));
 	CHECK_INT(head("side/a", &info), 0);
