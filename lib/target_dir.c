@@ -556,6 +556,10 @@ static int do_put(struct dir_req *r)
 	 * and the temp file's creation. Then walk (and create) again. */
 	for (int attempt = 0;; attempt++) {
 		dfd = open_parent(r->t->root_fd, r->key, true, &name);
+		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES) {
+			dfd = -1;
+			continue;
+		}
 		if (dfd < 0) {
 			st = fail(r, dfd, "cannot create the directories of");
 			dfd = -1;

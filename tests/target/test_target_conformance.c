@@ -616,6 +616,17 @@ static void test_cancel(void)
 
 /* ---- dir-only: containment and hostile keys ---- */
 
+static int write_file(const char *path, const char *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r;
+
+	if (fd < 0)
+		return -errno;
+	r = td_write_full(fd, data, n);
+	close(fd);
+	return r;
+}
+
 static int count_entries(const char *path)
 {
 	char cmd[8192];
@@ -668,7 +679,7 @@ static void test_dir_symlink(void)
 	CHECK_INT(head("ab/x", &info), -ENOENT);
 	/* A symlink as the object itself is not followed when reading... */
 	snprintf(path, sizeof(path), "%s/secret", outside);
-	REQUIRE(td_write_full(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), "s", 1) == 0);
+	REQUIRE(write_file(path, "s", 1) == 0);
 	snprintf(path, sizeof(path), "%s/f", root);
 	snprintf(outside + strlen(outside), sizeof(outside) - strlen(outside), "/secret");
 	REQUIRE(symlink(outside, path) == 0);
@@ -774,7 +785,7 @@ static void test_dir_sidecar(void)
 	/* Other bytes renamed over it (as the old object is, when a put crashes
 	 * between its sidecar and its data renames): the sidecar no longer matches. */
 	snprintf(other, sizeof(other), "%s/side/other", root);
-	REQUIRE(td_write_full(open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), "other", 5) == 0);
+	REQUIRE(write_file(other, "other", 5) == 0);
 	REQUIRE(rename(other, path) == 0);
 	memset(&info, 0, sizeof(info));
 	CHECK_INT(head("side/a", &info), 0);
@@ -816,6 +827,41 @@ static void test_dir_queue_bound(void)
 	uv_run(&loop, UV_RUN_NOWAIT);
 	free(info);
 	free(s);
+}
+
+/* Deletes that empty a directory race with puts into it: the puts must still
+ * succeed (they walk again when their directory is pruned under them). */
+static void test_dir_prune_race(void)
+{
+	enum { ROUNDS = 200, W = 8 };
+	struct td_target_sync s[2 * W];
+	struct td_put_result res[W];
+	char keys[W][32];
+	int r;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < W; i++) {
+			/* Every put goes into a directory that a delete is emptying. */
+			snprintf(keys[i], sizeof(keys[i]), "race/%d/k%d", i % 2,
+			         round % 2 ? i : W - i);
+			memset(&s[2 * i], 0, sizeof(s[0]));
+			memset(&s[2 * i + 1], 0, sizeof(s[0]));
+			r = td_target_put_buf(tgt, NULL, keys[i], "r", 1, NULL, NULL, 0, &res[i],
+			                      conf_cb, &s[2 * i]);
+			CHECK_INT(r, 0);
+			r = td_target_delete(tgt, NULL, keys[i], conf_cb, &s[2 * i + 1]);
+			CHECK_INT(r, 0);
+		}
+		for (int i = 0; i < 2 * W; i++)
+			CHECK_INT(td_target_sync_wait(&loop, &s[i], 0, NULL), 0);
+	}
+	for (int i = 0; i < W; i++)
+		for (int k = 0; k <= W; k++) {
+			char key[32];
+			snprintf(key, sizeof(key), "race/%d/k%d", i % 2, k);
+			CHECK_INT(del(key), 0);
+		}
+	CHECK_INT(count_entries(root), 0);
 }
 
 /* Things that are not regular files are not objects, and never hang a worker. */
@@ -1008,6 +1054,7 @@ int main(int argc, char **argv)
 		TD_RUN(test_dir_hostile_keys);
 		TD_RUN(test_dir_special_files);
 		TD_RUN(test_dir_queue_bound);
+		TD_RUN(test_dir_prune_race);
 	}
 #ifdef TD_TEST_DIR_SIDECAR
 	TD_RUN(test_dir_sidecar);

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# tierctl check-target on s3 targets against the radosgw started by scripts/test
+# (TD_S3_*): the real bucket passes (with the plain-http warning), --json says
+# so, nothing is left under the scratch prefix; a wrong secret, a missing
+# bucket and a closed port each fail with exit 1 and their own message.
+set -u
+tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
+if [ -z "${TD_S3_ENDPOINT:-}" ] || [ -z "${TD_S3_ACCESS_KEY:-}" ] ||
+	[ -z "${TD_S3_SECRET_KEY:-}" ] || [ -z "${TD_S3_BUCKET:-}" ]; then
+	if [ -n "${CI:-}" ]; then
+		echo "FAIL: TD_S3_* not set: this test needs the radosgw started by scripts/test"
+		exit 1
+	fi
+	echo "SKIP: TD_S3_* not set"
+	exit 77
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target-s3.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() {
+	echo "FAIL: $*"
+	exit 1
+}
+prefix="ct-$$-$RANDOM/"
+mkdir -p "$work/state" "$work/cache" "$work/run"
+cat >"$work/tierd.conf" <<CONF
+[tierd]
+state_dir = $work/state
+cache_dir = $work/cache
+run_dir   = $work/run
+
+[target "rgw"]
+type = s3
+endpoint = $TD_S3_ENDPOINT
+region = ${TD_S3_REGION:-us-east-1}
+bucket = $TD_S3_BUCKET
+prefix = $prefix
+
+[target "nobucket"]
+type = s3
+endpoint = $TD_S3_ENDPOINT
+region = ${TD_S3_REGION:-us-east-1}
+bucket = tierd-no-such-bucket-$$
+
+[target "closed"]
+type = s3
+endpoint = http://127.0.0.1:1
+bucket = tierd-closed
+CONF
+export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
+
+out=$("$tierctl" -c "$work/tierd.conf" check-target rgw 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] || fail "check-target rgw: exit $rc, want 0"
+for step in credentials open "bucket reachable" put head clock latency "range get" list multipart delete; do
+	grep -qE "^  ok +$step" <<<"$out" || fail "step '$step' not ok"
+done
+case $TD_S3_ENDPOINT in
+http://*) grep -q "plain http" <<<"$out" || fail "no plain-http warning" ;;
+esac
+
+json=$("$tierctl" -c "$work/tierd.conf" --json check-target rgw) || fail "--json: exit $?"
+python3 - "$json" <<'PY' || fail "--json output wrong: $json"
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["ok"] is True and d["type"] == "s3", d
+assert all(s["ok"] and s["error"] is None for s in d["steps"]), d["steps"]
+assert isinstance(d["latency_ms"], (int, float)) and d["clock_skew_s"] is not None
+PY
+
+# Nothing left under the prefix, and no multipart upload left open.
+if command -v aws >/dev/null; then
+	left=$(aws --endpoint-url "$TD_S3_ENDPOINT" s3api list-objects-v2 --bucket "$TD_S3_BUCKET" \
+		--prefix "$prefix" --query 'length(Contents || `[]`)' --output text 2>&1)
+	[ "$left" = "0" ] || fail "objects left under $prefix: $left"
+	ups=$(aws --endpoint-url "$TD_S3_ENDPOINT" s3api list-multipart-uploads \
+		--bucket "$TD_S3_BUCKET" --prefix "$prefix" --query 'length(Uploads || `[]`)' \
+		--output text 2>&1)
+	[ "$ups" = "0" ] || fail "multipart uploads left open under $prefix: $ups"
+fi
+
+out=$(AWS_SECRET_ACCESS_KEY=wrong-secret "$tierctl" -c "$work/tierd.conf" check-target rgw 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 1 ] || fail "wrong secret: exit $rc, want 1"
+grep -qiE "SignatureDoesNotMatch|authentication|credentials" <<<"$out" ||
+	fail "wrong secret: no clear message"
+grep -q "wrong-secret" <<<"$out" && fail "the secret was printed"
+
+out=$("$tierctl" -c "$work/tierd.conf" check-target nobucket 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 1 ] || fail "missing bucket: exit $rc, want 1"
+grep -qiE "NoSuchBucket|does not exist" <<<"$out" || fail "missing bucket: no clear message"
+
+out=$(timeout 100 "$tierctl" -c "$work/tierd.conf" check-target closed 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 1 ] || fail "closed port: exit $rc, want 1"
+grep -qiE "connect|refused|unreachable" <<<"$out" || fail "closed port: no clear message"
+echo "PASS"
