@@ -3,6 +3,7 @@
 #include "plan.h"
 #include "policy.h"
 #include "testlib.h"
+#include "util.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -292,9 +293,40 @@ static void test_units_and_json_paths(void)
 	json_decref(o);
 }
 
+/* A backtracking matcher takes years on these; the NFA takes microseconds. */
+static void test_glob_pathological(void)
+{
+	char name[4001], deep[4001];
+	int64_t t0 = td_monotonic_ns();
+
+	memset(name, 'a', 4000);
+	name[4000] = '\0';
+	for (int i = 0; i < 4000; i += 2) {
+		deep[i] = 'a';
+		deep[i + 1] = '/';
+	}
+	deep[3999] = 'a';
+	deep[4000] = '\0';
+	CHECK(!td_glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", name, 4000));
+	CHECK(td_glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a", name, 4000));
+	CHECK(!td_glob_match("**/a/**/a/**/a/**/a/**/a/**/b", deep, 3999));
+	CHECK(td_glob_match("**/a/**/a/**/a/**/a/**/a/**/a", deep, 3999));
+	CHECK(!td_glob_match("a**a**a**a**a**a**a**a**b", deep, 3999));
+	CHECK(td_monotonic_ns() - t0 < 2000000000LL);
+	/* a pattern over the cap does not compile */
+	{
+		char big[TD_GLOB_MAX + 2];
+		struct td_glob *g = NULL;
+		memset(big, '*', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		CHECK_INT(td_glob_compile(&g, big), -EINVAL);
+	}
+}
+
 int main(void)
 {
 	TD_RUN(test_glob);
+	TD_RUN(test_glob_pathological);
 	TD_RUN(test_rules);
 	TD_RUN(test_buckets);
 	TD_RUN(test_units_and_json_paths);
