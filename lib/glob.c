@@ -161,22 +161,11 @@ static void closure(const struct td_glob *g, uint8_t *st)
 	}
 }
 
-bool td_glob_exec(const struct td_glob *g, const char *path, size_t len)
+/* Runs the NFA over s..e from the states in cur; returns the final state set
+ * (cur or nxt) or NULL when no state survives. */
+static uint8_t *run(const struct td_glob *g, uint8_t *cur, uint8_t *nxt, const unsigned char *s,
+                    const unsigned char *e)
 {
-	uint8_t a[2 * TD_GLOB_MAX + 2], b[2 * TD_GLOB_MAX + 2];
-	uint8_t *cur = a, *nxt = b;
-	const unsigned char *s = (const unsigned char *)path, *e = s + len;
-
-	if (g->name_only) {
-		const unsigned char *slash = memrchr(s, '/', len);
-		if (slash)
-			s = slash + 1;
-		if (g->match_all)
-			return true;
-	}
-	memset(cur, 0, g->n + 1);
-	cur[0] = 1;
-	closure(g, cur);
 	for (; s < e; s++) {
 		unsigned c = *s;
 		bool any = false;
@@ -206,13 +195,61 @@ bool td_glob_exec(const struct td_glob *g, const char *path, size_t len)
 			}
 		}
 		if (!any)
-			return false;
+			return NULL;
 		closure(g, nxt);
 		uint8_t *t = cur;
 		cur = nxt;
 		nxt = t;
 	}
-	return cur[g->n];
+	return cur;
+}
+
+bool td_glob_exec(const struct td_glob *g, const char *path, size_t len)
+{
+	uint8_t a[2 * TD_GLOB_MAX + 2], b[2 * TD_GLOB_MAX + 2], *st;
+	const unsigned char *s = (const unsigned char *)path, *e = s + len;
+
+	if (g->name_only) {
+		const unsigned char *slash = memrchr(s, '/', len);
+		if (slash)
+			s = slash + 1;
+		if (g->match_all)
+			return true;
+	}
+	memset(a, 0, g->n + 1);
+	a[0] = 1;
+	closure(g, a);
+	st = run(g, a, b, s, e);
+	return st && st[g->n];
+}
+
+bool td_glob_covers_dir(const struct td_glob *g, const char *dir, size_t len)
+{
+	uint8_t a[2 * TD_GLOB_MAX + 2], b[2 * TD_GLOB_MAX + 2], *st;
+	const unsigned char slash = '/';
+
+	if (g->name_only)
+		return false;
+	memset(a, 0, g->n + 1);
+	a[0] = 1;
+	closure(g, a);
+	st = run(g, a, b, (const unsigned char *)dir, (const unsigned char *)dir + len);
+	if (!st)
+		return false;
+	st = run(g, st, st == a ? b : a, &slash, &slash + 1);
+	if (!st)
+		return false;
+	/* Everything below matches when a live '**' has only '**'s after it. */
+	for (size_t i = 0; i < g->n; i++) {
+		if (!st[i] || g->t[i].kind != T_DSTAR)
+			continue;
+		size_t j = i + 1;
+		while (j < g->n && g->t[j].kind == T_DSTAR)
+			j++;
+		if (j == g->n)
+			return true;
+	}
+	return false;
 }
 
 bool td_glob_match(const char *pat, const char *path, size_t len)

@@ -26,5 +26,10 @@ void td_glob_free(struct td_glob *g);
 /* Matches the root-relative path of `len` bytes. */
 bool td_glob_exec(const struct td_glob *g, const char *path, size_t len);
 
+/* True when every path below directory `dir` (root-relative, len > 0)
+ * matches, e.g. "**" "/.git/" "**" for "src/.git": the walker then need not
+ * enter it. Conservative: false when unsure. */
+bool td_glob_covers_dir(const struct td_glob *g, const char *dir, size_t len);
+
 /* Compile, match, free: for tests and one-off use (false if it cannot compile). */
 bool td_glob_match(const char *pat, const char *path, size_t len);

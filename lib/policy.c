@@ -202,3 +202,11 @@ enum td_skip_reason td_policy_check(const struct td_policy *p, const char *rel, 
 		return TD_SKIP_TOO_YOUNG;
 	return TD_SKIP_NONE;
 }
+
+bool td_policy_prune_dir(const struct td_policy *p, const char *rel, size_t len)
+{
+	for (size_t i = 0; i < p->conf->exclude.n; i++)
+		if (td_glob_covers_dir(p->exclude[i], rel, len))
+			return true;
+	return false;
+}

@@ -294,6 +294,40 @@ static void test_units_and_json_paths(void)
 }
 
 /* A backtracking matcher takes years on these; the NFA takes microseconds. */
+static void test_glob_covers_dir(void)
+{
+	static const struct {
+		const char *pat, *dir;
+		bool want;
+	} t[] = {
+		{ "**/.git/**", ".git", true },
+		{ "**/.git/**", "src/.git", true },
+		{ "**/.git/**", "src/.git/objects", true },
+		{ "**/.git/**", "src", false },
+		{ "**/.git/**", "src/.gitx", false },
+		{ "build/**", "build", true },
+		{ "build/**", "a/build", false },
+		{ "build/**/x", "build", false },
+		{ "*/cache/**", "u/cache", true },
+		{ "*/cache/**", "u/v/cache", false },
+		{ "*.tmp", "d.tmp", false }, /* name patterns only ever match files */
+		{ "**", "anything", false }, /* a name pattern: conservative */
+		{ "x/**", "x", true },
+		{ "a/**/", "a", false },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct td_glob *g = NULL;
+		REQUIRE(td_glob_compile(&g, t[i].pat) == 0);
+		bool got = td_glob_covers_dir(g, t[i].dir, strlen(t[i].dir));
+		if (got != t[i].want)
+			td_test_fail(__FILE__, __LINE__, "covers \"%s\" dir \"%s\": got %d",
+			             t[i].pat, t[i].dir, got);
+		td_test_checks++;
+		td_glob_free(g);
+	}
+}
+
 static void test_glob_pathological(void)
 {
 	char name[4001], deep[4001];
@@ -327,6 +361,7 @@ int main(void)
 {
 	TD_RUN(test_glob);
 	TD_RUN(test_glob_pathological);
+	TD_RUN(test_glob_covers_dir);
 	TD_RUN(test_rules);
 	TD_RUN(test_buckets);
 	TD_RUN(test_units_and_json_paths);
