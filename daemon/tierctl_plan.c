@@ -152,6 +152,8 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 		ran++;
 		td_plan_free(p);
 	}
+	if (!only && cfg->n_policies == 0 && !json)
+		printf("no policies in %s\n", o->config_path);
 	if (json) {
 		json_dumpf(doc, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);

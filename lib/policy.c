@@ -17,6 +17,7 @@ struct td_policy {
 	const struct td_policy_conf *conf;
 	int64_t now_ns;
 	int64_t min_age_ns;
+	struct td_glob **include, **exclude; /* compiled conf->include / exclude */
 };
 
 static const char *const skip_names[TD_SKIP__MAX] = {
@@ -63,6 +64,7 @@ const char *td_age_bucket_name(enum td_age_bucket b)
 int td_policy_new(struct td_policy **out, const struct td_policy_conf *conf, int64_t now_ns)
 {
 	struct td_policy *p;
+	int r;
 
 	if (!conf || conf->min_age_s < 0 || conf->min_age_s > INT64_MAX / NS_PER_S)
 		return -EINVAL;
@@ -72,12 +74,35 @@ int td_policy_new(struct td_policy **out, const struct td_policy_conf *conf, int
 	p->conf = conf;
 	p->now_ns = now_ns;
 	p->min_age_ns = conf->min_age_s * NS_PER_S;
+	p->include = calloc(conf->include.n + 1, sizeof(*p->include));
+	p->exclude = calloc(conf->exclude.n + 1, sizeof(*p->exclude));
+	if (!p->include || !p->exclude) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < conf->include.n; i++)
+		if ((r = td_glob_compile(&p->include[i], conf->include.v[i])) < 0)
+			goto fail;
+	for (size_t i = 0; i < conf->exclude.n; i++)
+		if ((r = td_glob_compile(&p->exclude[i], conf->exclude.v[i])) < 0)
+			goto fail;
 	*out = p;
 	return 0;
+fail:
+	td_policy_free(p);
+	return r;
 }
 
 void td_policy_free(struct td_policy *p)
 {
+	if (!p)
+		return;
+	for (size_t i = 0; p->include && i < p->conf->include.n; i++)
+		td_glob_free(p->include[i]);
+	for (size_t i = 0; p->exclude && i < p->conf->exclude.n; i++)
+		td_glob_free(p->exclude[i]);
+	free(p->include);
+	free(p->exclude);
 	free(p);
 }
 
@@ -133,12 +158,12 @@ enum td_skip_reason td_policy_check_path(const struct td_policy *p, const char *
 	bool inc;
 
 	for (size_t i = 0; i < c->exclude.n; i++)
-		if (td_glob_match(c->exclude.v[i], rel, len))
+		if (td_glob_exec(p->exclude[i], rel, len))
 			return TD_SKIP_EXCLUDED;
 	/* An empty include list means the default "*": everything. */
 	inc = c->include.n == 0;
 	for (size_t i = 0; !inc && i < c->include.n; i++)
-		inc = td_glob_match(c->include.v[i], rel, len);
+		inc = td_glob_exec(p->include[i], rel, len);
 	return inc ? TD_SKIP_NONE : TD_SKIP_NOT_INCLUDED;
 }
 
@@ -176,4 +201,12 @@ enum td_skip_reason td_policy_check(const struct td_policy *p, const char *rel, 
 	if (td_policy_age_ns(p, m) < p->min_age_ns)
 		return TD_SKIP_TOO_YOUNG;
 	return TD_SKIP_NONE;
+}
+
+bool td_policy_prune_dir(const struct td_policy *p, const char *rel, size_t len)
+{
+	for (size_t i = 0; i < p->conf->exclude.n; i++)
+		if (td_glob_covers_dir(p->exclude[i], rel, len))
+			return true;
+	return false;
 }

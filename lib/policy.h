@@ -83,6 +83,10 @@ enum td_age_bucket td_policy_age_bucket(const struct td_policy *p, const struct 
 /* True when the root-relative path is excluded (exclude globs) or not included. */
 enum td_skip_reason td_policy_check_path(const struct td_policy *p, const char *rel, size_t len);
 
+/* True when an exclude glob covers everything below directory `rel`, so the
+ * walker can skip it whole (counted once as excluded). */
+bool td_policy_prune_dir(const struct td_policy *p, const char *rel, size_t len);
+
 /* Applies every per-file rule to a file at root-relative `rel`. Returns
  * TD_SKIP_NONE for a candidate, else the first reason that rules it out, in
  * the order: type, nlink, setuid/setgid, globs, owner, group, size, age. */

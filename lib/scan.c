@@ -636,6 +636,10 @@ dir:
 				w->st.skipped[TD_SKIP_PATH_TOO_LONG]++;
 				continue;
 			}
+			if (td_policy_prune_dir(o->policy, w->path, plen)) {
+				w->st.skipped[TD_SKIP_EXCLUDED]++;
+				continue;
+			}
 			{
 				struct dir_item *ni = item_new(it->root, w->path, plen);
 				if (!ni || push_item(w, ni) < 0) {

@@ -3,6 +3,7 @@
 #include "plan.h"
 #include "policy.h"
 #include "testlib.h"
+#include "util.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -292,9 +293,75 @@ static void test_units_and_json_paths(void)
 	json_decref(o);
 }
 
+/* A backtracking matcher takes years on these; the NFA takes microseconds. */
+static void test_glob_covers_dir(void)
+{
+	static const struct {
+		const char *pat, *dir;
+		bool want;
+	} t[] = {
+		{ "**/.git/**", ".git", true },
+		{ "**/.git/**", "src/.git", true },
+		{ "**/.git/**", "src/.git/objects", true },
+		{ "**/.git/**", "src", false },
+		{ "**/.git/**", "src/.gitx", false },
+		{ "build/**", "build", true },
+		{ "build/**", "a/build", false },
+		{ "build/**/x", "build", false },
+		{ "*/cache/**", "u/cache", true },
+		{ "*/cache/**", "u/v/cache", false },
+		{ "*.tmp", "d.tmp", false }, /* name patterns only ever match files */
+		{ "**", "anything", false }, /* a name pattern: conservative */
+		{ "x/**", "x", true },
+		{ "a/**/", "a", false },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct td_glob *g = NULL;
+		REQUIRE(td_glob_compile(&g, t[i].pat) == 0);
+		bool got = td_glob_covers_dir(g, t[i].dir, strlen(t[i].dir));
+		if (got != t[i].want)
+			td_test_fail(__FILE__, __LINE__, "covers \"%s\" dir \"%s\": got %d",
+			             t[i].pat, t[i].dir, got);
+		td_test_checks++;
+		td_glob_free(g);
+	}
+}
+
+static void test_glob_pathological(void)
+{
+	char name[4001], deep[4001];
+	int64_t t0 = td_monotonic_ns();
+
+	memset(name, 'a', 4000);
+	name[4000] = '\0';
+	for (int i = 0; i < 4000; i += 2) {
+		deep[i] = 'a';
+		deep[i + 1] = '/';
+	}
+	deep[3999] = 'a';
+	deep[4000] = '\0';
+	CHECK(!td_glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", name, 4000));
+	CHECK(td_glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a", name, 4000));
+	CHECK(!td_glob_match("**/a/**/a/**/a/**/a/**/a/**/b", deep, 3999));
+	CHECK(td_glob_match("**/a/**/a/**/a/**/a/**/a/**/a", deep, 3999));
+	CHECK(!td_glob_match("a**a**a**a**a**a**a**a**b", deep, 3999));
+	CHECK(td_monotonic_ns() - t0 < 2000000000LL);
+	/* a pattern over the cap does not compile */
+	{
+		char big[TD_GLOB_MAX + 2];
+		struct td_glob *g = NULL;
+		memset(big, '*', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		CHECK_INT(td_glob_compile(&g, big), -EINVAL);
+	}
+}
+
 int main(void)
 {
 	TD_RUN(test_glob);
+	TD_RUN(test_glob_pathological);
+	TD_RUN(test_glob_covers_dir);
 	TD_RUN(test_rules);
 	TD_RUN(test_buckets);
 	TD_RUN(test_units_and_json_paths);
