@@ -117,7 +117,7 @@ s3_purge_prefix() {
 	s3_uploads | while read -r k u; do
 		s3api abort-multipart-upload --bucket "$TD_S3_BUCKET" --key "$k" --upload-id "$u"
 	done
-	s3_keys | while read -r k; do s3api delete-object --bucket "$TD_S3_BUCKET" --key "$k"; done
+	aws --endpoint-url "$TD_S3_ENDPOINT" s3 rm --quiet --recursive "s3://$TD_S3_BUCKET/$E2E_PREFIX"
 }
 
 # Status JSON field via python: jq-like expression on d.
