@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tree checks for the end-to-end tests (paths handled as bytes throughout).
 
-  tree.py snapshot DIR                      JSON: relpath(hex) -> sha256, uid, gid, mode, mtime_ns
+  tree.py snapshot DIR [OLD]                     JSON: relpath(hex) -> sha256, uid, gid, mode, mtime_ns
   tree.py verify DIR SNAP STATE_DIR [--all-tiered] [--min-tiered N] [--no-owner]
         every snapshotted file is either the same regular file or a link into
         STATE_DIR/links that reads back the same bytes with the same owner, mode,
@@ -36,10 +36,10 @@ def walk(top):
             yield os.path.relpath(p, top), os.lstat(p)
 
 
-def snapshot(top):
-    out = {}
+def snapshot(top, old=None):
+    out = json.load(open(old)) if old else {}
     for rel, st in walk(top):
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or rel.hex() in out:
             continue
         p = os.path.join(os.fsencode(top), rel)
         out[rel.hex()] = dict(sha256=sha(p), uid=st.st_uid, gid=st.st_gid,
@@ -146,7 +146,7 @@ def orphans(prefix, lsjson, keysf):
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a[0] == "snapshot":
-        snapshot(a[1])
+        snapshot(a[1], a[2] if len(a) > 2 else None)
     elif a[0] == "verify":
         sys.exit(verify(a[1], a[2], a[3], a[4:]))
     elif a[0] == "nscheck":
