@@ -268,6 +268,8 @@ static void on_file(void *data, const struct td_mover_result *res)
 		break;
 	default:
 		r->skipped++;
+		if (res->status == -EHOSTDOWN)
+			r->target_down = true; /* skipped: rerun when it is back */
 		log_info("not tiered: %s: %s", esc ? esc : "?", res->message);
 	}
 	free(esc);

@@ -99,6 +99,15 @@ static struct td_target *target_for(void *ctx, const char *name)
 	return ts && ts->t ? ts->t : NULL;
 }
 
+/* The mover asks before starting a file: a target known to be down is not
+ * worth a full round of upload retries per file. */
+static bool target_usable(void *ctx, const char *name)
+{
+	struct target_slot *ts = svc_target(ctx, name);
+
+	return !ts || !ts->checked || ts->reachable;
+}
+
 /* Connection-level failures mean "unreachable"; anything the server answered
  * (even an error) means it is there. */
 void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg)
@@ -675,6 +684,7 @@ static int open_mover(struct service *s)
 	mo.max_transfers = conf->max_transfers ? conf->max_transfers : 1;
 	mo.grace_ms = grace ? atoll(grace) : SWAP_GRACE_MS;
 	mo.target_for = target_for;
+	mo.target_usable = target_usable;
 	mo.step_hook = getenv("TD_TEST_CRASH_AT") ? on_mover_step : NULL;
 	mo.ctx = s;
 	r = td_mover_new(&s->mover, &mo, err, sizeof(err));

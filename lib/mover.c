@@ -1187,12 +1187,17 @@ static void start_job(struct td_mover *m, struct job *j)
 	m->active = j;
 	m->n_active++;
 	j->next = next;
-	if (j->recovering && j->recalling)
+	if (j->recovering && j->recalling) {
 		run_work(j, w_recall_recover, a_recover);
-	else if (j->recovering)
+	} else if (j->recovering) {
 		run_work(j, w_recover, a_recover);
-	else
+	} else if (m->o.target_usable && !m->o.target_usable(m->o.ctx, j->target_name)) {
+		fail(j, TD_MOVER_SKIPPED, -EHOSTDOWN,
+		     "target %s is unreachable; retried when it is back", j->target_name);
+		run_work(j, w_undo, a_undo);
+	} else {
 		run_work(j, w_open, a_open);
+	}
 }
 
 static void pump(struct td_mover *m)

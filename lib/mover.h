@@ -75,6 +75,10 @@ struct td_mover_opts {
 	int64_t grace_ms;       /* how long the old inode is watched after the swap */
 	/* Looks up a target by name (the daemon owns them). */
 	struct td_target *(*target_for)(void *ctx, const char *name);
+	/* Optional: false when the daemon knows the target is unreachable; a queued
+	 * file whose turn comes then is skipped at once (nothing touched) instead
+	 * of failing through every retry of its upload and rollback. */
+	bool (*target_usable)(void *ctx, const char *name);
 	/* Tests only: called (from any thread) right after each step is durable. */
 	void (*step_hook)(void *ctx, const char *id, const char *step);
 	void *ctx;

@@ -1,0 +1,198 @@
+# Shared helpers for the end-to-end tests (sourced, bash).
+#
+#   e2e_init NAME [s3]   temp dir $T, trap, counters; with "s3" requires the
+#                        S3 server (FAIL under CI=true when missing, else 77)
+#   e2e_conf             writes $T/tierd.conf from $TARGET_CONF and $POLICY_CONF
+#   tierd_start [ENV=..] starts tierd (pid in $TDPID) and waits for "ready"
+#   tierd_stop           SIGTERM and wait
+#   wait_idle [secs]     polls status until no run is active and nothing in flight
+#   ctl ARGS...          $TIERCTL -c $T/tierd.conf ARGS
+#   s3api ARGS...        aws s3api against the test server
+#   pass / fail / finish
+set -euo pipefail
+: "${TIERD:?}" "${TIERCTL:?}"
+E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+fails=0
+TDPID=
+E2E_CLEANUP_HOOKS=()
+pass() { echo "ok $*"; }
+fail() {
+	echo "FAIL $*"
+	fails=$((fails + 1))
+}
+finish() {
+	echo "$fails failed"
+	[ "$fails" = 0 ]
+}
+
+e2e_cleanup() {
+	local h
+	set +e
+	for h in "${E2E_CLEANUP_HOOKS[@]}"; do eval "$h"; done
+	if [ -n "$TDPID" ] && kill -0 "$TDPID" 2>/dev/null; then
+		kill -TERM "$TDPID" 2>/dev/null
+		for _ in $(seq 100); do kill -0 "$TDPID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$TDPID" 2>/dev/null
+	fi
+	if [ -n "${E2E_PREFIX:-}" ] && [ -n "${TD_S3_ENDPOINT:-}" ]; then
+		s3_purge_prefix >/dev/null 2>&1
+	fi
+	[ -n "${T:-}" ] && rm -rf "$T"
+}
+
+e2e_init() {
+	local name=$1 need=${2:-}
+	if [ "$need" = s3 ]; then
+		if [ -z "${TD_S3_ENDPOINT:-}" ]; then
+			if [ "${CI:-}" = true ]; then
+				echo "FAIL $name: TD_S3_ENDPOINT is not set (CI=true: the S3 server is required)"
+				exit 1
+			fi
+			echo "skip: TD_S3_ENDPOINT is not set (start tests/s3/radosgw.sh)"
+			exit 77
+		fi
+		command -v aws >/dev/null || { echo "FAIL awscli missing"; exit 1; }
+		export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
+		export AWS_DEFAULT_REGION=${TD_S3_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+		export AWS_MAX_ATTEMPTS=2 AWS_PAGER=
+		E2E_PREFIX="e2e-$$-$name-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')/"
+	fi
+	T=$(mktemp -d "/tmp/tierd-e2e-$name.XXXXXX")
+	chmod 755 "$T"
+	trap e2e_cleanup EXIT
+	export TD_SWAP_GRACE_MS=${TD_SWAP_GRACE_MS:-100}
+	mkdir -p "$T/data"
+}
+
+s3_target_conf() { # NAME
+	cat <<CONF
+[target "${1:-s3}"]
+type = s3
+endpoint = $TD_S3_ENDPOINT
+bucket = $TD_S3_BUCKET
+region = ${TD_S3_REGION:-us-east-1}
+prefix = $E2E_PREFIX
+part_size = 5M
+multipart_threshold = 5M
+CONF
+}
+
+dir_target_conf() { # NAME PATH
+	printf '[target "%s"]\ntype = dir\npath = %s\n' "$1" "$2"
+}
+
+# Writes $T/tierd.conf: [tierd] with paths under $T, then "$@" appended verbatim.
+e2e_conf() {
+	{
+		cat <<CONF
+[tierd]
+state_dir = ${STATE_DIR:-$T/state}
+cache_dir = $T/cache
+run_dir   = $T/run
+log_level = ${LOG_LEVEL:-info}
+admin_group = root
+max_transfers = ${MAX_TRANSFERS:-4}
+
+CONF
+		printf '%s\n' "$@"
+	} >"$T/tierd.conf"
+}
+
+ctl() { "$TIERCTL" -c "$T/tierd.conf" "$@"; }
+
+s3api() { aws --endpoint-url "$TD_S3_ENDPOINT" s3api "$@"; }
+
+# Keys under the test prefix, one per line.
+s3_keys() {
+	s3api list-objects-v2 --bucket "$TD_S3_BUCKET" --prefix "$E2E_PREFIX" \
+		--query 'Contents[].Key' --output text | tr '\t' '\n' | grep -v '^None$' | grep -v '^$' || true
+}
+# Open multipart uploads under the prefix ("Key UploadId" per line).
+s3_uploads() {
+	s3api list-multipart-uploads --bucket "$TD_S3_BUCKET" --prefix "$E2E_PREFIX" \
+		--query 'Uploads[].[Key,UploadId]' --output text | grep -v '^None$' | grep -v '^$' || true
+}
+s3_purge_prefix() {
+	local k u
+	s3_uploads | while read -r k u; do
+		s3api abort-multipart-upload --bucket "$TD_S3_BUCKET" --key "$k" --upload-id "$u"
+	done
+	aws --endpoint-url "$TD_S3_ENDPOINT" s3 rm --quiet --recursive "s3://$TD_S3_BUCKET/$E2E_PREFIX"
+}
+
+# Status JSON field via python: jq-like expression on d.
+status_get() { # PYEXPR
+	ctl --json status 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+
+tierd_start() { # [VAR=VALUE ...] : extra environment
+	env "$@" "$TIERD" -f -c "$T/tierd.conf" 2>>"$T/tierd.log" &
+	TDPID=$!
+	local deadline=$((SECONDS + 60))
+	while [ $SECONDS -lt $deadline ]; do
+		if [ "$(status_get 'd.get("ready")' 2>/dev/null)" = True ]; then
+			return 0
+		fi
+		kill -0 "$TDPID" 2>/dev/null || { echo "tierd exited:"; tail -20 "$T/tierd.log"; return 1; }
+		sleep 0.05
+	done
+	echo "tierd not ready after 60 s"
+	tail -20 "$T/tierd.log"
+	return 1
+}
+
+tierd_stop() {
+	[ -n "$TDPID" ] || return 0
+	kill -TERM "$TDPID" 2>/dev/null || true
+	wait "$TDPID" 2>/dev/null || true
+	TDPID=
+}
+
+# Waits until tierd runs nothing; returns 1 on timeout or if tierd died.
+wait_idle() { # [secs]
+	local deadline=$((SECONDS + ${1:-120})) v
+	while [ $SECONDS -lt $deadline ]; do
+		v=$(status_get 'len(d["runs"]) + d["in_flight"] + d.get("queued", 0)' 2>/dev/null) || v=x
+		[ "$v" = 0 ] && return 0
+		kill -0 "$TDPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# Waits for tierd (started in the background) to exit; returns 1 on timeout.
+wait_dead() { # secs
+	local deadline=$((SECONDS + ${1:-60}))
+	while [ $SECONDS -lt $deadline ]; do
+		kill -0 "$TDPID" 2>/dev/null || { wait "$TDPID" 2>/dev/null || true; TDPID=; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
+# Records sha256, uid, gid, mode, mtime of every regular file under DIR in FILE
+# (NUL-safe: python walks bytes paths).
+snapshot() { # DIR OUT
+	python3 "$E2E_LIB_DIR/tree.py" snapshot "$1" >"$2"
+}
+
+# GET/HEAD one object quickly (curl's SigV4; the aws cli takes ~0.5 s a call).
+s3get() { # KEY [curl args]
+	local k=$1
+	shift
+	curl -sf -m 30 --aws-sigv4 "aws:amz:${TD_S3_REGION:-us-east-1}:s3" \
+		--user "$TD_S3_ACCESS_KEY:$TD_S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+		"$@" "$TD_S3_ENDPOINT/$TD_S3_BUCKET/$k"
+}
+
+# verify DIR SNAP [tree.py verify options]: pass/fail with a message.
+tree_verify() { # MSG DIR SNAP [opts]
+	local msg=$1 out
+	shift
+	if out=$(python3 "$E2E_LIB_DIR/tree.py" verify "$1" "$2" "${STATE_DIR:-$T/state}" "${@:3}" 2>&1); then
+		pass "$msg ($(tail -1 <<<"$out"))"
+	else
+		fail "$msg"
+		echo "$out"
+	fi
+}
