@@ -25,6 +25,9 @@ for p in aws rclone sha256sum python3; do
 done
 size=${TD_BENCH_SIZE:-tiny}
 if [ "$size" = full ]; then n_small=2000 n_big=4 big_mib=1024; else n_small=50 n_big=2 big_mib=8; fi
+# For profiling one side: TD_BENCH_N_SMALL, TD_BENCH_N_BIG, TD_BENCH_BIG_MIB;
+#   TD_BENCH_KEEP_LOG=FILE keeps tierd's log.
+n_small=${TD_BENCH_N_SMALL:-$n_small} n_big=${TD_BENCH_N_BIG:-$n_big} big_mib=${TD_BENCH_BIG_MIB:-$big_mib}
 small_kib=256
 conc=${TD_BENCH_CONC:-8}
 grace_ms=${TD_BENCH_GRACE_MS:-100}
@@ -192,7 +195,7 @@ done
 gone tierd
 # The catalog's object for every file, of the right size and SHA-256 (as tierd
 # recorded it), is in the bucket.
-find "$work/tierd" -type l -print0 | xargs -0 -n 500 "$TIERCTL" -c "$work/tierd.conf" --json info |
+find "$work/tierd" -type l -print0 | xargs -0 -n 100 "$TIERCTL" -c "$work/tierd.conf" --json info |
 	python3 -c 'import json,sys
 d=json.JSONDecoder(); s=sys.stdin.read(); i=0
 while i < len(s):
@@ -240,6 +243,7 @@ done <"$work/info"
 kill -TERM "$pid"
 wait "$pid" || fail "tierd exited with $?"
 pid=
+[ -z "${TD_BENCH_KEEP_LOG:-}" ] || cp "$work/tierd.log" "$TD_BENCH_KEEP_LOG"
 drop tierd/
 rm -rf "${work:?}/tierd"
 
