@@ -29,6 +29,7 @@
 
 #define MANIFEST_XATTR_MAX (64u * 1024) /* xattr bytes recorded in a manifest */
 #define RECOVER_PAGE       64
+#define MAX_IN_GRACE       256 /* default max_in_grace: two fds each */
 
 struct td_mover;
 
@@ -80,6 +81,7 @@ struct job {
 	void (*after)(struct job *j);
 	uv_timer_t grace;
 	bool grace_init, grace_armed;
+	bool in_grace; /* counted in n_grace, not against max_transfers */
 
 	/* Recovery of a row left by a crash; a recall rather than a migration. */
 	bool recovering;
@@ -121,8 +123,9 @@ struct td_mover {
 	uv_mutex_t cat_lock;
 	struct job *queue_head, *queue_tail;
 	unsigned n_queued;
-	struct job *active; /* in-flight list */
+	struct job *active; /* in-flight list, grace periods included */
 	unsigned n_active;
+	unsigned n_grace; /* of n_active: waiting out the grace period, not transferring */
 	struct recover *recovering;
 	bool closing;
 	void (*close_cb)(void *data);
@@ -956,6 +959,13 @@ static void a_prepare(struct job *j)
 		j->grace.data = j;
 		j->grace_init = true;
 	}
+	/* The grace period moves no bytes: give the transfer slot to the next
+	 * file, as long as the files waiting here (two fds each) stay bounded. */
+	if (!j->in_grace && j->m->n_grace < j->m->o.max_in_grace) {
+		j->in_grace = true;
+		j->m->n_grace++;
+		pump(j->m);
+	}
 	j->grace_armed = true;
 	uv_timer_start(&j->grace, on_grace, (uint64_t)j->m->o.grace_ms, 0);
 }
@@ -1144,6 +1154,8 @@ static void finish(struct job *j)
 	if (j->next)
 		j->next->prev = j->prev;
 	m->n_active--;
+	if (j->in_grace)
+		m->n_grace--;
 	if (j->cb)
 		j->cb(j->data, &res);
 	if (j->grace_init) {
@@ -1202,7 +1214,7 @@ static void start_job(struct td_mover *m, struct job *j)
 
 static void pump(struct td_mover *m)
 {
-	while (!m->closing && m->queue_head && m->n_active < m->o.max_transfers) {
+	while (!m->closing && m->queue_head && m->n_active - m->n_grace < m->o.max_transfers) {
 		struct job *j = m->queue_head;
 
 		m->queue_head = j->next;
@@ -1234,6 +1246,8 @@ int td_mover_new(struct td_mover **out, const struct td_mover_opts *o, char *err
 	m->o = *o;
 	if (!m->o.max_queued)
 		m->o.max_queued = 10000;
+	if (!m->o.max_in_grace)
+		m->o.max_in_grace = MAX_IN_GRACE;
 	m->state_dir = strdup(o->state_dir);
 	m->cache_dir = strdup(o->cache_dir);
 	m->run_dir = strdup(o->run_dir);

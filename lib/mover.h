@@ -73,6 +73,9 @@ struct td_mover_opts {
 	unsigned max_transfers; /* files in flight at once (>= 1) */
 	unsigned max_queued;    /* td_mover_migrate returns -EAGAIN beyond this (0: 10000) */
 	int64_t grace_ms;       /* how long the old inode is watched after the swap */
+	/* Files in their grace period do not hold one of max_transfers; at most
+	 * this many at once (0: 256), beyond it they do. */
+	unsigned max_in_grace;
 	/* Looks up a target by name (the daemon owns them). */
 	struct td_target *(*target_for)(void *ctx, const char *name);
 	/* Optional: false when the daemon knows the target is unreachable; a queued
