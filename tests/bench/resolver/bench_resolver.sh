@@ -292,4 +292,5 @@ import json, sys
 d = json.load(sys.stdin)
 print("tierd:", json.dumps(d.get("rview", d.get("remote", {}))))' || true
 grep -iE "error|fail" "$w/tierd.log" | head -5 || true
+[ -n "${TD_BENCH_HOLD:-}" ] && { echo "holding $w for ${TD_BENCH_HOLD}s (tierd pid $pid)"; sleep "$TD_BENCH_HOLD"; }
 echo "bench_resolver: OK"
