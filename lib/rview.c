@@ -74,6 +74,8 @@ struct chunk {
 	struct waiter *waiters;
 	struct td_target_req *req;
 	bool hyd_wanted; /* the hydration is waiting for it */
+	bool ra_deferred; /* start the read-ahead from ra_from when it arrives */
+	uint64_t ra_from;
 };
 
 struct hyd {
@@ -634,6 +636,8 @@ static void pread_copy(struct pread *pr, const struct chunk *c)
 		memcpy(pr->out + (s - pr->off), c->buf + (s - c_off), e - s);
 }
 
+static void read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx);
+
 static void on_chunk(struct td_target_req *req, int status, const struct td_target_error *err,
                      void *data)
 {
@@ -672,6 +676,14 @@ static void on_chunk(struct td_target_req *req, int status, const struct td_targ
 	}
 	if (c->hyd_wanted)
 		hyd_chunk_ready(c);
+	if (c->ra_deferred) {
+		c->ra_deferred = false;
+		if (c->st == C_READY && n->opens && !rv->closing) {
+			c->pins++; /* read_ahead may trim idle chunks */
+			read_ahead(rv, n, c->ra_from);
+			c->pins--;
+		}
+	}
 	chunk_settle(rv, c);
 	maybe_closed(rv);
 }
@@ -857,9 +869,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			pr->missing++;
 		}
 	}
-	/* Sequential access: keep the next chunks coming. */
-	if ((uint64_t)off == h->next_off || off == 0)
-		read_ahead(rv, n, last + 1);
+	/* Sequential access: keep the next chunks coming. First byte first: when
+	 * a sequential run starts on a chunk still being fetched and nothing is
+	 * read ahead yet (a fresh open), the read-ahead waits for that chunk, so
+	 * the reader's chunk does not share the connection pool and the server
+	 * with READAHEAD others (time to first byte of a 4 MiB cold file on
+	 * radosgw: ~10 ms with them, ~4 ms without). */
+	if ((uint64_t)off == h->next_off || off == 0) {
+		struct chunk *fc = chunk_find(rv, n, last);
+
+		if (fc && fc->st == C_FETCHING && !chunk_find(rv, n, last + 1)) {
+			fc->ra_deferred = true;
+			fc->ra_from = last + 1;
+		} else {
+			read_ahead(rv, n, last + 1);
+		}
+	}
 	h->next_off = (uint64_t)off + size;
 out:
 	if (--pr->missing == 0)
@@ -1524,7 +1549,11 @@ static void hyd_pump(struct node *n)
 	struct td_rview *rv = n->rv;
 	struct hyd *h = n->hyd;
 
-	while (!h->failed && !rv->closing && h->in_flight < HYD_WINDOW &&
+	/* Slow start: one fetch until the first chunk is in (see op_read: the
+	 * opener's first read should not wait behind HYD_WINDOW fetches). */
+	unsigned window = h->hash_next ? HYD_WINDOW : 1;
+
+	while (!h->failed && !rv->closing && h->in_flight < window &&
 	       h->next_fetch < h->n_chunks) {
 		struct chunk *c = chunk_get(rv, n, h->next_fetch);
 
