@@ -55,7 +55,7 @@ rv_cleanup() {
 	fi
 	[ -n "${bg_pids:-}" ] && kill $bg_pids 2>/dev/null
 	if [ -n "$t" ]; then
-		mountpoint -q "$t/run/remote" 2>/dev/null && umount -l "$t/run/remote"
+		umount -l "$t/run/remote" 2>/dev/null # also a dead (ENOTCONN) mount
 		rm -rf "$t"
 	fi
 }

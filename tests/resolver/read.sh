@@ -28,11 +28,13 @@ for s in "${sets[@]}"; do
 		names+=("$s-$z")
 	done
 done
-mkfile big 52428807 # ~50 MiB
-mkfile big2 52428807
-mkfile conc 20971523
+# s3 (radosgw on memstore) is slower to fill: smaller big files there.
+if [ "$kind" = s3 ]; then bigsz=20971529 concsz=8388611; else bigsz=52428807 concsz=20971523; fi
+mkfile big $bigsz # ~50 MiB on dir
+mkfile big2 $bigsz
+mkfile conc $concsz
 mkfile meta 7340037
-for i in $(seq 100); do mkfile "many-$i" $((RANDOM * 3 + i)); done
+for i in $(seq 100); do mkfile "many-$i" $((RANDOM + i)); done
 # Invariant 7 material: another owner, an unusual mode, an old mtime with nanoseconds.
 chown 1234:1235 "$t/data/meta"
 chmod 0640 "$t/data/meta"
@@ -86,8 +88,8 @@ for z in "${sizes[@]}"; do
 done
 check "tail -c (from the end and from offsets)" [ $tailok = 0 ]
 
-check "sha256sum of a ~50 MiB cold file" [ "$(sha256sum <"$D/big" | cut -d' ' -f1)" = "$(sha256sum <"$t/orig/big" | cut -d' ' -f1)" ]
-check "cp of a ~50 MiB cold file" bash -c "cp '$D/big2' '$out/big2' && cmp -s '$out/big2' '$t/orig/big2'"
+check "sha256sum of a $bigsz-byte cold file" [ "$(sha256sum <"$D/big" | cut -d' ' -f1)" = "$(sha256sum <"$t/orig/big" | cut -d' ' -f1)" ]
+check "cp of a $bigsz-byte cold file" bash -c "cp '$D/big2' '$out/big2' && cmp -s '$out/big2' '$t/orig/big2'"
 
 # 8 concurrent readers of one cold file.
 rp=()
@@ -95,7 +97,7 @@ for i in $(seq 8); do cat "$D/conc" >"$out/conc-$i" & rp+=($!); done
 wait "${rp[@]}"
 cok=0
 for i in $(seq 8); do same "$out/conc-$i" conc || cok=1; done
-check "8 concurrent readers of one cold 20 MiB file" [ $cok = 0 ]
+check "8 concurrent readers of one cold $concsz-byte file" [ $cok = 0 ]
 
 # 100 readers of 100 different cold files at once.
 rp=()
