@@ -73,7 +73,7 @@ struct chunk {
 	unsigned pins; /* readers copying, the hydration writing or waiting to hash it */
 	struct waiter *waiters;
 	struct td_target_req *req;
-	bool hyd_wanted; /* the hydration is waiting for it */
+	bool hyd_wanted;  /* the hydration is waiting for it */
 	bool ra_deferred; /* start the read-ahead from ra_from when it arrives */
 	uint64_t ra_from;
 };
@@ -1553,8 +1553,7 @@ static void hyd_pump(struct node *n)
 	 * opener's first read should not wait behind HYD_WINDOW fetches). */
 	unsigned window = h->hash_next ? HYD_WINDOW : 1;
 
-	while (!h->failed && !rv->closing && h->in_flight < window &&
-	       h->next_fetch < h->n_chunks) {
+	while (!h->failed && !rv->closing && h->in_flight < window && h->next_fetch < h->n_chunks) {
 		struct chunk *c = chunk_get(rv, n, h->next_fetch);
 
 		if (!c) {
