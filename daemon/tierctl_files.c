@@ -113,14 +113,16 @@ static const char *ev_path(json_t *ev, const char *key)
 
 int tierctl_run(const struct tierctl_opts *o, int argc, char **argv)
 {
-	json_t *reply = NULL;
+	json_t *reply = NULL, *args;
 	int r;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: tierctl run POLICY\n");
 		return TIERCTL_USAGE;
 	}
-	r = tierctl_request(o, "run", json_pack("{s:s}", "policy", argv[1]), &reply);
+	args = json_pack("{s:s}", "policy", argv[1]);
+	r = tierctl_request(o, "run", args, &reply);
+	json_decref(args);
 	if (r != TIERCTL_OK)
 		return r;
 	if (!json_is_true(json_object_get(reply, "ok")))

@@ -1829,6 +1829,7 @@ static int recall_copy_across(struct job *j, ino_t *ino_out)
 
 static void w_recall(struct job *j)
 {
+	const char *root = NULL;
 	struct td_catalog_error ce = { 0 };
 	struct td_catalog_entry e = { 0 };
 	struct td_catalog_expect ex = { .step = TD_CATALOG_ANY };
@@ -1845,14 +1846,14 @@ static void w_recall(struct job *j)
 		fail(j, TD_MOVER_FAILED, r, "no catalog entry %s", j->id);
 		return;
 	}
-	for (size_t i = 0; i < j->n_roots && !j->root; i++) {
+	for (size_t i = 0; i < j->n_roots && !root; i++) {
 		size_t rl = strlen(j->roots[i]);
 
 		if (j->entry->path_len > rl + 1 && memcmp(j->entry->path, j->roots[i], rl) == 0 &&
 		    j->entry->path[rl] == '/')
-			j->root = strdup(j->roots[i]);
+			root = j->roots[i];
 	}
-	if (!j->root) {
+	if (!root) {
 		fail(j, TD_MOVER_FAILED, -ENOENT, "its path is below no policy root");
 		return;
 	}
@@ -1868,8 +1869,8 @@ static void w_recall(struct job *j)
 		     td_catalog_state_name(j->entry->state));
 		return;
 	}
-	if (job_set_path(j, j->root, j->entry->path + strlen(j->root) + 1,
-	                 j->entry->path_len - strlen(j->root) - 1) < 0 ||
+	if (job_set_path(j, root, j->entry->path + strlen(root) + 1,
+	                 j->entry->path_len - strlen(root) - 1) < 0 ||
 	    job_set_id(j, j->id) < 0) {
 		fail(j, TD_MOVER_FAILED, -EINVAL, "its path is not below %s", j->root);
 		return;

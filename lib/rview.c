@@ -1976,6 +1976,7 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 	}
 	uv_mutex_init(&rv->cat_lock);
 	rv->se = fuse_session_new(&args, &ops, sizeof(ops), rv);
+	fuse_opt_free_args(&args); /* the session keeps what it needs */
 	if (!rv->se || fuse_session_mount(rv->se, rv->mountpoint) != 0) {
 		snprintf(err, errlen,
 		         "cannot mount the remote view at %s (is /dev/fuse there, and is tierd "
