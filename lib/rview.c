@@ -619,7 +619,8 @@ static void on_chunk(struct td_target_req *req, int status, const struct td_targ
 		status = -EIO;
 	if (status < 0) {
 		c->st = C_FAILED;
-		c->err = status == -ECANCELED ? -EIO : status;
+		/* Readers get EIO: a missing object is not a missing file. */
+		c->err = -EIO;
 		if (status != -ECANCELED)
 			report(rv, n->id, "reading %s from target %s failed: %s", n->key,
 			       n->target_name,
@@ -640,8 +641,12 @@ static void on_chunk(struct td_target_req *req, int status, const struct td_targ
 		if (--pr->missing == 0)
 			pread_finish(pr);
 	}
-	if (c->hyd_wanted)
+	if (c->hyd_wanted) {
+		/* A failed hydration releases its pins and may drop c: hold it. */
+		c->pins++;
 		hyd_chunk_ready(c);
+		c->pins--;
+	}
 	chunk_settle(rv, c);
 	maybe_closed(rv);
 }
