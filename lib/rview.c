@@ -58,6 +58,8 @@ struct pread {
 	char *out;
 	unsigned missing;
 	int err;
+	bool verify; /* reaches EOF: answered once the hydration verified the bytes */
+	struct pread *held_next;
 };
 
 struct chunk {
@@ -108,6 +110,8 @@ struct node {
 	bool cached;      /* hydrated in this session: reads come from the copy */
 	uv_file cache_fd; /* open on the cache copy, -1 */
 	struct hyd *hyd;
+	struct pread *held; /* reads of the last bytes, waiting for the SHA-256 check */
+	bool corrupt;       /* failed its SHA-256 check: every read gets EIO */
 };
 
 struct handle {
@@ -584,6 +588,13 @@ static void pread_finish(struct pread *pr)
 {
 	struct td_rview *rv = pr->rv;
 
+	/* A corrupt object must not read as a whole file: the read that ends
+	 * it waits for the hydration's checksum, and gets EIO if it fails. */
+	if (pr->verify && pr->err == 0 && pr->n->hyd && !pr->n->hyd->failed) {
+		pr->held_next = pr->n->held;
+		pr->n->held = pr;
+		return;
+	}
 	if (pr->err < 0) {
 		fuse_reply_err(pr->req, -pr->err);
 	} else {
@@ -764,6 +775,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct pread *pr;
 	uint64_t first, last;
 
+	if (n->corrupt) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if ((uint64_t)off >= n->size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
@@ -783,6 +798,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pr->off = (uint64_t)off;
 	pr->size = size;
 	pr->missing = 1; /* held until every piece is asked for */
+	pr->verify = n->hyd && !h->streaming && pr->off + size == n->size;
 	if (n->cached && n->cache_fd >= 0) {
 		if (read_local(pr, n->cache_fd, pr->off, size) < 0)
 			pr->err = -EIO;
@@ -956,8 +972,17 @@ static void hyd_cleanup(struct node *n)
 	}
 	td_hash_free(h->h);
 	free(h->written);
-	free(h);
 	n->hyd = NULL;
+	while (n->held) {
+		struct pread *pr = n->held;
+
+		n->held = pr->held_next;
+		pr->verify = false;
+		if (h->failed)
+			pr->err = -EIO;
+		pread_finish(pr);
+	}
+	free(h);
 	node_maybe_free(rv, n);
 	maybe_closed(rv);
 }
@@ -1063,6 +1088,7 @@ static void hyd_finish(struct node *n)
 	td_hex(hex, digest, sizeof(digest));
 	if (strcmp(hex, n->sha256) != 0) {
 		/* Never bound: a copy that fails its checksum is deleted. */
+		n->corrupt = true;
 		hyd_fail(n, -EIO,
 		         "the object's SHA-256 does not match the catalog (corrupt on the target)");
 		return;
