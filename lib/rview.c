@@ -58,6 +58,8 @@ struct pread {
 	char *out;
 	unsigned missing;
 	int err;
+	bool verify; /* reaches EOF: answered once the hydration verified the bytes */
+	struct pread *held_next;
 };
 
 struct chunk {
@@ -112,7 +114,9 @@ struct node {
 	struct hyd *hyd;
 	struct hwait *hwaiters;
 	unsigned writers;
-	bool dirty; /* written through the view */
+	bool dirty;         /* written through the view */
+	struct pread *held; /* reads of the last bytes, waiting for the SHA-256 check */
+	bool corrupt;       /* failed its SHA-256 check: every read gets EIO */
 };
 
 struct handle {
@@ -616,6 +620,13 @@ static void pread_finish(struct pread *pr)
 {
 	struct td_rview *rv = pr->rv;
 
+	/* A corrupt object must not read as a whole file: the read that ends
+	 * it waits for the hydration's checksum, and gets EIO if it fails. */
+	if (pr->verify && pr->err == 0 && pr->n->hyd && !pr->n->hyd->failed) {
+		pr->held_next = pr->n->held;
+		pr->n->held = pr;
+		return;
+	}
 	if (pr->err < 0) {
 		fuse_reply_err(pr->req, -pr->err);
 	} else {
@@ -653,7 +664,8 @@ static void on_chunk(struct td_target_req *req, int status, const struct td_targ
 		status = -EIO;
 	if (status < 0) {
 		c->st = C_FAILED;
-		c->err = status == -ECANCELED ? -EIO : status;
+		/* Readers get EIO: a missing object is not a missing file. */
+		c->err = -EIO;
 		if (status != -ECANCELED)
 			report(rv, n->id, "reading %s from target %s failed: %s", n->key,
 			       n->target_name,
@@ -674,8 +686,12 @@ static void on_chunk(struct td_target_req *req, int status, const struct td_targ
 		if (--pr->missing == 0)
 			pread_finish(pr);
 	}
-	if (c->hyd_wanted)
+	if (c->hyd_wanted) {
+		/* A failed hydration releases its pins and may drop c: hold it. */
+		c->pins++;
 		hyd_chunk_ready(c);
+		c->pins--;
+	}
 	if (c->ra_deferred) {
 		c->ra_deferred = false;
 		if (c->st == C_READY && n->opens && !rv->closing) {
@@ -803,6 +819,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	uint64_t fsize = n->size;
 
+	if (n->corrupt) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (h->wfd >= 0) {
 		struct stat st;
 
@@ -827,6 +847,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pr->off = (uint64_t)off;
 	pr->size = size;
 	pr->missing = 1; /* held until every piece is asked for */
+	pr->verify = n->hyd && !h->streaming && h->wfd < 0 && pr->off + size == n->size;
 	if (h->wfd >= 0 || (n->cached && n->cache_fd >= 0)) {
 		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, pr->off, size) < 0)
 			pr->err = -EIO;
@@ -1320,11 +1341,20 @@ static void hyd_cleanup(struct node *n)
 	}
 	td_hash_free(h->h);
 	free(h->written);
+	n->hyd = NULL;
+	while (n->held) {
+		struct pread *pr = n->held;
+
+		n->held = pr->held_next;
+		pr->verify = false;
+		if (h->failed)
+			pr->err = -EIO;
+		pread_finish(pr);
+	}
 	{
 		int status = h->failed ? (h->err < 0 ? h->err : -EIO) : 0;
 
 		free(h);
-		n->hyd = NULL;
 		hwait_fire(n, status);
 	}
 	node_maybe_free(rv, n);
@@ -1433,6 +1463,7 @@ static void hyd_finish(struct node *n)
 	td_hex(hex, digest, sizeof(digest));
 	if (strcmp(hex, n->sha256) != 0) {
 		/* Never bound: a copy that fails its checksum is deleted. */
+		n->corrupt = true;
 		hyd_fail(n, -EIO,
 		         "the object's SHA-256 does not match the catalog (corrupt on the target)");
 		return;
