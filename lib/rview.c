@@ -172,6 +172,8 @@ struct td_rview {
 
 static void maybe_closed(struct td_rview *rv);
 static void hyd_pump(struct node *n);
+static void hyd_hash(struct node *n);
+static void hyd_cleanup(struct node *n);
 static void hyd_chunk_ready(struct chunk *c);
 
 static void report(struct td_rview *rv, const char *id, const char *fmt, ...)
@@ -765,6 +767,7 @@ struct fsread {
 	uv_fs_t fs;
 	struct pread *pr;
 	size_t want;
+	struct node *part_of; /* a read of part_of->hyd's .part: counted in its in_flight */
 };
 
 static void on_fsread(uv_fs_t *fs)
@@ -778,15 +781,29 @@ static void on_fsread(uv_fs_t *fs)
 	else if ((size_t)fs->result != f->want)
 		pr->err = -EIO;
 	uv_fs_req_cleanup(fs);
-	free(f);
 	rv->pending_work--;
 	if (--pr->missing == 0)
 		pread_finish(pr);
+	if (f->part_of) {
+		struct node *n = f->part_of;
+
+		/* The hydration may finish (and close the .part) only now. */
+		n->hyd->in_flight--;
+		if (n->hyd->failed) {
+			hyd_cleanup(n);
+		} else {
+			hyd_hash(n);
+			if (n->hyd && !n->hyd->failed && !n->hyd->finishing)
+				hyd_pump(n); /* the read held a slot of the window */
+		}
+	}
+	free(f);
 	maybe_closed(rv);
 }
 
-/* Reads [off, off+len) of a local file (the .part or the copy) into pr->out. */
-static int read_local(struct pread *pr, uv_file fd, uint64_t off, size_t len)
+/* Reads [off, off+len) of a local file (the .part, then part_of is the node,
+ * or the copy) into pr->out. */
+static int read_local(struct pread *pr, uv_file fd, uint64_t off, size_t len, struct node *part_of)
 {
 	struct fsread *f = calloc(1, sizeof(*f));
 	uv_buf_t b;
@@ -805,6 +822,9 @@ static int read_local(struct pread *pr, uv_file fd, uint64_t off, size_t len)
 	}
 	pr->rv->pending_work++;
 	pr->missing++;
+	f->part_of = part_of;
+	if (part_of)
+		part_of->hyd->in_flight++;
 	return 0;
 }
 
@@ -849,7 +869,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pr->missing = 1; /* held until every piece is asked for */
 	pr->verify = n->hyd && !h->streaming && h->wfd < 0 && pr->off + size == n->size;
 	if (h->wfd >= 0 || (n->cached && n->cache_fd >= 0)) {
-		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, pr->off, size) < 0)
+		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, pr->off, size, NULL) < 0)
 			pr->err = -EIO;
 		goto out;
 	}
@@ -858,11 +878,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	for (uint64_t i = first; i <= last; i++) {
 		struct chunk *c = chunk_find(rv, n, i);
 
-		if (!c && n->hyd && (n->hyd->written[i / 8] & (1u << (i % 8)))) {
+		/* Chunks already in the .part are read from it; once the hydration
+		 * is finishing, its thread closes the .part, so fetch instead. */
+		if (!c && n->hyd && !n->hyd->finishing && !n->hyd->failed &&
+		    (n->hyd->written[i / 8] & (1u << (i % 8)))) {
 			uint64_t s = TD_MAX(i * CHUNK, pr->off);
 			uint64_t e = TD_MIN((i + 1) * CHUNK, pr->off + size);
 
-			if (read_local(pr, n->hyd->fd, s, (size_t)(e - s)) < 0)
+			if (read_local(pr, n->hyd->fd, s, (size_t)(e - s), n) < 0)
 				pr->err = -EIO;
 			continue;
 		}
