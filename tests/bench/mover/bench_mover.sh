@@ -54,7 +54,14 @@ export RCLONE_CONFIG_X_ENDPOINT=$TD_S3_ENDPOINT RCLONE_CONFIG_X_REGION=$AWS_DEFA
 awsc() { aws --endpoint-url "$TD_S3_ENDPOINT" "$@"; }
 rcl() { env -u AWS_CA_BUNDLE rclone --config /dev/null "$@"; }
 tctl() { "$TIERCTL" -c "$work/tierd.conf" "$@"; }
-drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null; }
+# drop KEYS: deletes a contender's objects, then has radosgw collect their
+# garbage now (multipart tails otherwise wait hours for rgw gc, in memstore).
+drop() {
+	awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null
+	if [ -n "${TD_RGW_CONF:-}" ] && command -v radosgw-admin >/dev/null; then
+		radosgw-admin -c "$TD_RGW_CONF" gc process --include-all >/dev/null 2>&1 || true
+	fi
+}
 cleanup() {
 	if [ -n "$pid" ]; then
 		kill -TERM "$pid" 2>/dev/null || true
