@@ -9,7 +9,8 @@
  * SQLite's own mutex: it must be used by one thread at a time. Open one handle
  * per worker thread (WAL lets readers and one writer proceed together; writers
  * wait for each other up to a busy timeout) or guard a shared handle with a
- * mutex. Never use a handle across fork().
+ * mutex. Never use a handle across fork(). Each handle may cache up to 16 MiB
+ * of pages.
  *
  * Durability: WAL with synchronous=FULL, so every commit is on disk when the
  * call returns. The mover relies on this (DESIGN.md invariant 1: the row that

@@ -199,7 +199,12 @@ int main(void)
 {
 	const char *size = getenv("TD_BENCH_SIZE");
 	bool full = size && strcmp(size, "full") == 0;
-	const uint64_t n = full ? 1000000 : 5000, single = full ? 2000 : 200;
+	/* TD_BENCH_ROWS overrides the row count, for experiments at other scales. */
+	const char *rows = getenv("TD_BENCH_ROWS");
+	const uint64_t n = rows && atoll(rows) > 0 ? (uint64_t)atoll(rows) : full ? 1000000 : 5000;
+	const uint64_t single = full ? 2000 : 200;
+	/* TD_BENCH_REF=0 skips the sqlite3 CLI reference (experiments only). */
+	const char *want_ref = getenv("TD_BENCH_REF");
 	struct td_catalog *cat = NULL;
 	struct td_catalog_error err;
 	struct td_catalog_stats st;
@@ -286,7 +291,9 @@ int main(void)
 	CHECK_INT(td_catalog_open(&cat, ref, TD_CATALOG_CREATE, &err), 0);
 	td_catalog_close(cat);
 	cat = NULL;
-	if (system("command -v sqlite3 >/dev/null 2>&1") != 0) {
+	if (want_ref && strcmp(want_ref, "0") == 0) {
+		printf("reference skipped (TD_BENCH_REF=0)\n");
+	} else if (system("command -v sqlite3 >/dev/null 2>&1") != 0) {
 		printf("sqlite3 CLI not installed (apt-get install sqlite3): no reference ratio\n");
 	} else {
 		c_ins = cli_run(ref, n, false);
