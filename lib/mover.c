@@ -514,41 +514,56 @@ static char *manifest_text(struct job *j)
 	return text;
 }
 
+/* Gives up on a migration whose bytes may be on the target: they are deleted
+ * and the file stays as it was. */
+static void undo(struct job *j)
+{
+	j->need_rollback = true;
+	rollback(j);
+}
+
+/* The prologue of every target step's callback. Returns true when the step
+ * failed (or a writer broke the lease meanwhile): the job is then being
+ * rolled back and the caller returns. */
+static bool target_step_failed(struct job *j, int status, const struct td_target_error *err,
+                               const char *what)
+{
+	j->req = NULL;
+	if (status == 0 && atomic_load(&j->lease_broken))
+		status = -ECANCELED;
+	if (status >= 0)
+		return false;
+	target_failed(j, status, err, what);
+	j->need_rollback = j->outcome != TD_MOVER_INTERRUPTED;
+	rollback(j);
+	return true;
+}
+
 static void on_put(struct td_target_req *req, int status, const struct td_target_error *err,
                    void *data)
 {
 	struct job *j = data;
 	int r;
 
-	j->req = NULL;
-	if (status == 0 && atomic_load(&j->lease_broken))
-		status = -ECANCELED;
-	if (status < 0) {
-		target_failed(j, status, err, "upload of");
-		j->need_rollback = j->outcome != TD_MOVER_INTERRUPTED;
-		rollback(j);
+	if (target_step_failed(j, status, err, "upload of"))
 		return;
-	}
 	if (j->put.size_bytes != (uint64_t)j->st.st_size) {
 		fail(j, TD_MOVER_FAILED, -EIO, "target stored %llu bytes, the file has %llu",
 		     (unsigned long long)j->put.size_bytes, (unsigned long long)j->st.st_size);
-		j->need_rollback = true;
-		rollback(j);
+		undo(j);
 		return;
 	}
 	j->manifest = manifest_text(j);
 	if (!j->manifest) {
 		fail(j, TD_MOVER_FAILED, -ENOMEM, "cannot build the manifest");
-		j->need_rollback = true;
-		rollback(j);
+		undo(j);
 		return;
 	}
 	r = td_target_put_buf(j->t, &j->req, j->mkey, j->manifest, strlen(j->manifest),
 	                      "application/json", NULL, 0, &j->mput, on_manifest, j);
 	if (r < 0) {
 		fail(j, TD_MOVER_FAILED, r, "cannot start the manifest upload: %s", strerror(-r));
-		j->need_rollback = true;
-		rollback(j);
+		undo(j);
 	}
 }
 
@@ -558,20 +573,12 @@ static void on_manifest(struct td_target_req *req, int status, const struct td_t
 	struct job *j = data;
 	int r;
 
-	j->req = NULL;
-	if (status == 0 && atomic_load(&j->lease_broken))
-		status = -ECANCELED;
-	if (status < 0) {
-		target_failed(j, status, err, "manifest upload of");
-		j->need_rollback = j->outcome != TD_MOVER_INTERRUPTED;
-		rollback(j);
+	if (target_step_failed(j, status, err, "manifest upload of"))
 		return;
-	}
 	r = td_target_head(j->t, &j->req, j->key, &j->head, on_head, j);
 	if (r < 0) {
 		fail(j, TD_MOVER_FAILED, r, "cannot start the verification: %s", strerror(-r));
-		j->need_rollback = true;
-		rollback(j);
+		undo(j);
 	}
 }
 
@@ -580,15 +587,8 @@ static void on_head(struct td_target_req *req, int status, const struct td_targe
 {
 	struct job *j = data;
 
-	j->req = NULL;
-	if (status == 0 && atomic_load(&j->lease_broken))
-		status = -ECANCELED;
-	if (status < 0) {
-		target_failed(j, status, err, "verification (HEAD) of");
-		j->need_rollback = j->outcome != TD_MOVER_INTERRUPTED;
-		rollback(j);
+	if (target_step_failed(j, status, err, "verification (HEAD) of"))
 		return;
-	}
 	if (j->head.size_bytes != (uint64_t)j->st.st_size ||
 	    (j->put.etag[0] && j->head.etag[0] && strcmp(j->put.etag, j->head.etag) != 0)) {
 		fail(
@@ -596,8 +596,7 @@ static void on_head(struct td_target_req *req, int status, const struct td_targe
 		    "verification failed: target has %llu bytes, ETag %s; sent %llu bytes, ETag %s",
 		    (unsigned long long)j->head.size_bytes, j->head.etag,
 		    (unsigned long long)j->st.st_size, j->put.etag);
-		j->need_rollback = true;
-		rollback(j);
+		undo(j);
 		return;
 	}
 	if (!j->put.etag[0])
