@@ -2133,37 +2133,24 @@ void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *dat
 	maybe_closed(rv);
 }
 
+/* A catalog lookup (w_lookup) followed by a hydration request. */
 struct hyd_req {
-	uv_work_t work;
-	struct td_rview *rv;
-	char id[TD_CATALOG_ID_HEX];
-	struct td_catalog_entry *e;
-	int r;
+	struct lookup_job lk; /* first: w_lookup sees a lookup_job */
 	void (*done)(void *data, int status);
 	void *data;
 };
 
-static void w_hyd_lookup(uv_work_t *w)
-{
-	struct hyd_req *q = w->data;
-	struct td_catalog_error ce;
-
-	uv_mutex_lock(&q->rv->cat_lock);
-	q->r = td_catalog_get(&q->e, q->rv->cat, q->id, &ce);
-	uv_mutex_unlock(&q->rv->cat_lock);
-}
-
 static void a_hyd_lookup(uv_work_t *w, int status)
 {
 	struct hyd_req *q = w->data;
-	struct td_rview *rv = q->rv;
-	struct node *n = node_by_id(rv, q->id);
+	struct td_rview *rv = q->lk.rv;
+	struct node *n = node_by_id(rv, q->lk.id);
 
 	rv->pending_work--;
-	if (!n && q->r == 0 && q->e->sha256[0] && q->e->object_key)
-		n = node_new(rv, q->e);
+	if (!n && q->lk.r == 0 && q->lk.e->sha256[0] && q->lk.e->object_key)
+		n = node_new(rv, q->lk.e);
 	if (!n || rv->closing) {
-		q->done(q->data, q->r < 0 ? q->r : -EIO);
+		q->done(q->data, q->lk.r < 0 ? q->lk.r : -EIO);
 	} else if (n->cached) {
 		q->done(q->data, 0);
 	} else if (hwait_add(n, q->done, q->data) < 0) {
@@ -2171,7 +2158,7 @@ static void a_hyd_lookup(uv_work_t *w, int status)
 	} else if (!n->hyd) {
 		hyd_start(rv, n);
 	}
-	td_catalog_entry_free(q->e);
+	td_catalog_entry_free(q->lk.e);
 	free(q);
 	maybe_closed(rv);
 }
@@ -2188,12 +2175,12 @@ int td_rview_hydrate(struct td_rview *rv, const char *id, void (*done)(void *dat
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
-	q->rv = rv;
-	memcpy(q->id, id, sizeof(q->id));
+	q->lk.rv = rv;
+	memcpy(q->lk.id, id, sizeof(q->lk.id));
 	q->done = done;
 	q->data = data;
-	q->work.data = q;
-	if (uv_queue_work(rv->loop, &q->work, w_hyd_lookup, a_hyd_lookup) < 0) {
+	q->lk.work.data = q;
+	if (uv_queue_work(rv->loop, &q->lk.work, w_lookup, a_hyd_lookup) < 0) {
 		free(q);
 		return -EAGAIN;
 	}
