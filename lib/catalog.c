@@ -33,6 +33,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1069,12 +1070,32 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 	/* See catalog.h: synchronous=FULL makes each commit durable on return. With
 	 * NORMAL a power cut could undo the commit that said "tiered" after the
 	 * swap had already happened, breaking invariant 1. */
-	rc = sqlite3_prepare_v2(cat->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		mode = (const char *)sqlite3_column_text(st, 0);
-		rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
+	/* Catalogs are created in WAL mode, so this is normally a read. Setting
+	 * the mode takes a lock that SQLite does not wait for (it answers "database
+	 * is locked" at once while another process opens the file), so it is
+	 * only set when the file is not in WAL mode already. */
+	for (int set = 0, waited_ms = 0; set < 2; set++) {
+		rc = sqlite3_prepare_v2(cat->db,
+		                        set ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode",
+		                        -1, &st, NULL);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			mode = (const char *)sqlite3_column_text(st, 0);
+			rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
+		}
+		sqlite3_finalize(st);
+		if (rc == SQLITE_OK)
+			break;
+		/* While another process sets up the WAL index, SQLite answers BUSY
+		 * here without calling its busy handler; wait as that handler
+		 * would (there is no event to wait for), up to the busy timeout. */
+		if ((rc & 0xff) == SQLITE_BUSY && waited_ms < BUSY_TIMEOUT_MS) {
+			struct timespec ts = { 0, 5 * 1000000 };
+
+			nanosleep(&ts, NULL);
+			waited_ms += 5;
+			set--;
+		}
 	}
-	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return db_err(cat, err, rc, "cannot switch to WAL mode");
 	rc = exec(cat->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"

@@ -251,13 +251,22 @@ static void test_create_race(void)
 			basic(&e, (unsigned)i + 1, path);
 			if (td_catalog_open(&cat, p, TD_CATALOG_CREATE, &err) < 0) {
 				printf("  child %d: %s\n", i, err.message);
+				fflush(stdout);
 				_exit(1);
 			}
-			_exit(td_catalog_insert(cat, &e, &err) < 0 ? 2 : 0);
+			if (td_catalog_insert(cat, &e, &err) < 0) {
+				printf("  child %d: insert: %s\n", i, err.message);
+				fflush(stdout);
+				_exit(2);
+			}
+			_exit(0);
 		}
 	}
 	for (int i = 0; i < 4; i++) {
 		CHECK_INT(waitpid(pids[i], &status, 0), pids[i]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			printf("  child %d: %s %d\n", i, WIFEXITED(status) ? "exit" : "signal",
+			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	CHECK(!exists(stale));
