@@ -135,7 +135,7 @@ CONF
 	ceph-osd "${c[@]}" -i 0 -f >"$dir/log/osd.out" 2>&1 &
 	echo $! >"$dir/pids/osd"
 	wait_for "$timeout" "the OSD to come up" bash -c \
-		"ceph ${c[*]} osd dump 2>/dev/null | grep -q '^osd.0 up'" ||
+		"ceph ${c[*]} osd dump 2>/dev/null | grep '^osd.0 up' >/dev/null" ||
 		{ tail -20 "$dir/log/osd.out" >&2; die "OSD did not come up"; }
 
 	radosgw "${c[@]}" -n client.rgw -f >"$dir/log/rgw.out" 2>&1 &

@@ -33,7 +33,7 @@ sha=$(sha256sum "$t/data/p.bin" | cut -d' ' -f1)
 TD_SWAP_GRACE_MS=50 "$TIERD" -f "${C[@]}" 2>"$t/log" &
 pid=$!
 for _ in $(seq 200); do
-	"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep -q '"ready": true' && break
+	"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep '"ready": true' >/dev/null && break
 	sleep 0.05
 done
 "$TIERCTL" "${C[@]}" migrate "$t"/data/*.bin >/dev/null
@@ -46,14 +46,14 @@ set -e
 [ $rc = 1 ] && [[ $out == *"not your file"* ]] && pass "a stranger cannot pin it" || fail "stranger pin: $rc $out"
 setpriv --reuid=1234 --regid=1234 --clear-groups "$TIERCTL" -s "$t/run/tierd.sock" pin "$t/data/p.bin" >/dev/null &&
 	pass "its owner pins it" || fail "owner pin"
-cached p.bin && "$TIERCTL" "${C[@]}" --json info "$t/data/p.bin" | grep -q '"pinned": true' &&
+cached p.bin && "$TIERCTL" "${C[@]}" --json info "$t/data/p.bin" | grep '"pinned": true' >/dev/null &&
 	pass "pinned: hydrated and marked" || fail "pin did not hydrate"
 cat "$t/data/q.bin" "$t/data/r.bin" "$t/data/s.bin" >/dev/null # overflow the 2 MiB cache
 for _ in $(seq 100); do
-	"$TIERCTL" "${C[@]}" --json status | grep -q '"evictions": [1-9]' && break
+	"$TIERCTL" "${C[@]}" --json status | grep '"evictions": [1-9]' >/dev/null && break
 	sleep 0.05
 done
-"$TIERCTL" "${C[@]}" --json status | grep -q '"evictions": [1-9]' && pass "evictions ran" || fail "no evictions"
+"$TIERCTL" "${C[@]}" --json status | grep '"evictions": [1-9]' >/dev/null && pass "evictions ran" || fail "no evictions"
 cached p.bin && [ "$(sha256sum "$t/data/p.bin" | cut -d' ' -f1)" = "$sha" ] &&
 	pass "the pinned copy survived cache pressure" || fail "pinned copy evicted"
 "$TIERCTL" "${C[@]}" unpin "$t/data/p.bin" >/dev/null && pass "unpinned" || fail "unpin"

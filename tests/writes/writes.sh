@@ -43,7 +43,7 @@ start() {
 	TD_DIRTY_SCAN_S=1 TD_SWAP_GRACE_MS=50 "$TIERD" -f "${C[@]}" 2>>"$t/tierd.log" &
 	pid=$!
 	for _ in $(seq 200); do
-		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep -q '"ready": true' && return 0
+		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep '"ready": true' >/dev/null && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
@@ -124,9 +124,9 @@ set +e
 "$TIERCTL" "${C[@]}" recall "$t/data/sub/moved.bin" >/dev/null 2>"$t/moved.err"
 set -e
 grep -q "no longer at its path" "$t/moved.err" && cmp -s "$t/orig/m.bin" "$t/data/sub/moved.bin" &&
-	"$TIERCTL" "${C[@]}" --json info "$t/data/sub/moved.bin" | grep -q '"pinned": true' &&
+	"$TIERCTL" "${C[@]}" --json info "$t/data/sub/moved.bin" | grep '"pinned": true' >/dev/null &&
 	pass "moved link: recall refused, copy pinned, still readable" || fail "moved link: $(cat "$t/moved.err")"
-"$TIERCTL" "${C[@]}" status | grep -q "no longer at its path" &&
+"$TIERCTL" "${C[@]}" status | grep "no longer at its path" >/dev/null &&
 	pass "status reports the pinned copy" || fail "status does not report it"
 stop
 
@@ -137,7 +137,7 @@ for step in recall_started recall_placed recalled; do
 	TD_TEST_CRASH_AT=$step TD_SWAP_GRACE_MS=50 "$TIERD" -f "${C[@]}" 2>>"$t/tierd.log" &
 	pid=$!
 	for _ in $(seq 200); do
-		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep -q '"ready": true' && break
+		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep '"ready": true' >/dev/null && break
 		sleep 0.05
 	done
 	[ -L "$f" ] || "$TIERCTL" "${C[@]}" migrate "$f" >/dev/null
@@ -148,7 +148,7 @@ for step in recall_started recall_placed recalled; do
 	start
 	for _ in $(seq 100); do [ -e "$t/data/.tierd-"* ] 2>/dev/null || break; sleep 0.05; done
 	if cmp -s "$t/orig/e.bin" "$f" && [ -z "$(find "$t/data" -name '.tierd-*')" ] &&
-		! "$TIERCTL" "${C[@]}" --json ls --state recalling | grep -q '"id"'; then
+		! "$TIERCTL" "${C[@]}" --json ls --state recalling | grep '"id"' >/dev/null; then
 		pass "crash after $step: file intact ($( [ -L "$f" ] && echo link || echo regular)), no leftovers"
 	else
 		fail "crash after $step: $(ls -la "$t/data" | head -20)"
@@ -169,13 +169,13 @@ done
 exec 7>>"$t/data/v.bin" # ... and held open for writing, through the link, in the copy
 cat "$t/data/w.bin" "$t/data/x.bin" "$t/data/y.bin" >/dev/null # the cache overflows: evictions
 for _ in $(seq 200); do
-	"$TIERCTL" "${C[@]}" --json status | grep -q '"evictions": [1-9]' && break
+	"$TIERCTL" "${C[@]}" --json status | grep '"evictions": [1-9]' >/dev/null && break
 	sleep 0.05
 done
 echo "WRITTEN DURING EVICTION" >&7
 exec 7>&-
 cat "$t/orig/v.bin" - <<<"WRITTEN DURING EVICTION" >"$t/want-v"
-"$TIERCTL" "${C[@]}" --json status | grep -q '"evictions": [1-9]' &&
+"$TIERCTL" "${C[@]}" --json status | grep '"evictions": [1-9]' >/dev/null &&
 	pass "evictions ran while v.bin was open for writing" || fail "no eviction happened"
 wait_regular "$t/data/v.bin" && cmp -s "$t/want-v" "$t/data/v.bin" &&
 	pass "the write made during eviction is in the recalled file" || fail "write lost during eviction"
