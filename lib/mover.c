@@ -539,6 +539,13 @@ static bool target_step_failed(struct job *j, int status, const struct td_target
 	return true;
 }
 
+/* The next target request could not even start: give up on the migration. */
+static void start_failed(struct job *j, int r, const char *what)
+{
+	fail(j, TD_MOVER_FAILED, r, "cannot start the %s: %s", what, strerror(-r));
+	undo(j);
+}
+
 static void on_put(struct td_target_req *req, int status, const struct td_target_error *err,
                    void *data)
 {
@@ -561,10 +568,8 @@ static void on_put(struct td_target_req *req, int status, const struct td_target
 	}
 	r = td_target_put_buf(j->t, &j->req, j->mkey, j->manifest, strlen(j->manifest),
 	                      "application/json", NULL, 0, &j->mput, on_manifest, j);
-	if (r < 0) {
-		fail(j, TD_MOVER_FAILED, r, "cannot start the manifest upload: %s", strerror(-r));
-		undo(j);
-	}
+	if (r < 0)
+		start_failed(j, r, "manifest upload");
 }
 
 static void on_manifest(struct td_target_req *req, int status, const struct td_target_error *err,
@@ -576,10 +581,8 @@ static void on_manifest(struct td_target_req *req, int status, const struct td_t
 	if (target_step_failed(j, status, err, "manifest upload of"))
 		return;
 	r = td_target_head(j->t, &j->req, j->key, &j->head, on_head, j);
-	if (r < 0) {
-		fail(j, TD_MOVER_FAILED, r, "cannot start the verification: %s", strerror(-r));
-		undo(j);
-	}
+	if (r < 0)
+		start_failed(j, r, "verification");
 }
 
 static void on_head(struct td_target_req *req, int status, const struct td_target_error *err,
