@@ -846,6 +846,7 @@ static void a_dirty(uv_work_t *w, int status)
 	s->dirty_scanning = false;
 	for (unsigned i = 0; i < d->n && !s->stopping; i++)
 		svc_recall(s, d->ids[i], NULL, NULL);
+	s->dirty_scans++; /* after the recalls: they count in in_flight now */
 	free(d);
 }
 

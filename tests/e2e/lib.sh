@@ -160,6 +160,22 @@ wait_idle() { # [secs]
 	return 1
 }
 
+# Waits until two dirty scans have completed since the call (the second one
+# started after it, so every copy written before the call has been checked and
+# its recall started), then until tierd runs nothing. Start tierd with
+# TD_DIRTY_SCAN_S=1 or this takes a minute.
+wait_settled() { # [secs]
+	local deadline=$((SECONDS + ${1:-120})) n0 n
+	n0=$(status_get 'd["dirty_scans"]') || return 1
+	while [ $SECONDS -lt $deadline ]; do
+		n=$(status_get 'd["dirty_scans"]' 2>/dev/null) || n=$n0
+		[ "$n" -ge $((n0 + 2)) ] && { wait_idle $((deadline - SECONDS)); return; }
+		kill -0 "$TDPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
 # Waits for tierd (started in the background) to exit; returns 1 on timeout.
 wait_dead() { # secs
 	local deadline=$((SECONDS + ${1:-60}))
