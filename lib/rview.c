@@ -640,13 +640,42 @@ static void pread_finish(struct pread *pr)
 	free(pr);
 }
 
-static void pread_copy(struct pread *pr, const struct chunk *c)
+/* Copies what pr wants of c's first `avail` bytes. */
+static void pread_copy_n(struct pread *pr, const struct chunk *c, size_t avail)
 {
 	uint64_t c_off = c->idx * CHUNK;
-	uint64_t s = TD_MAX(c_off, pr->off), e = TD_MIN(c_off + c->len, pr->off + pr->size);
+	uint64_t s = TD_MAX(c_off, pr->off), e = TD_MIN(c_off + avail, pr->off + pr->size);
 
 	if (e > s)
 		memcpy(pr->out + (s - pr->off), c->buf + (s - c_off), e - s);
+}
+
+static void pread_copy(struct pread *pr, const struct chunk *c)
+{
+	pread_copy_n(pr, c, c->len);
+}
+
+/* Bytes of a chunk arrive: a reader whose part of it is in already is
+ * answered now, not when the whole MiB is (time to first byte). */
+static void on_chunk_progress(void *data, size_t got)
+{
+	struct chunk *c = data;
+	uint64_t c_off = c->idx * CHUNK;
+	struct waiter **pw = &c->waiters, *w;
+
+	while ((w = *pw)) {
+		struct pread *pr = w->pr;
+
+		if (TD_MIN(c_off + c->len, pr->off + pr->size) > c_off + got) {
+			pw = &w->next;
+			continue;
+		}
+		*pw = w->next;
+		free(w);
+		pread_copy_n(pr, c, got);
+		if (--pr->missing == 0)
+			pread_finish(pr);
+	}
 }
 
 static void read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx);
@@ -738,6 +767,8 @@ static struct chunk *chunk_get(struct td_rview *rv, struct node *n, uint64_t idx
 	rv->n_chunks++;
 	r = td_target_get_range(n->t, &c->req, n->key, idx * CHUNK, c->len, c->buf, &c->got,
 	                        on_chunk, c);
+	if (r == 0)
+		td_target_req_on_progress(c->req, on_chunk_progress, c);
 	if (r < 0) {
 		rv->n_fetching--;
 		c->st = C_FAILED;
@@ -1288,11 +1319,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rv->st.opens++;
 	if (h->streaming)
 		rv->st.streamed_opens++;
-	else if (!n->cached && !n->hyd)
-		hyd_start(rv, n);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 1; /* the bytes under an id never change */
 	fuse_reply_open(req, fi);
+	/* After the reply: the opener's first read need not wait for the .part
+	 * file to be made. */
+	if (!h->streaming && !n->cached && !n->hyd)
+		hyd_start(rv, n);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

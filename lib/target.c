@@ -176,6 +176,14 @@ int td_target_cleanup_stale(struct td_target *t, struct td_target_req **req_out,
 	return t->ops->cleanup_stale(t, req_out, n_cleaned, cb, data);
 }
 
+void td_target_req_on_progress(struct td_target_req *req, td_target_progress_cb fn, void *data)
+{
+	if (req) {
+		req->progress = fn;
+		req->progress_data = data;
+	}
+}
+
 void td_target_cancel(struct td_target_req *req)
 {
 	if (req && req->target)

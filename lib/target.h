@@ -122,6 +122,14 @@ int td_target_get_range(struct td_target *t, struct td_target_req **req_out, con
                         void *data);
 
 /*
+ * Progress of a get_range: `got` leading bytes of buf hold the object's bytes
+ * (it only grows). Called on the loop as they arrive (a backend may call it
+ * only at the end); the request must not be cancelled from inside it.
+ */
+typedef void (*td_target_progress_cb)(void *data, size_t got);
+void td_target_req_on_progress(struct td_target_req *req, td_target_progress_cb fn, void *data);
+
+/*
  * Writes bytes [off, off+len) of the object to `fd` at fd_off onwards (len =
  * UINT64_MAX: to the end). With expect_sha256_hex (only for off = 0 and the
  * whole object) the bytes are hashed as they arrive and a mismatch fails with

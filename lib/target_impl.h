@@ -44,6 +44,8 @@ struct td_target {
 
 struct td_target_req {
 	struct td_target *target;
+	td_target_progress_cb progress; /* get_range: leading bytes in buf so far */
+	void *progress_data;
 };
 
 extern const struct td_target_ops td_target_s3_ops;

@@ -658,6 +658,11 @@ static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 		if (h->received + n > h->out_cap)
 			return sink_fail(h, -EPROTO, "server sent more bytes than asked for");
 		memcpy(h->out_buf + h->received, buf, n);
+		if (h->req->base.progress) {
+			h->received += n;
+			h->req->base.progress(h->req->base.progress_data, (size_t)h->received);
+			return n;
+		}
 	} else {
 		const char *p = buf;
 		size_t left = n;
