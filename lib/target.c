@@ -128,9 +128,29 @@ int td_target_get_range(struct td_target *t, struct td_target_req **req_out, con
                         uint64_t off, uint64_t len, void *buf, size_t *got, td_target_cb cb,
                         void *data)
 {
-	if (check_key(key) < 0 || !buf || !got || len > TD_TARGET_BUF_MAX || !cb)
+	struct iovec iov = { .iov_base = buf, .iov_len = (size_t)len };
+
+	if (!buf || len > TD_TARGET_BUF_MAX)
 		return -EINVAL;
-	return t->ops->get_range(t, req_out, key, off, len, buf, got, cb, data);
+	return td_target_get_range_v(t, req_out, key, off, &iov, 1, got, cb, data);
+}
+
+int td_target_get_range_v(struct td_target *t, struct td_target_req **req_out, const char *key,
+                          uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
+                          td_target_cb cb, void *data)
+{
+	uint64_t len = 0;
+
+	if (check_key(key) < 0 || !iov || iovcnt == 0 || iovcnt > TD_TARGET_IOV_MAX || !got || !cb)
+		return -EINVAL;
+	for (unsigned i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_base && iov[i].iov_len)
+			return -EINVAL;
+		len += iov[i].iov_len;
+	}
+	if (len > TD_TARGET_BUF_MAX)
+		return -EINVAL;
+	return t->ops->get_range(t, req_out, key, off, iov, iovcnt, got, cb, data);
 }
 
 int td_target_get_fd(struct td_target *t, struct td_target_req **req_out, const char *key,

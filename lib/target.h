@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "config.h"
@@ -120,6 +121,14 @@ int td_target_put_buf(struct td_target *t, struct td_target_req **req_out, const
 int td_target_get_range(struct td_target *t, struct td_target_req **req_out, const char *key,
                         uint64_t off, uint64_t len, void *buf, size_t *got, td_target_cb cb,
                         void *data);
+
+/* The same into several buffers, filled in order (at most TD_TARGET_IOV_MAX,
+ * TD_TARGET_BUF_MAX bytes in all): one request for bytes that go to
+ * separate places. */
+#define TD_TARGET_IOV_MAX 16
+int td_target_get_range_v(struct td_target *t, struct td_target_req **req_out, const char *key,
+                          uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
+                          td_target_cb cb, void *data);
 
 /*
  * Progress of a get_range: `got` leading bytes of buf hold the object's bytes

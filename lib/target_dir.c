@@ -123,7 +123,8 @@ struct dir_req {
 
 	/* get_range / get_fd */
 	uint64_t off, len;
-	void *dst_buf;
+	struct iovec dst_iov[TD_TARGET_IOV_MAX];
+	unsigned dst_iovcnt;
 	size_t *got;
 	int dst_fd;
 	uint64_t dst_off;
@@ -747,9 +748,16 @@ static int do_get(struct dir_req *r)
 		}
 	}
 	while (pos < end) {
-		size_t want = (size_t)TD_MIN((uint64_t)DIR_CHUNK, end - pos);
-		unsigned char *p = r->op == OP_GET_FD ? buf : (unsigned char *)r->dst_buf + done;
+		size_t want = (size_t)TD_MIN((uint64_t)DIR_CHUNK, end - pos), avail;
+		unsigned char *p = buf;
 		ssize_t n;
+
+		if (r->op != OP_GET_FD) {
+			p = td_iov_at(r->dst_iov, r->dst_iovcnt, done, &avail);
+			if (!p)
+				break;
+			want = TD_MIN(want, avail);
+		}
 
 		if (req_cancelled(r)) {
 			s = -ECANCELED;
@@ -1575,8 +1583,8 @@ static int dir_put_buf(struct td_target *t, struct td_target_req **req_out, cons
 }
 
 static int dir_get_range(struct td_target *base, struct td_target_req **req_out, const char *key,
-                         uint64_t off, uint64_t len, void *buf, size_t *got, td_target_cb cb,
-                         void *data)
+                         uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
+                         td_target_cb cb, void *data)
 {
 	struct dir_target *t = (struct dir_target *)base;
 	struct dir_req *r;
@@ -1585,8 +1593,11 @@ static int dir_get_range(struct td_target *base, struct td_target_req **req_out,
 	if (s < 0)
 		return s;
 	r->off = off;
-	r->len = len;
-	r->dst_buf = buf;
+	r->len = 0;
+	for (unsigned i = 0; i < iovcnt; i++)
+		r->len += iov[i].iov_len;
+	memcpy(r->dst_iov, iov, iovcnt * sizeof(*iov));
+	r->dst_iovcnt = iovcnt;
 	r->got = got;
 	return submit(t, r, req_out);
 }

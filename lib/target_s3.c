@@ -75,7 +75,8 @@ struct s3_http {
 	char *resp;
 	size_t resp_len, resp_max;
 	enum sink sink;
-	unsigned char *out_buf;
+	struct iovec out_iov[TD_TARGET_IOV_MAX];
+	unsigned out_iovcnt;
 	uint64_t out_cap;
 	int out_fd;
 	uint64_t out_fd_off;
@@ -657,7 +658,12 @@ static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 	if (h->sink == SINK_BUF) {
 		if (h->received + n > h->out_cap)
 			return sink_fail(h, -EPROTO, "server sent more bytes than asked for");
-		memcpy(h->out_buf + h->received, buf, n);
+		for (size_t done = 0, avail; done < n; done += avail) {
+			char *p = td_iov_at(h->out_iov, h->out_iovcnt, h->received + done, &avail);
+
+			avail = TD_MIN(avail, n - done);
+			memcpy(p, buf + done, avail);
+		}
 		if (h->req->base.progress) {
 			h->received += n;
 			h->req->base.progress(h->req->base.progress_data, (size_t)h->received);
@@ -2021,8 +2027,9 @@ static void on_get(struct s3_http *h, int status, const struct td_target_error *
 }
 
 static int start_get(struct s3_target *t, struct td_target_req **req_out, const char *key,
-                     uint64_t off, uint64_t len, void *buf, size_t *got, int fd, uint64_t fd_off,
-                     const char *expect, td_target_cb cb, void *data)
+                     uint64_t off, uint64_t len, const struct iovec *iov, unsigned iovcnt,
+                     size_t *got, int fd, uint64_t fd_off, const char *expect, td_target_cb cb,
+                     void *data)
 {
 	struct s3_req *r;
 	struct s3_http *h;
@@ -2053,9 +2060,10 @@ static int start_get(struct s3_target *t, struct td_target_req **req_out, const 
 	h->has_range = off > 0 || len != UINT64_MAX;
 	h->range_off = off;
 	h->range_len = len;
-	if (buf) {
+	if (iov) {
 		h->sink = SINK_BUF;
-		h->out_buf = buf;
+		memcpy(h->out_iov, iov, iovcnt * sizeof(*iov));
+		h->out_iovcnt = iovcnt;
 		h->out_cap = len;
 	} else {
 		h->sink = SINK_FD;
@@ -2082,18 +2090,22 @@ fail:
 }
 
 static int s3_get_range(struct td_target *tt, struct td_target_req **req_out, const char *key,
-                        uint64_t off, uint64_t len, void *buf, size_t *got, td_target_cb cb,
-                        void *data)
+                        uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
+                        td_target_cb cb, void *data)
 {
-	return start_get((struct s3_target *)tt, req_out, key, off, len, buf, got, -1, 0, NULL, cb,
-	                 data);
+	uint64_t len = 0;
+
+	for (unsigned i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	return start_get((struct s3_target *)tt, req_out, key, off, len, iov, iovcnt, got, -1, 0,
+	                 NULL, cb, data);
 }
 
 static int s3_get_fd(struct td_target *tt, struct td_target_req **req_out, const char *key,
                      uint64_t off, uint64_t len, int fd, uint64_t fd_off,
                      const char *expect_sha256_hex, td_target_cb cb, void *data)
 {
-	return start_get((struct s3_target *)tt, req_out, key, off, len, NULL, NULL, fd, fd_off,
+	return start_get((struct s3_target *)tt, req_out, key, off, len, NULL, 0, NULL, fd, fd_off,
 	                 expect_sha256_hex, cb, data);
 }
 

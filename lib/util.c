@@ -115,3 +115,16 @@ int64_t td_monotonic_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+void *td_iov_at(const struct iovec *iov, unsigned cnt, uint64_t at, size_t *avail)
+{
+	for (unsigned i = 0; i < cnt; i++) {
+		if (at < iov[i].iov_len) {
+			*avail = iov[i].iov_len - (size_t)at;
+			return (char *)iov[i].iov_base + at;
+		}
+		at -= iov[i].iov_len;
+	}
+	*avail = 0;
+	return NULL;
+}

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define TD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -47,3 +48,7 @@ int td_pread_full(int fd, void *buf, size_t n, uint64_t off);
 /* Current time, CLOCK_REALTIME, in ns and s. */
 int64_t td_now_ns(void);
 int64_t td_monotonic_ns(void);
+
+/* Where byte `at` of the buffers iov[0..cnt) is, and in *avail how many bytes
+ * follow it in the same buffer; NULL past their end. */
+void *td_iov_at(const struct iovec *iov, unsigned cnt, uint64_t at, size_t *avail);

@@ -122,6 +122,42 @@ static int get_range(const char *key, uint64_t off, uint64_t len, void *buf, siz
 	                td_target_get_range(tgt, NULL, key, off, len, buf, got, conf_cb, &s));
 }
 
+struct progress {
+	size_t last, calls;
+	bool backwards;
+};
+
+static void on_progress(void *data, size_t got)
+{
+	struct progress *p = data;
+
+	p->backwards |= got < p->last;
+	p->last = got;
+	p->calls++;
+}
+
+/* [off, off+len) into three buffers of uneven sizes (the last may be cut
+ * short by the object's end), with progress reports. */
+static int get_range_v(const char *key, uint64_t off, uint64_t len, char *bufs[3], size_t *got,
+                       struct progress *pg)
+{
+	struct td_target_sync s = { 0 };
+	struct td_target_req *req = NULL;
+	struct iovec iov[3];
+	size_t part = (size_t)len / 3;
+
+	iov[0] = (struct iovec){ bufs[0], part / 2 };
+	iov[1] = (struct iovec){ bufs[1], part + part / 2 };
+	iov[2] = (struct iovec){ bufs[2], (size_t)len - 2 * part };
+	int r;
+
+	starting = true;
+	r = td_target_get_range_v(tgt, &req, key, off, iov, 3, got, conf_cb, &s);
+	if (r == 0)
+		td_target_req_on_progress(req, on_progress, pg);
+	return finish(&s, r, NULL);
+}
+
 /* Gets [off, off+len) through an fd; *out is malloc'd (caller frees). */
 static int get_fd(const char *key, uint64_t off, uint64_t len, const char *sha, char **out,
                   size_t *n_out)
@@ -293,6 +329,24 @@ static void one_size(size_t n)
 		CHECK_INT(got, 1);
 		CHECK(buf[0] == data[n - 1]);
 		free(buf);
+		/* Into three buffers: each gets its bytes, in order; progress, if
+		 * reported, only grows and ends at the total. */
+		{
+			char *bufs[3] = { malloc(len), malloc(len), malloc(len + 16) };
+			struct progress pg = { 0 };
+			size_t p = (size_t)len / 3, l0 = p / 2, l1 = p + p / 2;
+
+			REQUIRE(bufs[0] && bufs[1] && bufs[2]);
+			CHECK_INT(get_range_v(key, off, len, bufs, &got, &pg), 0);
+			CHECK_INT(got, len);
+			CHECK(memcmp(bufs[0], data + off, l0) == 0);
+			CHECK(memcmp(bufs[1], data + off + l0, l1) == 0);
+			CHECK(memcmp(bufs[2], data + off + l0 + l1, len - l0 - l1) == 0);
+			CHECK(!pg.backwards);
+			CHECK(pg.calls == 0 || pg.last == len);
+			for (int i = 0; i < 3; i++)
+				free(bufs[i]);
+		}
 		/* A sub-range through an fd. */
 		CHECK_INT(get_fd(key, off, len, NULL, &back, &nback), 0);
 		CHECK_INT(nback, len);

@@ -44,7 +44,12 @@ cleanup() {
 		kill -TERM "$pid"
 		wait "$pid" 2>/dev/null || true
 	fi
-	# Objects of this run (the memstore is in RAM).
+	# Objects of this run (the memstore is in RAM): all under its prefix.
+	if command -v aws >/dev/null; then
+		AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY \
+			timeout 120 aws --endpoint-url "$TD_S3_ENDPOINT" s3 rm --quiet --recursive \
+			"s3://$TD_S3_BUCKET/$pfx/" >/dev/null 2>&1 || true
+	fi
 	python3 - "$w/keys" <<'PY' 2>/dev/null || true
 import os, sys, subprocess
 try:
@@ -63,6 +68,7 @@ PY
 	rm -rf "$w"
 }
 trap cleanup EXIT
+trap "exit 143" TERM INT
 now() { date +%s.%N; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 treesum() { (cd "$1" && find . -name 'f*' -print0 | sort -z | xargs -0 cat | sha256sum | cut -d' ' -f1); }
