@@ -140,14 +140,37 @@ static int put_small(struct td_target *t, const char *key, const char *data,
 	                           err);
 }
 
+static size_t progress_last;
+static bool progress_backwards;
+
+static void on_progress(void *data, size_t got)
+{
+	(void)data;
+	progress_backwards |= got < progress_last;
+	progress_last = got;
+}
+
+/* Into three buffers of uneven sizes, so a resumed attempt must find its
+ * place across them; progress must only grow. */
 static int get_all(struct td_target *t, const char *key, char *buf, size_t cap, size_t *got,
                    struct td_target_error *err)
 {
 	struct td_target_sync s = { 0 };
+	struct td_target_req *req = NULL;
+	struct iovec iov[3] = { { buf, cap / 3 - 17 },
+		                { buf + cap / 3 - 17, cap / 3 + 5 },
+		                { buf + 2 * (cap / 3) - 12, cap - 2 * (cap / 3) + 12 } };
+	int r = td_target_get_range_v(t, &req, key, 0, iov, 3, got, td_target_sync_cb, &s);
 
-	return td_target_sync_wait(
-	    &loop, &s, td_target_get_range(t, NULL, key, 0, cap, buf, got, td_target_sync_cb, &s),
-	    err);
+	progress_last = 0;
+	progress_backwards = false;
+	if (r == 0)
+		td_target_req_on_progress(req, on_progress, NULL);
+	r = td_target_sync_wait(&loop, &s, r, err);
+	CHECK(!progress_backwards);
+	if (r == 0)
+		CHECK_INT(progress_last, *got);
+	return r;
 }
 
 /* PUT then GET through the given faults; the data must come back whole. */
