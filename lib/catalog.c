@@ -314,6 +314,7 @@ __attribute__((format(printf, 6, 7))) static int set_err(struct td_catalog_error
 	char what[512];
 	va_list ap;
 	char *esc;
+	int n;
 
 	if (!err)
 		return r;
@@ -328,12 +329,14 @@ __attribute__((format(printf, 6, 7))) static int set_err(struct td_catalog_error
 	snprintf(err->path, sizeof(err->path), "%s", path ? path : "");
 	/* The path is an admin's setting but may still hold control bytes. */
 	esc = td_escape(err->path, strlen(err->path));
+	/* A very long path may cut the message short: it still names the file. */
 	if (err->sqlite_msg[0])
-		snprintf(err->message, sizeof(err->message), "catalog %s: %s: %s",
-		         esc ? esc : err->path, what, err->sqlite_msg);
+		n = snprintf(err->message, sizeof(err->message), "catalog %s: %s: %s",
+		             esc ? esc : err->path, what, err->sqlite_msg);
 	else
-		snprintf(err->message, sizeof(err->message), "catalog %s: %s",
-		         esc ? esc : err->path, what);
+		n = snprintf(err->message, sizeof(err->message), "catalog %s: %s",
+		             esc ? esc : err->path, what);
+	(void)n;
 	free(esc);
 	return r;
 }
