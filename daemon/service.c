@@ -568,6 +568,27 @@ static void on_cleaned(struct td_target_req *req, int status, const struct td_ta
 		start_recovery(s);
 }
 
+/* Every policy root of the configuration (the strings are the config's);
+ * NULL on ENOMEM. */
+static const char **policy_roots(const struct service *s, size_t *n_out)
+{
+	const struct td_config *conf = s->conf->c;
+	const char **roots;
+	size_t n = 0;
+
+	for (size_t i = 0; i < conf->n_policies; i++)
+		n += conf->policies[i].paths.n;
+	roots = calloc(n ? n : 1, sizeof(*roots));
+	if (!roots)
+		return NULL;
+	n = 0;
+	for (size_t i = 0; i < conf->n_policies; i++)
+		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
+			roots[n++] = conf->policies[i].paths.v[k];
+	*n_out = n;
+	return roots;
+}
+
 static void on_recovered(void *data, int status, unsigned finished, unsigned rolled_back,
                          unsigned left)
 {
@@ -590,23 +611,16 @@ static void on_recovered(void *data, int status, unsigned finished, unsigned rol
 
 static void start_recovery(struct service *s)
 {
-	const struct td_config *conf = s->conf->c;
 	const char **roots;
 	size_t n = 0;
 	int r;
 
-	for (size_t i = 0; i < conf->n_policies; i++)
-		n += conf->policies[i].paths.n;
-	roots = calloc(n ? n : 1, sizeof(*roots));
+	roots = policy_roots(s, &n);
 	if (!roots) {
 		svc_error(s, "recovery: out of memory");
 		stop(s);
 		return;
 	}
-	n = 0;
-	for (size_t i = 0; i < conf->n_policies; i++)
-		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
-			roots[n++] = conf->policies[i].paths.v[k];
 	r = td_mover_recover(s->mover, roots, n, on_recovered, s);
 	free(roots);
 	if (r < 0) {
@@ -744,7 +758,6 @@ static void on_recalled(void *data, const struct td_mover_result *r)
 
 int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data)
 {
-	const struct td_config *conf = s->conf->c;
 	struct recall_ctx *rc;
 	const char **roots;
 	size_t n = 0;
@@ -752,19 +765,13 @@ int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data)
 
 	if (!s->mover || s->stopping)
 		return -ESHUTDOWN;
-	for (size_t i = 0; i < conf->n_policies; i++)
-		n += conf->policies[i].paths.n;
-	roots = calloc(n ? n : 1, sizeof(*roots));
+	roots = policy_roots(s, &n);
 	rc = calloc(1, sizeof(*rc));
 	if (!roots || !rc) {
 		free(roots);
 		free(rc);
 		return -ENOMEM;
 	}
-	n = 0;
-	for (size_t i = 0; i < conf->n_policies; i++)
-		for (size_t k = 0; k < conf->policies[i].paths.n; k++)
-			roots[n++] = conf->policies[i].paths.v[k];
 	rc->s = s;
 	rc->done = done;
 	rc->data = data;
@@ -1002,6 +1009,36 @@ void svc_reload(struct service *s)
 
 /* ---- the tick: schedules, watermarks, probes ------------------------------- */
 
+/* A rollback whose target copy could not be deleted (target down) left its
+ * row at step 9; once the target answers again, it is deleted and the row
+ * goes, without waiting for a restart. */
+static void on_rollbacks_retried(void *data, int status, unsigned finished, unsigned rolled_back,
+                                 unsigned left)
+{
+	struct service *s = data;
+
+	s->retrying_rollbacks = false;
+	(void)finished;
+	if (status < 0 && status != -ESHUTDOWN)
+		log_warning("retrying rollbacks stopped early: %s", strerror(-status));
+	/* Rows whose target is still unreachable stay at step 9 for next time. */
+	if (rolled_back)
+		log_debug("retried %u rolled-back migration(s)", rolled_back);
+	(void)left;
+}
+
+static void retry_rollbacks(struct service *s)
+{
+	const char **roots;
+	size_t n = 0;
+
+	if (!s->mover || s->stopping || !(roots = policy_roots(s, &n)))
+		return;
+	if (td_mover_retry_rollbacks(s->mover, roots, n, on_rollbacks_retried, s) == 0)
+		s->retrying_rollbacks = true;
+	free(roots);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct service *s = t->data;
@@ -1012,6 +1049,13 @@ static void on_tick(uv_timer_t *t)
 	if (now - s->last_probe_s >= PROBE_INTERVAL_S) {
 		s->last_probe_s = now;
 		probe_targets(s);
+	}
+	if (s->mover_ready && !s->retrying_rollbacks &&
+	    now - s->last_rollback_retry_s >= (getenv("TD_ROLLBACK_RETRY_S")
+	                                           ? atoi(getenv("TD_ROLLBACK_RETRY_S"))
+	                                           : PROBE_INTERVAL_S)) {
+		s->last_rollback_retry_s = now;
+		retry_rollbacks(s);
 	}
 	if (s->mover_ready)
 		runs_tick(s, now);

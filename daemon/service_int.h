@@ -86,6 +86,8 @@ struct service {
 	uint64_t files_tiered, bytes_tiered, files_failed;
 	int64_t last_dirty_scan_s;
 	bool dirty_scanning;
+	int64_t last_rollback_retry_s;
+	bool retrying_rollbacks;
 	uint64_t dirty_scans; /* completed, for status: tests wait for one */
 };
 

@@ -108,7 +108,10 @@ struct recover {
 	unsigned finished, rolled_back, left;
 	int status;
 	bool eof;
-	int pass; /* 0: migrations, 1: recalls */
+	int pass;                          /* 0: migrations, 1: recalls */
+	bool rollbacks_only;               /* td_mover_retry_rollbacks */
+	char last_seen[TD_CATALOG_ID_HEX]; /* the page's last row, collected or not */
+	size_t visited;
 	uv_work_t work;
 	void (*done)(void *data, int status, unsigned finished, unsigned rolled_back,
 	             unsigned left);
@@ -1530,6 +1533,10 @@ static int rc_collect(const struct td_catalog_entry *e, void *userdata)
 
 	if (rc->n_page >= RECOVER_PAGE)
 		return 1;
+	rc->visited++;
+	snprintf(rc->last_seen, sizeof(rc->last_seen), "%s", e->id);
+	if (rc->rollbacks_only && e->step != TD_MOVER_ROLLBACK)
+		return 0;
 	/* Copied after the walk: entries are valid only during the callback. */
 	rc->page[rc->n_page] = (struct td_catalog_entry *)strdup(e->id);
 	if (!rc->page[rc->n_page])
@@ -1548,7 +1555,7 @@ static void w_load_page(uv_work_t *w)
 		                       .limit = RECOVER_PAGE };
 	int r;
 
-	rc->n_page = rc->next = 0;
+	rc->n_page = rc->next = rc->visited = 0;
 	uv_mutex_lock(&rc->m->cat_lock);
 	r = td_catalog_foreach(rc->m->cat, &f, rc_collect, rc, &ce);
 	/* Turn the collected ids into full copies. */
@@ -1566,7 +1573,9 @@ static void w_load_page(uv_work_t *w)
 	uv_mutex_unlock(&rc->m->cat_lock);
 	if (r < 0)
 		rc->status = r;
-	rc->eof = rc->n_page < RECOVER_PAGE;
+	if (rc->last_seen[0])
+		memcpy(rc->after_id, rc->last_seen, sizeof(rc->after_id));
+	rc->eof = rc->n_page < RECOVER_PAGE && rc->visited < RECOVER_PAGE;
 }
 
 static void a_load_page(uv_work_t *w, int status)
@@ -1603,11 +1612,22 @@ static void rc_free(struct recover *rc)
 
 static void rc_one_done(void *data, const struct td_mover_result *res);
 
+static bool active_id(const struct td_mover *m, const char *id)
+{
+	for (const struct job *j = m->active; j; j = j->next)
+		if (strcmp(j->id, id) == 0)
+			return true;
+	return false;
+}
+
 /* Recovery runs one row at a time: it happens once, at start-up, before any
  * new migration, and a crash leaves at most max_transfers rows behind. */
 static void recover_next(struct recover *rc)
 {
 	struct td_mover *m = rc->m;
+
+	if (m->closing && rc->status == 0)
+		rc->status = -ESHUTDOWN; /* what is left waits for the next start */
 
 	while (rc->next < rc->n_page && rc->status == 0) {
 		struct td_catalog_entry *e = rc->page[rc->next++];
@@ -1616,6 +1636,10 @@ static void recover_next(struct recover *rc)
 
 		if (!e)
 			continue;
+		if (active_id(m, e->id)) { /* its own job is still finishing */
+			td_catalog_entry_free(e);
+			continue;
+		}
 		root = root_of(rc, e->path, e->path_len);
 		j = calloc(1, sizeof(*j));
 		if (!j) {
@@ -1653,10 +1677,11 @@ static void recover_next(struct recover *rc)
 		start_job(m, j);
 		return;
 	}
-	if (rc->status == 0 && rc->eof && rc->pass == 0) {
+	if (rc->status == 0 && rc->eof && rc->pass == 0 && !rc->rollbacks_only) {
 		rc->pass = 1;
 		rc->eof = false;
 		rc->after_id[0] = '\0';
+		rc->last_seen[0] = '\0';
 	}
 	if (rc->status == 0 && !rc->eof) {
 		rc->work.data = rc;
@@ -1675,21 +1700,21 @@ static void rc_one_done(void *data, const struct td_mover_result *res)
 	rc_job_done(data, res);
 }
 
-int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_roots,
-                     void (*done)(void *data, int status, unsigned finished, unsigned rolled_back,
-                                  unsigned left),
-                     void *data)
+static int start_recover(struct td_mover *m, const char *const *roots, size_t n_roots,
+                         bool rollbacks_only,
+                         void (*done)(void *data, int status, unsigned finished,
+                                      unsigned rolled_back, unsigned left),
+                         void *data)
 {
 	struct recover *rc;
 
-	if (m->recovering || m->n_active || m->closing || !done)
-		return -EBUSY;
 	rc = calloc(1, sizeof(*rc));
 	if (!rc)
 		return -ENOMEM;
 	rc->m = m;
 	rc->done = done;
 	rc->data = data;
+	rc->rollbacks_only = rollbacks_only;
 	rc->roots = calloc(n_roots ? n_roots : 1, sizeof(char *));
 	if (!rc->roots) {
 		free(rc);
@@ -1712,6 +1737,26 @@ int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_root
 		return -EAGAIN;
 	}
 	return 0;
+}
+
+int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_roots,
+                     void (*done)(void *data, int status, unsigned finished, unsigned rolled_back,
+                                  unsigned left),
+                     void *data)
+{
+	if (m->recovering || m->n_active || m->closing || !done)
+		return -EBUSY;
+	return start_recover(m, roots, n_roots, false, done, data);
+}
+
+int td_mover_retry_rollbacks(struct td_mover *m, const char *const *roots, size_t n_roots,
+                             void (*done)(void *data, int status, unsigned finished,
+                                          unsigned rolled_back, unsigned left),
+                             void *data)
+{
+	if (m->recovering || m->closing || !done)
+		return -EBUSY;
+	return start_recover(m, roots, n_roots, true, done, data);
 }
 
 /* ---- recall: the cache copy goes back in place of the link --------------------- */

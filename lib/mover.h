@@ -117,6 +117,14 @@ int td_mover_recover(struct td_mover *m, const char *const *roots, size_t n_root
                                   unsigned left),
                      void *data);
 
+/* While running: retries the rows a rollback left at step 9 (its object could
+ * not be deleted from the target then), as recovery would. Rows whose job is
+ * still finishing are left alone. -EBUSY while a recovery runs. */
+int td_mover_retry_rollbacks(struct td_mover *m, const char *const *roots, size_t n_roots,
+                             void (*done)(void *data, int status, unsigned finished,
+                                          unsigned rolled_back, unsigned left),
+                             void *data);
+
 /*
  * Recall: brings a tiered file back to primary storage. Its cache copy (which
  * must exist: the file is `cached` or `dirty`) replaces the user link at the
