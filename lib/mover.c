@@ -1191,7 +1191,6 @@ static void maybe_closed(struct td_mover *m)
 }
 
 static void w_recover(struct job *j);
-static void a_recover(struct job *j);
 static void w_recall_recover(struct job *j);
 
 static void start_job(struct td_mover *m, struct job *j)
@@ -1205,9 +1204,9 @@ static void start_job(struct td_mover *m, struct job *j)
 	m->n_active++;
 	j->next = next;
 	if (j->recovering && j->recalling) {
-		run_work(j, w_recall_recover, a_recover);
+		run_work(j, w_recall_recover, a_finish);
 	} else if (j->recovering) {
-		run_work(j, w_recover, a_recover);
+		run_work(j, w_recover, a_finish);
 	} else if (m->o.target_usable && !m->o.target_usable(m->o.ctx, j->target_name)) {
 		fail(j, TD_MOVER_SKIPPED, -EHOSTDOWN,
 		     "target %s is unreachable; retried when it is back", j->target_name);
@@ -1501,15 +1500,6 @@ left:
 	td_catalog_add_error(j->m->cat, j->id, j->msg, &ce);
 	uv_mutex_unlock(&j->m->cat_lock);
 	release_file(j);
-}
-
-static void a_recover(struct job *j)
-{
-	if (j->need_rollback) {
-		rollback(j);
-		return;
-	}
-	finish(j);
 }
 
 static void rc_job_done(void *data, const struct td_mover_result *res)

@@ -2011,18 +2011,18 @@ struct cand {
 	char id[TD_CATALOG_ID_HEX];
 };
 
-/* The TRIM_BATCH least recently accessed copies, by their atime. */
-static unsigned oldest_copies(const char *cache_dir, struct cand *out)
+/* Calls fn(dirfd, name, data) for each entry of <cache_dir>/objects/<aa>/. */
+static void for_each_cache_entry(const char *cache_dir, void (*fn)(int, const char *, void *),
+                                 void *data)
 {
 	char dir[4096];
-	unsigned n = 0;
 	DIR *top, *sub;
 	struct dirent *a, *b;
 
 	snprintf(dir, sizeof(dir), "%s/objects", cache_dir);
 	top = opendir(dir);
 	if (!top)
-		return 0;
+		return;
 	while ((a = readdir(top))) {
 		char subdir[4400];
 
@@ -2032,29 +2032,47 @@ static unsigned oldest_copies(const char *cache_dir, struct cand *out)
 		sub = opendir(subdir);
 		if (!sub)
 			continue;
-		while ((b = readdir(sub))) {
-			struct stat st;
-			unsigned k;
-
-			if (!td_ns_valid_id(b->d_name) ||
-			    fstatat(dirfd(sub), b->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    !S_ISREG(st.st_mode))
-				continue;
-			int64_t at = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
-			if (n == TRIM_BATCH && at >= out[n - 1].atime_ns)
-				continue;
-			k = n < TRIM_BATCH ? n++ : n - 1;
-			while (k > 0 && out[k - 1].atime_ns > at) {
-				out[k] = out[k - 1];
-				k--;
-			}
-			out[k].atime_ns = at;
-			memcpy(out[k].id, b->d_name, sizeof(out[k].id));
-		}
+		while ((b = readdir(sub)))
+			fn(dirfd(sub), b->d_name, data);
 		closedir(sub);
 	}
 	closedir(top);
-	return n;
+}
+
+struct oldest {
+	struct cand *out;
+	unsigned n;
+};
+
+static void oldest_one(int dfd, const char *name, void *data)
+{
+	struct oldest *o = data;
+	struct stat st;
+	unsigned k;
+	int64_t at;
+
+	if (!td_ns_valid_id(name) || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(st.st_mode))
+		return;
+	at = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
+	if (o->n == TRIM_BATCH && at >= o->out[o->n - 1].atime_ns)
+		return;
+	k = o->n < TRIM_BATCH ? o->n++ : o->n - 1;
+	while (k > 0 && o->out[k - 1].atime_ns > at) {
+		o->out[k] = o->out[k - 1];
+		k--;
+	}
+	o->out[k].atime_ns = at;
+	memcpy(o->out[k].id, name, sizeof(o->out[k].id));
+}
+
+/* The TRIM_BATCH least recently accessed copies (by atime), oldest first. */
+static unsigned oldest_copies(const char *cache_dir, struct cand *out)
+{
+	struct oldest o = { out, 0 };
+
+	for_each_cache_entry(cache_dir, oldest_one, &o);
+	return o.n;
 }
 
 static void w_trim(uv_work_t *w)
@@ -2239,34 +2257,18 @@ static void on_fuse(uv_poll_t *p, int status, int events)
 	}
 }
 
+static void remove_part(int dfd, const char *name, void *data)
+{
+	size_t l = strlen(name);
+
+	(void)data;
+	if (l > 5 && strcmp(name + l - 5, ".part") == 0)
+		unlinkat(dfd, name, 0);
+}
+
 static void remove_stale_parts(const char *cache_dir)
 {
-	char dir[4096];
-	DIR *top, *sub;
-	struct dirent *a, *b;
-
-	snprintf(dir, sizeof(dir), "%s/objects", cache_dir);
-	top = opendir(dir);
-	if (!top)
-		return;
-	while ((a = readdir(top))) {
-		char subdir[4400];
-
-		if (strlen(a->d_name) != 2)
-			continue;
-		snprintf(subdir, sizeof(subdir), "%s/%s", dir, a->d_name);
-		sub = opendir(subdir);
-		if (!sub)
-			continue;
-		while ((b = readdir(sub))) {
-			size_t l = strlen(b->d_name);
-
-			if (l > 5 && strcmp(b->d_name + l - 5, ".part") == 0)
-				unlinkat(dirfd(sub), b->d_name, 0);
-		}
-		closedir(sub);
-	}
-	closedir(top);
+	for_each_cache_entry(cache_dir, remove_part, NULL);
 }
 
 int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
