@@ -115,6 +115,10 @@ rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw dns name = localhost
 rgw enable usage log = false
 rgw max put size = 5368709120
+# Deleted objects' data is freed by the garbage collector, after 2 h by
+# default: the memstore (RAM) would fill up over a few benchmark runs.
+rgw gc obj min wait = 10
+rgw gc processor period = 10
 CONF
 	: >"$dir/keyring"
 	local c=(-c "$dir/ceph.conf")
