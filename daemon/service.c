@@ -891,6 +891,7 @@ static int open_rview(struct service *s)
 	o.cache_limit_bytes = svc_cache_limit(conf);
 	o.no_hydrate = (const char *const *)conf->no_hydrate.v;
 	o.n_no_hydrate = conf->no_hydrate.n;
+	o.stream_direct_io = conf->stream_direct_io;
 	o.target_for = target_for;
 	o.on_error = on_rview_error;
 	o.on_dirty = on_rview_dirty;
@@ -949,7 +950,8 @@ static void reload_done(uv_work_t *w, int status)
 			if (s->rview)
 				td_rview_set_limits(s->rview, svc_cache_limit(s->conf->c),
 				                    (const char *const *)s->conf->c->no_hydrate.v,
-				                    s->conf->c->no_hydrate.n);
+				                    s->conf->c->no_hydrate.n,
+				                    s->conf->c->stream_direct_io);
 			runs_reschedule(s);
 			log_notice("reloaded %s", s->config_path);
 			notify(s, "READY=1\nSTATUS=configuration reloaded");

@@ -723,6 +723,7 @@ static const struct keydef tierd_keys[] = {
 	TK(0, V_UINT, max_transfers, .min = 1, .max = 1024),
 	TK(0, V_DURATION, retention_s, .max = INT64_MAX),
 	TK(0, V_LIST, no_hydrate),
+	TK(0, V_BOOL, stream_direct_io),
 	{ NULL },
 };
 #undef TK
@@ -2064,6 +2065,7 @@ static int tierd_defaults(struct td_config *c)
 	c->log_level = TD_LOG_INFO;
 	c->max_transfers = 8;
 	c->retention_s = 30 * 86400;
+	c->stream_direct_io = true;
 	if (!c->state_dir || !c->cache_dir || !c->run_dir || !c->admin_group ||
 	    strlist_push(&c->no_hydrate, "updatedb") < 0 ||
 	    strlist_push(&c->no_hydrate, "clamscan") < 0)
@@ -2440,6 +2442,7 @@ int td_config_dump(const struct td_config *c, FILE *f)
 	fmt_duration(b, sizeof(b), c->retention_s);
 	fprintf(f, "retention = %s\n", b);
 	dump_list(f, "no_hydrate", &c->no_hydrate);
+	fprintf(f, "stream_direct_io = %s\n", c->stream_direct_io ? "yes" : "no");
 
 	for (size_t i = 0; i < c->n_targets; i++) {
 		const struct td_target_conf *t = &c->targets[i];

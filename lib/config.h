@@ -142,6 +142,7 @@ struct td_config {
 	unsigned max_transfers;       /* default 8 */
 	int64_t retention_s;          /* default 30d */
 	struct td_strlist no_hydrate; /* process names */
+	bool stream_direct_io;        /* default yes: streamed reads bypass the page cache */
 	struct td_target_conf *targets;
 	size_t n_targets;
 	struct td_policy_conf *policies;

@@ -40,6 +40,8 @@ struct td_rview_opts {
 	uint64_t cache_limit_bytes;
 	const char *const *no_hydrate; /* process names (comm) never hydrated */
 	size_t n_no_hydrate;
+	/* Streamed opens (no_hydrate, sweeps) bypass the page cache (FOPEN_DIRECT_IO). */
+	bool stream_direct_io;
 	struct td_target *(*target_for)(void *ctx, const char *name);
 	/* Problems worth a log line (a corrupt object, a failed hydration). */
 	void (*on_error)(void *ctx, const char *id, const char *message);
@@ -68,9 +70,10 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 
 void td_rview_stats(const struct td_rview *rv, struct td_rview_stats *out);
 
-/* Updates the cache limit and the no_hydrate list (on reload). */
+/* Updates the cache limit, the no_hydrate list and stream_direct_io (on
+ * reload; opens after it see the change). */
 int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
-                        const char *const *no_hydrate, size_t n_no_hydrate);
+                        const char *const *no_hydrate, size_t n_no_hydrate, bool stream_direct_io);
 
 /* Evicts cached copies until the cache is under its limit (also run after
  * each hydration). */

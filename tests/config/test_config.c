@@ -298,6 +298,8 @@ static const struct broken broken[] = {
 	{ "max_transfers_neg", "[tierd]\nmax_transfers = -3\n", 2, "max_transfers",
 	  "not a whole number" },
 	{ "duration_no_unit", "[tierd]\nretention = 30\n", 2, "retention", "is not a duration" },
+	{ "stream_direct_io", "[tierd]\nstream_direct_io = sometimes\n", 2, "stream_direct_io",
+	  "'sometimes' is not yes or no" },
 	{ "bad_type", "[target \"t\"]\ntype = nfs\npath = /x\n", 2, "type",
 	  "'nfs' is not one of s3 | dir" },
 	{ "missing_type", "[target \"t\"]\npath = /x\n", 1, "type", "missing required key" },
@@ -496,6 +498,7 @@ static void test_defaults(void)
 	CHECK_INT(c->max_transfers, 8);
 	CHECK_INT(c->retention_s, 30 * 86400);
 	CHECK_INT(c->no_hydrate.n, 2);
+	CHECK(c->stream_direct_io);
 	CHECK_INT(c->n_targets, 0);
 	CHECK_INT(c->n_policies, 0);
 	td_config_free(c);
@@ -513,6 +516,7 @@ static void test_full(void)
 	                           "max_transfers = 16\n"
 	                           "retention = 2w\n"
 	                           "no_hydrate = updatedb, clamscan,rsync\n"
+	                           "stream_direct_io = no\n"
 	                           "\n"
 	                           "[target \"s3\"]\n"
 	                           "  type = s3\n"
@@ -574,12 +578,13 @@ static void test_full(void)
 	CHECK_INT(c->retention_s, 14 * 86400);
 	REQUIRE(c->no_hydrate.n == 3);
 	CHECK_STR(c->no_hydrate.v[2], "rsync");
+	CHECK(!c->stream_direct_io);
 
 	REQUIRE(c->n_targets == 2);
 	const struct td_target_conf *t = td_config_target(c, "s3");
 	REQUIRE(t);
 	CHECK_INT(t->type, TD_TARGET_S3);
-	CHECK_INT(t->line, 12);
+	CHECK_INT(t->line, 13);
 	CHECK_STR(t->endpoint, "https://s3.example.com:8443");
 	CHECK_STR(t->region, "eu-west-1");
 	CHECK_STR(t->bucket, "my.tier-bucket");
@@ -603,7 +608,7 @@ static void test_full(void)
 	REQUIRE(c->n_policies == 2);
 	const struct td_policy_conf *p = td_config_policy(c, "projects");
 	REQUIRE(p);
-	CHECK_INT(p->line, 29);
+	CHECK_INT(p->line, 30);
 	REQUIRE(p->paths.n == 2);
 	CHECK_STR(p->paths.v[1], "/srv/data/shared");
 	CHECK_STR(p->target, "s3");

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """I/O helpers for the resolver tests. Exit 0 when the bytes are right.
 
-  rvio.py [--comm NAME] mmap FILE ORIG         mmap FILE, compare with ORIG
+  rvio.py [--comm NAME] mmap FILE ORIG         mmap FILE (MAP_SHARED), compare with
+                                               ORIG; exit 4 if mmap fails with ENODEV
+  rvio.py [--comm NAME] mmap-private FILE ORIG the same with MAP_PRIVATE
   rvio.py [--comm NAME] random FILE ORIG N     N random preads (seeks) vs ORIG
   rvio.py [--comm NAME] sweep LIST             read every "FILE ORIG" line of LIST
   rvio.py hold FILE ORIG READY GO              read half, create READY, wait for
@@ -12,6 +14,7 @@
 --comm sets this process's name (/proc/self/comm), as no_hydrate sees it.
 """
 import ctypes
+import errno
 import mmap
 import os
 import random
@@ -31,7 +34,7 @@ def orig_bytes(p):
         return f.read()
 
 
-def do_mmap(path, orig):
+def do_mmap(path, orig, flags=mmap.MAP_SHARED):
     want = orig_bytes(orig)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -40,7 +43,12 @@ def do_mmap(path, orig):
             return 1
         if size == 0:
             return 0
-        with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+        try:
+            m = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        except OSError as e:
+            print(f"mmap: {e.strerror}")
+            return 4 if e.errno == errno.ENODEV else 1
+        with m:
             # Touch pages out of order, then compare the whole mapping.
             for off in range(size - 1, -1, -65536 * 3):
                 if m[off] != want[off]:
@@ -134,6 +142,8 @@ def main(a):
     cmd = a[0]
     if cmd == "mmap":
         return do_mmap(a[1], a[2])
+    if cmd == "mmap-private":
+        return do_mmap(a[1], a[2], mmap.MAP_PRIVATE)
     if cmd == "random":
         return do_random(a[1], a[2], int(a[3]))
     if cmd == "sweep":
