@@ -436,9 +436,11 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 	if (timeout_ms < 0) {
 		uv_timer_stop(&t->curl_timer);
 	} else {
-		/* 0 means "now"; 1 ms avoids calling curl back from inside curl. */
-		uv_timer_start(&t->curl_timer, on_curl_timer_fire,
-		               timeout_ms ? (uint64_t)timeout_ms : 1, 0);
+		/* 0 means "now": a 0 ms timer fires on the loop's next turn, which
+		 * also keeps curl from being called back from inside curl (the
+		 * 1 ms of curl's multi-uv example delayed every request by 1-2 ms:
+		 * the loop's clock is cached, so 1 ms is often 2). */
+		uv_timer_start(&t->curl_timer, on_curl_timer_fire, (uint64_t)timeout_ms, 0);
 	}
 	return 0;
 }
