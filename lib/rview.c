@@ -175,6 +175,10 @@ struct td_rview {
 
 	struct td_catalog *cat;
 	uv_mutex_t cat_lock;
+	/* Lookups read through their own handle: in WAL mode they never wait
+	 * for a write's fsync (a cold open right after a hydration ended). */
+	struct td_catalog *cat_rd;
+	uv_mutex_t rd_lock;
 
 	struct node *by_id[HASH_BUCKETS], *by_ino[HASH_BUCKETS];
 	uint64_t next_ino;
@@ -413,9 +417,9 @@ static void w_lookup(uv_work_t *w)
 	struct lookup_job *j = w->data;
 	struct td_catalog_error ce;
 
-	uv_mutex_lock(&j->rv->cat_lock);
-	j->r = td_catalog_get(&j->e, j->rv->cat, j->id, &ce);
-	uv_mutex_unlock(&j->rv->cat_lock);
+	uv_mutex_lock(&j->rv->rd_lock);
+	j->r = td_catalog_get(&j->e, j->rv->cat_rd, j->id, &ce);
+	uv_mutex_unlock(&j->rv->rd_lock);
 }
 
 static void a_lookup(uv_work_t *w, int status)
@@ -2368,7 +2372,15 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 		rv_free(rv);
 		return r;
 	}
+	r = td_catalog_open(&rv->cat_rd, o->catalog_path, TD_CATALOG_NO_CHECK, &ce);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", ce.message);
+		td_catalog_close(rv->cat);
+		rv_free(rv);
+		return r;
+	}
 	uv_mutex_init(&rv->cat_lock);
+	uv_mutex_init(&rv->rd_lock);
 	rv->se = fuse_session_new(&args, &ops, sizeof(ops), rv);
 	fuse_opt_free_args(&args); /* the session keeps what it needs */
 	if (!rv->se || fuse_session_mount(rv->se, rv->mountpoint) != 0) {
@@ -2379,7 +2391,9 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 		if (rv->se)
 			fuse_session_destroy(rv->se);
 		td_catalog_close(rv->cat);
+		td_catalog_close(rv->cat_rd);
 		uv_mutex_destroy(&rv->cat_lock);
+		uv_mutex_destroy(&rv->rd_lock);
 		rv_free(rv);
 		return -EIO;
 	}
@@ -2450,7 +2464,9 @@ static void maybe_closed(struct td_rview *rv)
 			free(n);
 		}
 	td_catalog_close(rv->cat);
+	td_catalog_close(rv->cat_rd);
 	uv_mutex_destroy(&rv->cat_lock);
+	uv_mutex_destroy(&rv->rd_lock);
 	rv_free(rv);
 	cb(data);
 }
