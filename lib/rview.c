@@ -799,6 +799,7 @@ struct group {
 	struct td_target_req *req;
 	struct td_rview *rv;
 	struct chunk *c[GROUP_CHUNKS];
+	uint64_t idx0;      /* c[0]'s index: c[0] may be freed while the others end */
 	unsigned n, n_full; /* chunks whose bytes are all in */
 	size_t got, seen;
 	bool cancelled;
@@ -806,7 +807,7 @@ struct group {
 
 static size_t group_start(const struct group *g, unsigned i)
 {
-	return (size_t)(g->c[i]->idx - g->c[0]->idx) * CHUNK;
+	return (size_t)(g->c[i]->idx - g->idx0) * CHUNK;
 }
 
 static void on_group_progress(void *data, size_t got)
@@ -903,6 +904,7 @@ static struct chunk *chunk_get_run(struct td_rview *rv, struct node *n, uint64_t
 	if (!g)
 		return NULL;
 	g->rv = rv;
+	g->idx0 = idx;
 	for (uint64_t i = idx; i <= last && g->n < GROUP_CHUNKS; i++) {
 		struct chunk *c;
 
