@@ -92,6 +92,10 @@ struct td_test_s3 {
 	const char *region;
 };
 
-/* Fills `s3` from TD_S3_* variables. When they are missing: exits 1 (a failure)
- * if CI is set, else exits 77 so ctest reports the test as skipped. */
+/* A component the test needs is not there: exits 1 (a failure) under CI or
+ * with TD_TESTS_MAY_SKIP=0 in the environment (scripts/test), else exits 77 so
+ * ctest reports a skip. Same rule as tests/lib/missing.sh. */
+void td_test_missing(const char *what) __attribute__((noreturn));
+
+/* Fills `s3` from TD_S3_* variables; td_test_missing when they are not set. */
 void td_test_require_s3(struct td_test_s3 *s3);

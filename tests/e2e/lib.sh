@@ -1,7 +1,8 @@
 # Shared helpers for the end-to-end tests (sourced, bash).
 #
 #   e2e_init NAME [s3]   temp dir $T, trap, counters; with "s3" requires the
-#                        S3 server (FAIL under CI=true when missing, else 77)
+#                        S3 server (tests/lib/missing.sh: fails under CI and
+#                        in scripts/test when missing, else skips)
 #   e2e_conf             writes $T/tierd.conf from $TARGET_CONF and $POLICY_CONF
 #   tierd_start [ENV=..] starts tierd (pid in $TDPID) and waits for "ready"
 #   tierd_stop           SIGTERM and wait
@@ -24,6 +25,7 @@ finish() {
 	echo "$fails failed"
 	[ "$fails" = 0 ]
 }
+. "$E2E_LIB_DIR/../lib/missing.sh"
 
 e2e_cleanup() {
 	local h
@@ -43,14 +45,7 @@ e2e_cleanup() {
 e2e_init() {
 	local name=$1 need=${2:-}
 	if [ "$need" = s3 ]; then
-		if [ -z "${TD_S3_ENDPOINT:-}" ]; then
-			if [ "${CI:-}" = true ]; then
-				echo "FAIL $name: TD_S3_ENDPOINT is not set (CI=true: the S3 server is required)"
-				exit 1
-			fi
-			echo "skip: TD_S3_ENDPOINT is not set (start tests/s3/radosgw.sh)"
-			exit 77
-		fi
+		td_need_s3
 		command -v aws >/dev/null || { echo "FAIL awscli missing"; exit 1; }
 		export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
 		export AWS_DEFAULT_REGION=${TD_S3_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true

@@ -27,23 +27,12 @@ finish() {
 	[ -f "$t/tierd.log" ] && { echo "--- tierd.log (tail)"; tail -30 "$t/tierd.log"; }
 	exit 1
 }
-# A missing component fails under CI and skips elsewhere.
-missing() {
-	if [ "${CI:-}" = true ] || [ -n "${CI:-}" ]; then
-		echo "FAIL: $*"
-		exit 1
-	fi
-	echo "SKIP: $*"
-	exit 77
-}
+# A missing component fails under CI and in scripts/test, skips elsewhere.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/missing.sh"
 need_fuse() {
-	[ "$(id -u)" = 0 ] || missing "the remote view needs root"
-	[ -c /dev/fuse ] || missing "/dev/fuse is not there"
-	command -v setpriv >/dev/null || missing "setpriv (util-linux) is not installed"
-}
-need_s3() {
-	[ -n "${TD_S3_ENDPOINT:-}" ] && [ -n "${TD_S3_BUCKET:-}" ] ||
-		missing "TD_S3_ENDPOINT/TD_S3_BUCKET not set (start tests/s3/radosgw.sh)"
+	[ "$(id -u)" = 0 ] || td_missing "root (the remote view)"
+	[ -c /dev/fuse ] || td_missing "/dev/fuse"
+	td_need_cmds setpriv
 }
 
 pid=

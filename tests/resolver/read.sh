@@ -14,7 +14,7 @@
 . "$(dirname "$0")/lib.sh"
 kind=${1:-dir}
 need_fuse
-[ "$kind" = s3 ] && need_s3
+[ "$kind" = s3 ] && td_need_s3
 rv_setup "read-$kind" "$kind"
 rv_conf "no_hydrate = rvstream" "cache_size = 2G"
 start_tierd || { fail "tierd start"; finish; }

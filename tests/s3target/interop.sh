@@ -5,13 +5,9 @@
 # upload is left open. Usage: interop.sh PATH/TO/s3tool
 set -euo pipefail
 tool=$1
-if [ -z "${TD_S3_ENDPOINT:-}" ]; then
-	[ -n "${CI:-}" ] && { echo "FAIL: TD_S3_* not set"; exit 1; }
-	echo "SKIP: TD_S3_* not set (start radosgw with tests/s3/radosgw.sh)"; exit 77
-fi
-for p in aws rclone sha256sum; do
-	command -v $p >/dev/null || { echo "SKIP: $p not installed"; exit 77; }
-done
+. "$(dirname "$0")/../lib/missing.sh"
+td_need_s3
+td_need_cmds aws rclone sha256sum
 work=$(mktemp -d)
 pfx="interop-$$-$RANDOM/"
 export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY

@@ -5,15 +5,8 @@
 # bucket and a closed port each fail with exit 1 and their own message.
 set -u
 tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
-if [ -z "${TD_S3_ENDPOINT:-}" ] || [ -z "${TD_S3_ACCESS_KEY:-}" ] ||
-	[ -z "${TD_S3_SECRET_KEY:-}" ] || [ -z "${TD_S3_BUCKET:-}" ]; then
-	if [ -n "${CI:-}" ]; then
-		echo "FAIL: TD_S3_* not set: this test needs the radosgw started by scripts/test"
-		exit 1
-	fi
-	echo "SKIP: TD_S3_* not set"
-	exit 77
-fi
+. "$(dirname "$0")/../lib/missing.sh"
+td_need_s3
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target-s3.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() {

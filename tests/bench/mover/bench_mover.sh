@@ -16,13 +16,9 @@
 # of every contender's objects is fetched back and compared with the original.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-if [ -z "${TD_S3_ENDPOINT:-}" ]; then
-	[ -n "${CI:-}" ] && { echo "FAIL: TD_S3_* not set"; exit 1; }
-	echo "SKIP: TD_S3_* not set (start radosgw with tests/s3/radosgw.sh)"; exit 77
-fi
-for p in aws rclone sha256sum python3; do
-	command -v $p >/dev/null || { echo "SKIP: $p not installed"; exit 77; }
-done
+. "$(dirname "$0")/../../lib/missing.sh"
+td_need_s3
+td_need_cmds aws rclone sha256sum python3
 size=${TD_BENCH_SIZE:-tiny}
 if [ "$size" = full ]; then n_small=2000 n_big=4 big_mib=1024; else n_small=50 n_big=2 big_mib=8; fi
 # For profiling one side: TD_BENCH_N_SMALL, TD_BENCH_N_BIG, TD_BENCH_BIG_MIB;

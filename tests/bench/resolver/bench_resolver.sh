@@ -17,15 +17,11 @@
 # `ratio ...:` lines (tierd / reference).
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-if [ -z "${TD_S3_ENDPOINT:-}" ]; then
-	[ -n "${CI:-}" ] && { echo "FAIL: TD_S3_* not set"; exit 1; }
-	echo "SKIP: TD_S3_* not set (start radosgw with tests/s3/radosgw.sh)"; exit 77
-fi
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (FUSE mount, drop_caches)"; exit 77; }
-[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
-for p in curl python3 sha256sum dd; do
-	command -v $p >/dev/null || { echo "SKIP: $p not installed"; exit 77; }
-done
+. "$(dirname "$0")/../../lib/missing.sh"
+td_need_s3
+[ "$(id -u)" = 0 ] || td_missing "root (FUSE mount, drop_caches)"
+[ -c /dev/fuse ] || td_missing "/dev/fuse"
+td_need_cmds curl python3 sha256sum dd
 size=${TD_BENCH_SIZE:-tiny}
 # hot_reps: the hot reads are short (a 1 GiB read from a warm page cache takes
 # ~50 ms), so more of them, interleaved, keep one hiccup from being the figure.

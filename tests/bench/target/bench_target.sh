@@ -7,13 +7,9 @@
 # Every download is checked against the source's SHA-256. Usage: bench_target.sh S3TOOL
 set -euo pipefail
 tool=$1
-if [ -z "${TD_S3_ENDPOINT:-}" ]; then
-	[ -n "${CI:-}" ] && { echo "FAIL: TD_S3_* not set"; exit 1; }
-	echo "SKIP: TD_S3_* not set (start radosgw with tests/s3/radosgw.sh)"; exit 77
-fi
-for p in aws rclone sha256sum python3; do
-	command -v $p >/dev/null || { echo "SKIP: $p not installed"; exit 77; }
-done
+. "$(dirname "$0")/../../lib/missing.sh"
+td_need_s3
+td_need_cmds aws rclone sha256sum python3
 size=${TD_BENCH_SIZE:-tiny}
 if [ "$size" = full ]; then big_mib=1024; n_small=2000; else big_mib=16; n_small=50; fi
 small_kib=256
