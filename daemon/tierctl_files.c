@@ -146,6 +146,35 @@ struct mig {
 	int64_t start_ns;
 };
 
+/* Prints doc as the command's --json output, and releases it. */
+static void emit_json(json_t *doc)
+{
+	json_dumpf(doc, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+	json_decref(doc);
+}
+
+/* The end of migrate, recall, pin and unpin: the --json summary (m->files and
+ * the counts; `done_key` names the count of files that made it), and the exit
+ * status: a failed request, else whether every file made it. */
+static int mig_end(struct mig *m, int r, const char *done_key)
+{
+	if (m->o->json && r == TIERCTL_OK) {
+		json_t *doc = json_pack("{s:o, s:I, s:I, s:I}", "files", m->files, done_key,
+		                        (json_int_t)m->tiered, "skipped", (json_int_t)m->skipped,
+		                        "failed", (json_int_t)m->failed);
+
+		if (doc && strcmp(done_key, "tiered") == 0)
+			json_object_set_new(doc, "bytes", json_integer((json_int_t)m->bytes));
+		emit_json(doc);
+	} else {
+		json_decref(m->files);
+	}
+	if (r != TIERCTL_OK)
+		return r;
+	return m->tiered == m->total ? TIERCTL_OK : TIERCTL_FAILED;
+}
+
 static void progress(struct mig *m, bool final)
 {
 	double s = (double)(td_monotonic_ns() - m->start_ns) / 1e9;
@@ -235,21 +264,7 @@ int tierctl_migrate(const struct tierctl_opts *o, int argc, char **argv)
 		json_decref(reply);
 	}
 	progress(&m, true);
-	if (o->json && r == TIERCTL_OK) {
-		json_t *doc =
-		    json_pack("{s:o, s:I, s:I, s:I, s:I}", "files", m.files, "tiered",
-		              (json_int_t)m.tiered, "skipped", (json_int_t)m.skipped, "failed",
-		              (json_int_t)m.failed, "bytes", (json_int_t)m.bytes);
-
-		json_dumpf(doc, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(doc);
-	} else {
-		json_decref(m.files);
-	}
-	if (r != TIERCTL_OK)
-		return r;
-	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+	return mig_end(&m, r, "tiered");
 }
 
 /* ---- info ------------------------------------------------------------------- */
@@ -374,12 +389,8 @@ int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv)
 	if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
 		r = tierctl_reply_error(reply);
 	else if (r == TIERCTL_OK && o->json) {
-		json_t *doc = json_pack("{s:O, s:O}", "files", l.files, "count",
-		                        json_object_get(reply, "count"));
-
-		json_dumpf(doc, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(doc);
+		emit_json(json_pack("{s:O, s:O}", "files", l.files, "count",
+		                    json_object_get(reply, "count")));
 	}
 	json_decref(l.files);
 	json_decref(reply);
@@ -446,20 +457,7 @@ static int files_verb(const struct tierctl_opts *o, int argc, char **argv, const
 			r = tierctl_reply_error(reply);
 		json_decref(reply);
 	}
-	if (o->json && r == TIERCTL_OK) {
-		json_t *doc = json_pack("{s:o, s:I, s:I, s:I}", "files", m.files, "recalled",
-		                        (json_int_t)m.tiered, "skipped", (json_int_t)m.skipped,
-		                        "failed", (json_int_t)m.failed);
-
-		json_dumpf(doc, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(doc);
-	} else {
-		json_decref(m.files);
-	}
-	if (r != TIERCTL_OK)
-		return r;
-	return m.tiered == m.total ? TIERCTL_OK : TIERCTL_FAILED;
+	return mig_end(&m, r, "recalled");
 }
 
 int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)

@@ -229,6 +229,20 @@ static int64_t ts_ns(const struct timespec *t)
 	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
 }
 
+/* The identity and attributes a catalog row keeps of a file (TD_CATALOG_F_STAT). */
+static void entry_stat(struct td_catalog_entry *e, const struct stat *st)
+{
+	e->dev = (uint64_t)st->st_dev;
+	e->ino = (uint64_t)st->st_ino;
+	e->size = (uint64_t)st->st_size;
+	e->mode = st->st_mode;
+	e->uid = st->st_uid;
+	e->gid = st->st_gid;
+	e->atime_ns = ts_ns(&st->st_atim);
+	e->mtime_ns = ts_ns(&st->st_mtim);
+	e->ctime_ns = ts_ns(&st->st_ctim);
+}
+
 static void release_file(struct job *j)
 {
 	if (j->fd >= 0) {
@@ -407,15 +421,7 @@ static void w_open(struct job *j)
 	e.path_len = j->path_len;
 	e.name = j->name;
 	e.name_len = j->name_len;
-	e.dev = (uint64_t)j->st.st_dev;
-	e.ino = (uint64_t)j->st.st_ino;
-	e.size = (uint64_t)j->st.st_size;
-	e.mode = j->st.st_mode;
-	e.uid = j->st.st_uid;
-	e.gid = j->st.st_gid;
-	e.atime_ns = ts_ns(&j->st.st_atim);
-	e.mtime_ns = ts_ns(&j->st.st_mtim);
-	e.ctime_ns = ts_ns(&j->st.st_ctim);
+	entry_stat(&e, &j->st);
 	e.target = j->target_name;
 	e.object_key = j->key;
 	uv_mutex_lock(&j->m->cat_lock);
@@ -918,13 +924,8 @@ static void w_prepare(struct job *j)
 	if (fstat(j->fd, &j->st_swap) < 0)
 		j->st_swap = j->st;
 	memset(&e, 0, sizeof(e));
-	e.dev = (uint64_t)j->st.st_dev;
-	e.ino = (uint64_t)j->st.st_ino;
+	entry_stat(&e, &j->st);
 	e.size = (uint64_t)j->st_swap.st_size;
-	e.mode = j->st.st_mode;
-	e.uid = j->st.st_uid;
-	e.gid = j->st.st_gid;
-	e.atime_ns = ts_ns(&j->st.st_atim);
 	e.mtime_ns = ts_ns(&j->st_swap.st_mtim);
 	e.ctime_ns = ts_ns(&j->st_swap.st_ctim); /* the exchange moved ctime */
 	if (set_step(j, TD_MOVER_SWAPPING, TD_MOVER_SWAPPED, TD_CATALOG_F_STAT, &e) < 0) {
@@ -1945,15 +1946,7 @@ static void w_recall(struct job *j)
 	memcpy(e.id, j->id, sizeof(e.id));
 	e.state = TD_CATALOG_RECALLING;
 	e.step = TD_RECALL_STARTED;
-	e.dev = (uint64_t)j->st.st_dev;
-	e.ino = (uint64_t)j->st.st_ino;
-	e.size = (uint64_t)j->st.st_size;
-	e.mode = j->st.st_mode;
-	e.uid = j->st.st_uid;
-	e.gid = j->st.st_gid;
-	e.atime_ns = ts_ns(&j->st.st_atim);
-	e.mtime_ns = ts_ns(&j->st.st_mtim);
-	e.ctime_ns = ts_ns(&j->st.st_ctim);
+	entry_stat(&e, &j->st);
 	ex.state = j->entry_was_tiered ? TD_CATALOG_TIERED : (int)j->entry->state;
 	uv_mutex_lock(&j->m->cat_lock);
 	r = td_catalog_update(j->m->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_STAT, &ex, &ce);
