@@ -58,6 +58,23 @@ aged_links=$(find "$T/data/aged" -type l | wc -l)
 	fail "run tiered fresh files"
 
 mapfile -d '' fresh_files < <(find "$T/data/fresh" -type f -print0)
+# The biggest of them with --json: the summary counts and the file's outcome.
+first=$(for f in "${fresh_files[@]}"; do printf '%s\t%s\n' "$(stat -c %s "$f")" "$f"; done | sort -n | tail -1 | cut -f2)
+first_size=$(stat -c %s "$first")
+[ "$first_size" -gt 0 ] || fail "no non-empty fresh file for migrate --json"
+for i in "${!fresh_files[@]}"; do [ "${fresh_files[$i]}" = "$first" ] && unset "fresh_files[$i]"; done
+fresh_files=("${fresh_files[@]}")
+if ctl --json migrate "$first" >"$T/migrate.json" 2>"$T/migrate.err"; then
+	python3 - "$T/migrate.json" "$first" "$first_size" <<'PY' && pass "migrate --json: one document, tiered 1, skipped 0, failed 0, bytes = the file's size" || fail "migrate --json: $(cat "$T/migrate.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["tiered"], d["skipped"], d["failed"]) == (1, 0, 0), d
+assert d["bytes"] == int(sys.argv[3]), d
+assert len(d["files"]) == 1 and d["files"][0].get("path") == sys.argv[2], d["files"]
+PY
+else
+	fail "migrate --json: exit $?: $(cat "$T/migrate.err")"
+fi
 if ctl migrate "${fresh_files[@]}" >"$T/migrate.out" 2>&1; then
 	pass "migrate of ${#fresh_files[@]} fresh files: exit 0"
 else

@@ -112,10 +112,11 @@ rc=$?
 set -e
 [ $rc = 1 ] && [[ $out == *"not your file"* ]] && [ -L "$t/data/o.bin" ] &&
 	pass "a stranger cannot recall someone else's file" || fail "stranger recall: rc=$rc $out"
-setpriv --reuid=1234 --regid=1234 --clear-groups "$TIERCTL" -s "$t/run/tierd.sock" recall "$t/data/o.bin" >/dev/null &&
+setpriv --reuid=1234 --regid=1234 --clear-groups "$TIERCTL" -s "$t/run/tierd.sock" --json recall "$t/data/o.bin" >"$t/recall.json" &&
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if (d["recalled"], d["skipped"], d["failed"], len(d["files"])) == (1, 0, 0, 1) else 1)' "$t/recall.json" &&
 	[ -f "$t/data/o.bin" ] && [ ! -L "$t/data/o.bin" ] && cmp -s "$t/orig/o.bin" "$t/data/o.bin" &&
 	[ "$(stat -c '%u %a' "$t/data/o.bin")" = "1234 640" ] &&
-	pass "its owner recalls it: same bytes, owner and mode" || fail "owner recall"
+	pass "its owner recalls it (--json: recalled 1, skipped 0, failed 0): same bytes, owner and mode" || fail "owner recall: $(cat "$t/recall.json" 2>/dev/null)"
 
 # 6. A moved link: the copy is kept (pinned) and status says so.
 cat "$t/data/m.bin" >/dev/null
