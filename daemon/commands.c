@@ -565,7 +565,7 @@ struct ls_job {
 	int r;
 };
 
-static int ls_collect(const struct td_catalog_entry *e, void *data)
+static int ls_collect(void *data, const struct td_catalog_entry *e)
 {
 	struct ls_job *j = data;
 	json_t *o = entry_json(e);

@@ -460,8 +460,8 @@ static int open_control_socket(struct service *s)
 
 /* ---- targets and probes -------------------------------------------------- */
 
-static void on_probe(struct td_target_req *req, int status, const struct td_target_error *err,
-                     void *data)
+static void on_probe(void *data, struct td_target_req *req, int status,
+                     const struct td_target_error *err)
 {
 	struct target_slot *ts = data;
 
@@ -547,8 +547,8 @@ struct cleanup {
 static unsigned cleanups_pending;
 static void start_recovery(struct service *s);
 
-static void on_cleaned(struct td_target_req *req, int status, const struct td_target_error *err,
-                       void *data)
+static void on_cleaned(void *data, struct td_target_req *req, int status,
+                       const struct td_target_error *err)
 {
 	struct cleanup *c = data;
 	struct service *s = c->s;
@@ -805,7 +805,7 @@ struct dirty_scan {
 	unsigned n, visited;
 };
 
-static int dirty_check(const struct td_catalog_entry *e, void *data)
+static int dirty_check(void *data, const struct td_catalog_entry *e)
 {
 	struct dirty_scan *d = data;
 	char path[4096];

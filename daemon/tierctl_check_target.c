@@ -185,7 +185,7 @@ struct list_ctx {
 	unsigned n;
 };
 
-static int list_each(const struct td_object_info *info, void *data)
+static int list_each(void *data, const struct td_object_info *info)
 {
 	struct list_ctx *l = data;
 

@@ -1574,7 +1574,7 @@ int td_catalog_foreach(struct td_catalog *cat, const struct td_catalog_filter *f
 			set_err(err, cat->path, r, NULL, 0, "a row holds an invalid state");
 			goto out;
 		}
-		r = cb(&e, userdata);
+		r = cb(userdata, &e);
 		if (r != 0)
 			goto out;
 	}

@@ -256,7 +256,7 @@ struct td_catalog_filter {
  * walking, page through them with after_id and limit, changing each page after
  * its foreach returned.
  */
-typedef int (*td_catalog_cb)(const struct td_catalog_entry *e, void *userdata);
+typedef int (*td_catalog_cb)(void *userdata, const struct td_catalog_entry *e);
 int td_catalog_foreach(struct td_catalog *cat, const struct td_catalog_filter *filter,
                        td_catalog_cb cb, void *userdata, struct td_catalog_error *err);
 

@@ -438,10 +438,10 @@ static void w_open(struct job *j)
 
 /* ---- step 2: upload, manifest, verify -------------------------------------- */
 
-static void on_head(struct td_target_req *req, int status, const struct td_target_error *err,
-                    void *data);
-static void on_manifest(struct td_target_req *req, int status, const struct td_target_error *err,
-                        void *data);
+static void on_head(void *data, struct td_target_req *req, int status,
+                    const struct td_target_error *err);
+static void on_manifest(void *data, struct td_target_req *req, int status,
+                        const struct td_target_error *err);
 static void w_prepare(struct job *j);
 static void a_prepare(struct job *j);
 
@@ -555,8 +555,8 @@ static void start_failed(struct job *j, int r, const char *what)
 	undo(j);
 }
 
-static void on_put(struct td_target_req *req, int status, const struct td_target_error *err,
-                   void *data)
+static void on_put(void *data, struct td_target_req *req, int status,
+                   const struct td_target_error *err)
 {
 	struct job *j = data;
 	int r;
@@ -581,8 +581,8 @@ static void on_put(struct td_target_req *req, int status, const struct td_target
 		start_failed(j, r, "manifest upload");
 }
 
-static void on_manifest(struct td_target_req *req, int status, const struct td_target_error *err,
-                        void *data)
+static void on_manifest(void *data, struct td_target_req *req, int status,
+                        const struct td_target_error *err)
 {
 	struct job *j = data;
 	int r;
@@ -594,8 +594,8 @@ static void on_manifest(struct td_target_req *req, int status, const struct td_t
 		start_failed(j, r, "verification");
 }
 
-static void on_head(struct td_target_req *req, int status, const struct td_target_error *err,
-                    void *data)
+static void on_head(void *data, struct td_target_req *req, int status,
+                    const struct td_target_error *err)
 {
 	struct job *j = data;
 
@@ -1038,8 +1038,8 @@ static void a_finish(struct job *j)
 static void w_undo(struct job *j);
 static void a_undo(struct job *j);
 
-static void on_deleted_manifest(struct td_target_req *req, int status,
-                                const struct td_target_error *err, void *data)
+static void on_deleted_manifest(void *data, struct td_target_req *req, int status,
+                                const struct td_target_error *err)
 {
 	struct job *j = data;
 
@@ -1051,8 +1051,8 @@ static void on_deleted_manifest(struct td_target_req *req, int status,
 	run_work(j, w_undo, a_undo);
 }
 
-static void on_deleted_object(struct td_target_req *req, int status,
-                              const struct td_target_error *err, void *data)
+static void on_deleted_object(void *data, struct td_target_req *req, int status,
+                              const struct td_target_error *err)
 {
 	struct job *j = data;
 	int r;
@@ -1518,7 +1518,7 @@ static void rc_job_done(void *data, const struct td_mover_result *res)
 		rc->rolled_back++;
 }
 
-static int rc_collect(const struct td_catalog_entry *e, void *userdata)
+static int rc_collect(void *userdata, const struct td_catalog_entry *e)
 {
 	struct recover *rc = userdata;
 

@@ -780,8 +780,8 @@ static void chunk_done(struct chunk *c, int status, const struct td_target_error
 	chunk_settle(rv, c);
 }
 
-static void on_chunk(struct td_target_req *req, int status, const struct td_target_error *err,
-                     void *data)
+static void on_chunk(void *data, struct td_target_req *req, int status,
+                     const struct td_target_error *err)
 {
 	struct chunk *c = data;
 	struct td_rview *rv = c->n->rv;
@@ -829,8 +829,8 @@ static void on_group_progress(void *data, size_t got)
 	}
 }
 
-static void on_group(struct td_target_req *req, int status, const struct td_target_error *err,
-                     void *data)
+static void on_group(void *data, struct td_target_req *req, int status,
+                     const struct td_target_error *err)
 {
 	struct group *g = data;
 	struct td_rview *rv = g->rv;

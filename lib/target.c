@@ -220,12 +220,12 @@ struct json_put {
 	void *data;
 };
 
-static void on_json_put(struct td_target_req *req, int status, const struct td_target_error *err,
-                        void *data)
+static void on_json_put(void *data, struct td_target_req *req, int status,
+                        const struct td_target_error *err)
 {
 	struct json_put *j = data;
 
-	j->cb(req, status, err, j->data);
+	j->cb(j->data, req, status, err);
 	free(j->text);
 	free(j);
 }
@@ -265,8 +265,8 @@ struct json_get {
 	void *data;
 };
 
-static void on_json_get(struct td_target_req *req, int status, const struct td_target_error *err,
-                        void *data)
+static void on_json_get(void *data, struct td_target_req *req, int status,
+                        const struct td_target_error *err)
 {
 	struct json_get *j = data;
 	struct td_target_error perr;
@@ -288,7 +288,7 @@ static void on_json_get(struct td_target_req *req, int status, const struct td_t
 			*j->out = doc;
 		}
 	}
-	j->cb(req, status, err, j->data);
+	j->cb(j->data, req, status, err);
 	free(j->buf);
 	free(j);
 }
@@ -321,8 +321,8 @@ int td_target_get_json(struct td_target *t, struct td_target_req **req_out, cons
 	return r;
 }
 
-void td_target_sync_cb(struct td_target_req *req, int status, const struct td_target_error *err,
-                       void *data)
+void td_target_sync_cb(void *data, struct td_target_req *req, int status,
+                       const struct td_target_error *err)
 {
 	struct td_target_sync *s = data;
 

@@ -78,12 +78,15 @@ struct td_put_result {
 	char version_id[132];
 };
 
-typedef void (*td_target_cb)(struct td_target_req *req, int status,
-                             const struct td_target_error *err, void *data);
+/* A request's completion. Every callback in tierd takes the caller's data
+ * pointer first, then what it reports; a call that returns an error never
+ * calls its callback. */
+typedef void (*td_target_cb)(void *data, struct td_target_req *req, int status,
+                             const struct td_target_error *err);
 
 /* Called for each listed object, in key order; return nonzero to stop early
  * (the operation then ends with status 0). */
-typedef int (*td_target_list_each)(const struct td_object_info *info, void *data);
+typedef int (*td_target_list_each)(void *data, const struct td_object_info *info);
 
 /*
  * Creates a target from its configuration. Does no I/O beyond local checks
@@ -188,7 +191,7 @@ struct td_target_sync {
 	int status;
 	struct td_target_error err;
 };
-void td_target_sync_cb(struct td_target_req *req, int status, const struct td_target_error *err,
-                       void *data);
+void td_target_sync_cb(void *data, struct td_target_req *req, int status,
+                       const struct td_target_error *err);
 int td_target_sync_wait(uv_loop_t *loop, struct td_target_sync *s, int start_status,
                         struct td_target_error *err);

@@ -1258,7 +1258,7 @@ static bool deliver_page(struct dir_req *r)
 			info->size_bytes = e->size_bytes;
 			info->mtime_s = e->mtime_s;
 			snprintf(info->etag, sizeof(info->etag), "%s", e->etag);
-			stop = r->each(info, r->data) != 0;
+			stop = r->each(r->data, info) != 0;
 		}
 		if (i + 1 == r->n_page) {
 			free(r->after);
@@ -1315,7 +1315,7 @@ static void after_work_cb(uv_work_t *work, int status)
 	if (st < 0 && !r->err.message[0])
 		td_target_error_set(&r->err, "%s%s%s", r->key ? r->key : "", r->key ? ": " : "",
 		                    strerror(-st));
-	r->cb(&r->base, st, st < 0 ? &r->err : NULL, r->data);
+	r->cb(r->data, &r->base, st, st < 0 ? &r->err : NULL);
 	req_free(r);
 	dispatch(t);
 	maybe_close(t);

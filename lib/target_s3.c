@@ -1223,7 +1223,7 @@ static void on_defer(uv_timer_t *tm)
 		t->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	r->cb(&r->base, r->status, r->status < 0 ? &r->err : NULL, r->data);
+	r->cb(r->data, &r->base, r->status, r->status < 0 ? &r->err : NULL);
 	req_free_fields(r);
 	uv_close((uv_handle_t *)&r->defer, on_req_closed);
 }
@@ -2294,7 +2294,7 @@ static void on_list(struct s3_http *h, int status, const struct td_target_error 
 			if (strptime(lm, "%Y-%m-%dT%H:%M:%S", &tmv))
 				info->mtime_s = (int64_t)timegm(&tmv);
 		}
-		stop = r->each(info, r->data) != 0;
+		stop = r->each(r->data, info) != 0;
 		free(info);
 		if (r->t->closing || r->failed) {
 			td_s3_xml_free(doc);

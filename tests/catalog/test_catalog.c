@@ -572,7 +572,7 @@ struct tally {
 	int stop_at;
 };
 
-static int count_cb(const struct td_catalog_entry *e, void *u)
+static int count_cb(void *u, const struct td_catalog_entry *e)
 {
 	struct tally *t = u;
 
@@ -861,7 +861,7 @@ struct groups {
 	int count[4096];
 };
 
-static int group_cb(const struct td_catalog_entry *e, void *u)
+static int group_cb(void *u, const struct td_catalog_entry *e)
 {
 	struct groups *g = u;
 	int r, t;

@@ -197,7 +197,7 @@ static int count_named(const char *dir, const char *needle)
 	return n;
 }
 
-static int count_cb(const struct td_catalog_entry *e, void *u)
+static int count_cb(void *u, const struct td_catalog_entry *e)
 {
 	(*(int *)u)++;
 	return 0;

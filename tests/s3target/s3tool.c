@@ -102,8 +102,8 @@ struct batch {
 
 static void batch_pump(struct batch *b);
 
-static void on_job(struct td_target_req *req, int status, const struct td_target_error *err,
-                   void *data)
+static void on_job(void *data, struct td_target_req *req, int status,
+                   const struct td_target_error *err)
 {
 	struct batch *b = data;
 
@@ -203,7 +203,7 @@ struct lister {
 	const char *kp;
 };
 
-static int on_listed(const struct td_object_info *info, void *data)
+static int on_listed(void *data, const struct td_object_info *info)
 {
 	struct lister *l = data;
 	struct batch *b = l->b;

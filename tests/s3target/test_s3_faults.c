@@ -317,7 +317,7 @@ static void test_virtual_host(void)
 	peer_stop(&p);
 }
 
-static int each_noop(const struct td_object_info *info, void *data)
+static int each_noop(void *data, const struct td_object_info *info)
 {
 	(void)info;
 	(void)data;

@@ -71,7 +71,7 @@ struct listed {
 	unsigned stop_after;
 };
 
-static int on_each(const struct td_object_info *info, void *data)
+static int on_each(void *data, const struct td_object_info *info)
 {
 	struct listed *l = data;
 
@@ -455,8 +455,8 @@ struct many {
 	int failed;
 };
 
-static void on_many(struct td_target_req *req, int status, const struct td_target_error *err,
-                    void *data)
+static void on_many(void *data, struct td_target_req *req, int status,
+                    const struct td_target_error *err)
 {
 	struct many *m = data;
 

@@ -41,8 +41,8 @@ static int sync_calls;   /* callbacks seen, overall */
 static int early_calls;  /* callbacks run from inside a starting call */
 static int double_calls; /* callbacks run twice for one operation */
 
-static void conf_cb(struct td_target_req *req, int status, const struct td_target_error *err,
-                    void *data)
+static void conf_cb(void *data, struct td_target_req *req, int status,
+                    const struct td_target_error *err)
 {
 	struct td_target_sync *s = data;
 
@@ -53,7 +53,7 @@ static void conf_cb(struct td_target_req *req, int status, const struct td_targe
 		double_calls++;
 	if (status < 0 && err && getenv("TD_TEST_VERBOSE"))
 		printf("  (status %d: %s)\n", status, err->message);
-	td_target_sync_cb(req, status, err, data);
+	td_target_sync_cb(data, req, status, err);
 }
 
 /* Finishes an operation started with `start`; when the start failed, checks the
@@ -210,7 +210,7 @@ struct list_ctx {
 	struct listing *l;
 };
 
-static int collect(const struct td_object_info *info, void *data)
+static int collect(void *data, const struct td_object_info *info)
 {
 	struct listing *l = ((struct list_ctx *)data)->l;
 

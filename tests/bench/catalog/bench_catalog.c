@@ -185,7 +185,7 @@ struct verify {
 	uint64_t rows, bad;
 };
 
-static int verify_cb(const struct td_catalog_entry *e, void *u)
+static int verify_cb(void *u, const struct td_catalog_entry *e)
 {
 	struct verify *v = u;
 
