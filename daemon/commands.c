@@ -407,7 +407,7 @@ static void cmd_migrate(struct service *s, struct client *c, json_t *args)
 	client_ref(c);
 	for (size_t i = 0; i < n; i++) {
 		const char *root = NULL;
-		const struct td_policy_conf *p = policy_for_path(conf, paths[i], lens[i], &root);
+		const struct td_policy_conf *p = td_policy_for_path(conf, paths[i], lens[i], &root);
 		struct td_mover_file f = { 0 };
 
 		if (!p) {

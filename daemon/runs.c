@@ -65,27 +65,6 @@ struct run {
 	bool finishing;
 };
 
-const struct td_policy_conf *policy_for_path(const struct td_config *c, const char *path,
-                                             size_t len, const char **root)
-{
-	const struct td_policy_conf *best = NULL;
-	size_t best_len = 0;
-
-	for (size_t i = 0; i < c->n_policies; i++)
-		for (size_t k = 0; k < c->policies[i].paths.n; k++) {
-			const char *r = c->policies[i].paths.v[k];
-			size_t rl = strlen(r);
-
-			if (len > rl + 1 && memcmp(path, r, rl) == 0 && path[rl] == '/' &&
-			    rl > best_len) {
-				best = &c->policies[i];
-				best_len = rl;
-				*root = r;
-			}
-		}
-	return best;
-}
-
 /* ---- the scan thread ------------------------------------------------------ */
 
 static void on_candidate(void *ctx, const struct td_scan_entry *e)

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "catalog.h"
+#include "policy.h"
 #include "config.h"
 #include "ctl.h"
 #include "mover.h"
@@ -141,6 +142,3 @@ void runs_stop(struct service *s);
 /* Schedules, watermarks: called every tick. */
 void runs_tick(struct service *s, int64_t now_s);
 void runs_reschedule(struct service *s);
-/* The policy whose root holds `path` (longest match), and that root. */
-const struct td_policy_conf *policy_for_path(const struct td_config *c, const char *path,
-                                             size_t len, const char **root);

@@ -12,6 +12,7 @@
 #include "mover.h"
 #include "catalog.h"
 #include "ns.h"
+#include "policy.h"
 #include "util.h"
 
 #include <errno.h>
@@ -1578,19 +1579,6 @@ static void a_load_page(uv_work_t *w, int status)
 	recover_next(rc);
 }
 
-static const char *root_of(struct recover *rc, const char *path, size_t len)
-{
-	for (size_t i = 0; i < rc->n_roots; i++) {
-		size_t rl = strlen(rc->roots[i]);
-
-		while (rl > 1 && rc->roots[i][rl - 1] == '/')
-			rl--;
-		if (len > rl + 1 && memcmp(path, rc->roots[i], rl) == 0 && path[rl] == '/')
-			return rc->roots[i];
-	}
-	return NULL;
-}
-
 static void rc_free(struct recover *rc)
 {
 	for (size_t i = rc->next; i < rc->n_page; i++)
@@ -1631,7 +1619,8 @@ static void recover_next(struct recover *rc)
 			td_catalog_entry_free(e);
 			continue;
 		}
-		root = root_of(rc, e->path, e->path_len);
+		root = td_policy_root_of((const char *const *)rc->roots, rc->n_roots, e->path,
+		                         e->path_len);
 		j = calloc(1, sizeof(*j));
 		if (!j) {
 			td_catalog_entry_free(e);
@@ -1884,13 +1873,8 @@ static void w_recall(struct job *j)
 		fail(j, TD_MOVER_FAILED, r, "no catalog entry %s", j->id);
 		return;
 	}
-	for (size_t i = 0; i < j->n_roots && !root; i++) {
-		size_t rl = strlen(j->roots[i]);
-
-		if (j->entry->path_len > rl + 1 && memcmp(j->entry->path, j->roots[i], rl) == 0 &&
-		    j->entry->path[rl] == '/')
-			root = j->roots[i];
-	}
+	root = td_policy_root_of((const char *const *)j->roots, j->n_roots, j->entry->path,
+	                         j->entry->path_len);
 	if (!root) {
 		fail(j, TD_MOVER_FAILED, -ENOENT, "its path is below no policy root");
 		return;

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #define NS_PER_S 1000000000LL
@@ -209,4 +210,56 @@ bool td_policy_prune_dir(const struct td_policy *p, const char *rel, size_t len)
 		if (td_glob_covers_dir(p->exclude[i], rel, len))
 			return true;
 	return false;
+}
+
+/* Length of `root` without trailing slashes ("/" becomes 0). */
+static size_t root_len(const char *root)
+{
+	size_t rl = strlen(root);
+
+	while (rl > 0 && root[rl - 1] == '/')
+		rl--;
+	return rl;
+}
+
+static bool root_holds(const char *root, size_t rl, const char *path, size_t len)
+{
+	return len > rl + 1 && memcmp(path, root, rl) == 0 && path[rl] == '/';
+}
+
+const char *td_policy_root_of(const char *const *roots, size_t n_roots, const char *path,
+                              size_t len)
+{
+	const char *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < n_roots; i++) {
+		size_t rl = root_len(roots[i]);
+
+		if (root_holds(roots[i], rl, path, len) && (!best || rl > best_len)) {
+			best = roots[i];
+			best_len = rl;
+		}
+	}
+	return best;
+}
+
+const struct td_policy_conf *td_policy_for_path(const struct td_config *c, const char *path,
+                                                size_t len, const char **root)
+{
+	const struct td_policy_conf *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < c->n_policies; i++) {
+		const struct td_strlist *paths = &c->policies[i].paths;
+		const char *r =
+		    td_policy_root_of((const char *const *)paths->v, paths->n, path, len);
+
+		if (r && (!best || root_len(r) > best_len)) {
+			best = &c->policies[i];
+			best_len = root_len(r);
+			*root = r;
+		}
+	}
+	return best;
 }

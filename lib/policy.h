@@ -92,3 +92,18 @@ bool td_policy_prune_dir(const struct td_policy *p, const char *rel, size_t len)
  * the order: type, nlink, setuid/setgid, globs, owner, group, size, age. */
 enum td_skip_reason td_policy_check(const struct td_policy *p, const char *rel, size_t len,
                                     const struct td_file_meta *m);
+
+/*
+ * The policy root that holds `path` (of `len` bytes, absolute) strictly below
+ * it: the longest of `roots` that is a proper directory prefix of it, with any
+ * trailing '/' on a root ignored. Returns that root, or NULL when none holds it.
+ */
+const char *td_policy_root_of(const char *const *roots, size_t n_roots, const char *path,
+                              size_t len);
+
+/*
+ * The policy whose root holds `path` (the longest root over all policies wins),
+ * with that root in *root; NULL (and *root untouched) when no policy covers it.
+ */
+const struct td_policy_conf *td_policy_for_path(const struct td_config *c, const char *path,
+                                                size_t len, const char **root);

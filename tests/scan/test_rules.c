@@ -357,6 +357,23 @@ static void test_glob_pathological(void)
 	}
 }
 
+static void test_root_of(void)
+{
+	const char *roots[] = { "/srv/data", "/srv/data/projects/", "/", "/srv/dat" };
+	const char *p = "/srv/data/projects/a.iso";
+
+	/* The longest root wins, a trailing '/' is ignored, a prefix that is not a
+	 * whole component never holds, and a root never holds itself. */
+	CHECK(td_policy_root_of(roots, 4, p, strlen(p)) == roots[1]);
+	CHECK(td_policy_root_of(roots, 1, p, strlen(p)) == roots[0]);
+	CHECK(td_policy_root_of(roots + 3, 1, p, strlen(p)) == NULL);
+	CHECK(td_policy_root_of(roots, 2, "/srv/data", 9) == NULL);
+	CHECK(td_policy_root_of(roots, 2, "/srv/data/", 10) == NULL);
+	CHECK(td_policy_root_of(roots, 2, "/srv/datax/f", 12) == NULL);
+	CHECK(td_policy_root_of(roots + 2, 1, "/etc/passwd", 11) == roots[2]);
+	CHECK(td_policy_root_of(roots + 2, 1, "/", 1) == NULL);
+}
+
 int main(void)
 {
 	TD_RUN(test_glob);
@@ -365,5 +382,6 @@ int main(void)
 	TD_RUN(test_rules);
 	TD_RUN(test_buckets);
 	TD_RUN(test_units_and_json_paths);
+	TD_RUN(test_root_of);
 	return td_test_done();
 }
