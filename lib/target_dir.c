@@ -536,83 +536,100 @@ static int open_object(struct dir_req *r, int *dfd_out, const char **name, struc
 
 /* ---- the work functions (thread pool) ---- */
 
-static int do_put(struct dir_req *r)
+/* Creates the put's temp file beside the key, making its directories. A delete
+ * prunes directories it empties; one may vanish between our walk and the temp
+ * file's creation. Then walk (and create) again. */
+static int put_create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, int *fd_out,
+                          const char **name)
 {
-	char tmp[DIR_TMP_NAME_SIZE], sha[TD_SHA256_HEX];
-	unsigned char digest[TD_SHA256_LEN];
-	struct td_hash *h = NULL;
-	const char *name;
+	int dfd, fd, st;
+
+	for (int attempt = 0;; attempt++) {
+		dfd = open_parent(r->t->root_fd, r->key, true, name);
+		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES)
+			continue;
+		if (dfd < 0)
+			return fail(r, dfd, "cannot create the directories of");
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			*dfd_out = dfd;
+			*fd_out = fd;
+			return 0;
+		}
+		st = -errno;
+		close(dfd);
+		if (st != -ENOENT || attempt == DIR_WALK_RETRIES)
+			return fail(r, st, "cannot create a temp file for");
+	}
+}
+
+/* Reads the next piece of the source: *p points at up to `want` bytes. */
+static ssize_t put_read_source(struct dir_req *r, unsigned char *buf, size_t want, uint64_t done,
+                               const void **p)
+{
+	ssize_t n;
+
+	if (r->src_fd < 0) {
+		*p = (const unsigned char *)r->src_buf + done;
+		return (ssize_t)want;
+	}
+	do
+		n = pread(r->src_fd, buf, want, (off_t)done);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return fail(r, -errno, "cannot read the source of");
+	if (n == 0) {
+		td_target_error_set(&r->err, "source of %s ended at %llu of %llu bytes", r->key,
+		                    (unsigned long long)done, (unsigned long long)r->size_bytes);
+		return -EIO;
+	}
+	*p = buf;
+	return n;
+}
+
+/* A source file must end exactly at its declared size. */
+static int put_check_source_end(struct dir_req *r, uint64_t done)
+{
+	char c;
+	ssize_t n;
+
+	if (r->src_fd < 0)
+		return 0;
+	do
+		n = pread(r->src_fd, &c, 1, (off_t)done);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	td_target_error_set(&r->err, "source of %s %s", r->key,
+	                    n > 0 ? "grew past its declared size" : "could not be read to its end");
+	return -EIO;
+}
+
+/* Copies the source into the temp file `fd`, hashing it on the way. */
+static int put_copy(struct dir_req *r, int fd, struct td_hash *h)
+{
 	unsigned char *buf = NULL;
 	uint64_t done = 0;
-	bool tmp_made = false, sidecar;
-	int dfd = -1, fd = -1, st;
+	int st = 0;
 
-	st = td_hash_new(&h, TD_HASH_SHA256);
-	if (st < 0)
-		goto out;
-	st = tmp_name(tmp, r->t->run_id);
-	if (st < 0)
-		goto out;
-	/* A delete prunes directories it empties; one may vanish between our walk
-	 * and the temp file's creation. Then walk (and create) again. */
-	for (int attempt = 0;; attempt++) {
-		dfd = open_parent(r->t->root_fd, r->key, true, &name);
-		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES) {
-			dfd = -1;
-			continue;
-		}
-		if (dfd < 0) {
-			st = fail(r, dfd, "cannot create the directories of");
-			dfd = -1;
-			goto out;
-		}
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			break;
-		st = -errno;
-		if (st != -ENOENT || attempt == DIR_WALK_RETRIES) {
-			st = fail(r, st, "cannot create a temp file for");
-			goto out;
-		}
-		close(dfd);
-		dfd = -1;
-	}
-	tmp_made = true;
 	if (r->src_fd >= 0) {
 		buf = malloc(DIR_CHUNK);
-		if (!buf) {
-			st = -ENOMEM;
-			goto out;
-		}
+		if (!buf)
+			return -ENOMEM;
 	}
 	while (done < r->size_bytes) {
 		size_t want = (size_t)TD_MIN((uint64_t)DIR_CHUNK, r->size_bytes - done);
-		const void *p;
+		const void *p = NULL;
 		ssize_t n;
 
 		if (req_cancelled(r)) {
 			st = -ECANCELED;
 			goto out;
 		}
-		if (r->src_fd >= 0) {
-			n = pread(r->src_fd, buf, want, (off_t)done);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				st = fail(r, -errno, "cannot read the source of");
-				goto out;
-			}
-			if (n == 0) {
-				td_target_error_set(
-				    &r->err, "source of %s ended at %llu of %llu bytes", r->key,
-				    (unsigned long long)done, (unsigned long long)r->size_bytes);
-				st = -EIO;
-				goto out;
-			}
-			p = buf;
-		} else {
-			n = (ssize_t)want;
-			p = (const unsigned char *)r->src_buf + done;
+		n = put_read_source(r, buf, want, done, &p);
+		if (n < 0) {
+			st = (int)n;
+			goto out;
 		}
 		td_hash_update(h, p, (size_t)n);
 		st = td_write_full(fd, p, (size_t)n);
@@ -622,32 +639,24 @@ static int do_put(struct dir_req *r)
 		}
 		done += (uint64_t)n;
 	}
-	if (r->src_fd >= 0) {
-		char c;
-		ssize_t n;
+	st = put_check_source_end(r, done);
+out:
+	free(buf);
+	return st;
+}
 
-		do
-			n = pread(r->src_fd, &c, 1, (off_t)done);
-		while (n < 0 && errno == EINTR);
-		if (n != 0) {
-			td_target_error_set(&r->err, "source of %s %s", r->key,
-			                    n > 0 ? "grew past its declared size"
-			                          : "could not be read to its end");
-			st = -EIO;
-			goto out;
-		}
-	}
-	td_hash_final(h, digest);
-	td_hex(sha, digest, TD_SHA256_LEN);
+/* Makes the written temp file durable with its metadata (xattrs, else a
+ * sidecar), ready to be renamed over the key. */
+static int put_seal(struct dir_req *r, int dfd, int fd, const char *name, const char *sha)
+{
+	bool sidecar;
+	int st;
+
 	st = write_meta(fd, r, sha, &sidecar);
-	if (st < 0) {
-		st = fail(r, st, "cannot store the metadata of");
-		goto out;
-	}
-	if (fsync(fd) < 0) {
-		st = fail(r, -errno, "cannot fsync");
-		goto out;
-	}
+	if (st < 0)
+		return fail(r, st, "cannot store the metadata of");
+	if (fsync(fd) < 0)
+		return fail(r, -errno, "cannot fsync");
 	if (sidecar) {
 		struct stat tst;
 
@@ -655,36 +664,71 @@ static int do_put(struct dir_req *r)
 		if (st == 0)
 			st = write_sidecar(dfd, r->t->run_id, name, &tst, sha, r->content_type,
 			                   r->meta, r->n_meta);
-		if (st < 0) {
-			st = fail(r, st, "cannot write the metadata sidecar of");
-			goto out;
-		}
+		if (st < 0)
+			return fail(r, st, "cannot write the metadata sidecar of");
 	}
+	return 0;
+}
+
+/* Renames the temp file over the key. An empty directory in the way (left from
+ * keys under "name/") goes, as it would not exist on S3; a non-empty one is a
+ * real conflict. */
+static int put_rename(struct dir_req *r, int dfd, const char *tmp, const char *name)
+{
+	int st;
+
+	if (renameat(dfd, tmp, dfd, name) == 0)
+		return 0;
+	st = -errno;
+	if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
+	    renameat(dfd, tmp, dfd, name) == 0)
+		return 0;
+	if (st == -EISDIR)
+		return fail(r, st, "other keys have this name as their directory:");
+	return fail(r, st, "cannot rename into place");
+}
+
+/* A put: temp file, copy and hash, seal, rename, fsync the directory. */
+static int do_put(struct dir_req *r)
+{
+	char tmp[DIR_TMP_NAME_SIZE], sha[TD_SHA256_HEX];
+	unsigned char digest[TD_SHA256_LEN];
+	struct td_hash *h = NULL;
+	const char *name;
+	bool tmp_made = false;
+	int dfd = -1, fd = -1, st;
+
+	st = td_hash_new(&h, TD_HASH_SHA256);
+	if (st < 0)
+		goto out;
+	st = tmp_name(tmp, r->t->run_id);
+	if (st < 0)
+		goto out;
+	st = put_create_tmp(r, tmp, &dfd, &fd, &name);
+	if (st < 0)
+		goto out;
+	tmp_made = true;
+	st = put_copy(r, fd, h);
+	if (st < 0)
+		goto out;
+	td_hash_final(h, digest);
+	td_hex(sha, digest, TD_SHA256_LEN);
+	st = put_seal(r, dfd, fd, name, sha);
+	if (st < 0)
+		goto out;
 	if (req_cancelled(r)) {
 		st = -ECANCELED;
 		goto out;
 	}
-	if (renameat(dfd, tmp, dfd, name) < 0) {
-		/* An empty directory in the way (left from keys under "name/") goes,
-		 * as it would not exist on S3; a non-empty one is a real conflict. */
-		st = -errno;
-		if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
-		    renameat(dfd, tmp, dfd, name) == 0) {
-			st = 0;
-		} else if (st == -EISDIR) {
-			st = fail(r, st, "other keys have this name as their directory:");
-			goto out;
-		} else {
-			st = fail(r, st, "cannot rename into place");
-			goto out;
-		}
-	}
+	st = put_rename(r, dfd, tmp, name);
+	if (st < 0)
+		goto out;
 	tmp_made = false;
 	if (fsync(dfd) < 0) {
 		st = fail(r, -errno, "cannot fsync the directory of");
 		goto out;
 	}
-	r->res->size_bytes = done;
+	r->res->size_bytes = r->size_bytes;
 	memcpy(r->res->sha256_hex, sha, sizeof(sha));
 	snprintf(r->res->etag, sizeof(r->res->etag), "%s", sha);
 	r->res->version_id[0] = '\0';
@@ -696,7 +740,6 @@ out:
 		unlinkat(dfd, tmp, 0);
 	if (dfd >= 0)
 		close(dfd);
-	free(buf);
 	td_hash_free(h);
 	return st;
 }
