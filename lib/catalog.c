@@ -1021,66 +1021,59 @@ static int precheck(const char *path, struct td_catalog_error *err)
 	return 0;
 }
 
-static int open_existing(struct td_catalog *cat, unsigned flags,
-                         const struct td_catalog_migration *steps, size_t n_steps,
-                         struct td_catalog_error *err)
+/* Read-only checks of an existing file: its schema version (not newer than
+ * ours, not missing) and, unless told not to, SQLite's quick_check. A refused
+ * file must be left as it was, so nothing here writes. */
+static int check_existing(struct td_catalog *cat, unsigned flags, int64_t latest, int64_t *version,
+                          struct td_catalog_error *err)
 {
-	const int64_t latest = steps[n_steps - 1].version;
 	char problems[1024];
-	int64_t version = 0, v2 = 0;
-	const char *mode;
-	sqlite3_stmt *st = NULL;
-	int rc, failed = 0;
 	bool ok;
+	int rc;
 
-	/* Without SQLITE_OPEN_CREATE: if the file vanished since precheck, fail. */
-	rc =
-	    sqlite3_open_v2(cat->path, &cat->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc == SQLITE_OK)
-		rc = configure(cat->db);
-	if (rc != SQLITE_OK)
-		return db_err(cat, err, rc, "cannot open");
-
-	/* Read-only checks first: a refused file must be left as it was. */
-	rc = query_int(cat->db, "PRAGMA user_version", &version);
+	rc = query_int(cat->db, "PRAGMA user_version", version);
 	if (rc != SQLITE_OK)
 		return db_err(cat, err, rc, "%s; refusing to use it",
 		              (rc & 0xff) == SQLITE_CORRUPT  ? "is damaged"
 		              : (rc & 0xff) == SQLITE_NOTADB ? "is not a database"
 		                                             : "cannot be read");
-	if (version > latest)
+	if (*version > latest)
 		return set_err(
 		    err, cat->path, -ENOTSUP, NULL, 0,
 		    "has schema version %lld, newer than this tierd's %lld: written by a "
 		    "newer tierd; refusing to open it (upgrade tierd)",
-		    (long long)version, (long long)latest);
-	if (version < 1)
+		    (long long)*version, (long long)latest);
+	if (*version < 1)
 		return set_err(
 		    err, cat->path, -EBADMSG, NULL, 0,
 		    "has no schema (version 0): not a tierd catalog; refusing to use it");
-	if (!(flags & TD_CATALOG_NO_CHECK)) {
-		rc = run_check(cat->db, "PRAGMA quick_check(" TD_STR(CHECK_ROWS) ")", &ok, problems,
-		               sizeof(problems));
-		if (rc != SQLITE_OK)
-			return db_err(cat, err, rc, "is damaged; refusing to use it");
-		if (!ok)
-			return set_err(err, cat->path, -EUCLEAN, NULL, 0,
-			               "is damaged (quick_check: %s); refusing to use it: restore "
-			               "it from a backup or rebuild it (tierctl rebuild)",
-			               problems);
-	}
+	if (flags & TD_CATALOG_NO_CHECK)
+		return 0;
+	rc = run_check(cat->db, "PRAGMA quick_check(" TD_STR(CHECK_ROWS) ")", &ok, problems,
+	               sizeof(problems));
+	if (rc != SQLITE_OK)
+		return db_err(cat, err, rc, "is damaged; refusing to use it");
+	if (!ok)
+		return set_err(err, cat->path, -EUCLEAN, NULL, 0,
+		               "is damaged (quick_check: %s); refusing to use it: restore "
+		               "it from a backup or rebuild it (tierctl rebuild)",
+		               problems);
+	return 0;
+}
 
-	/* See catalog.h: synchronous=FULL makes each commit durable on return. With
-	 * NORMAL a power cut could undo the commit that said "tiered" after the
-	 * swap had already happened, breaking invariant 1. */
-	/* Catalogs are created in WAL mode, so this is normally a read. Setting
-	 * the mode takes a lock that SQLite does not wait for (it answers "database
-	 * is locked" at once while another process opens the file), so it is
-	 * only set when the file is not in WAL mode already. */
+/* Makes sure the file is in WAL mode. Catalogs are created in WAL mode, so this
+ * is normally a read. Setting the mode takes a lock that SQLite does not wait
+ * for (it answers "database is locked" at once while another process opens
+ * the file), so it is only set when the file is not in WAL mode already. */
+static int ensure_wal(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	const char *mode;
+	int rc = SQLITE_OK;
+
 	for (int set = 0, waited_ms = 0; set < 2; set++) {
-		rc = sqlite3_prepare_v2(cat->db,
-		                        set ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode",
-		                        -1, &st, NULL);
+		rc = sqlite3_prepare_v2(
+		    db, set ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode", -1, &st, NULL);
 		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 			mode = (const char *)sqlite3_column_text(st, 0);
 			rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
@@ -1099,6 +1092,59 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 			set--;
 		}
 	}
+	return rc;
+}
+
+/* Brings an older schema up to `latest`, in one transaction. */
+static int upgrade_existing(struct td_catalog *cat, int64_t version,
+                            const struct td_catalog_migration *steps, size_t n_steps,
+                            struct td_catalog_error *err)
+{
+	const int64_t latest = steps[n_steps - 1].version;
+	int64_t v2 = 0;
+	int rc, failed = 0;
+
+	rc = exec(cat->db, "BEGIN IMMEDIATE");
+	/* Another process may have migrated it while we waited for the lock. */
+	if (rc == SQLITE_OK)
+		rc = query_int(cat->db, "PRAGMA user_version", &v2);
+	if (rc == SQLITE_OK)
+		rc = migrate(cat->db, v2, steps, n_steps, &failed);
+	if (rc == SQLITE_OK)
+		rc = exec(cat->db, "COMMIT");
+	if (rc != SQLITE_OK) {
+		int r = db_err(cat, err, rc,
+		               "migrating schema version %lld to %lld failed at step %d "
+		               "(nothing was changed)",
+		               (long long)version, (long long)latest, failed);
+		exec(cat->db, "ROLLBACK");
+		return r;
+	}
+	return 0;
+}
+
+static int open_existing(struct td_catalog *cat, unsigned flags,
+                         const struct td_catalog_migration *steps, size_t n_steps,
+                         struct td_catalog_error *err)
+{
+	const int64_t latest = steps[n_steps - 1].version;
+	int64_t version = 0;
+	int rc;
+
+	/* Without SQLITE_OPEN_CREATE: if the file vanished since precheck, fail. */
+	rc =
+	    sqlite3_open_v2(cat->path, &cat->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = configure(cat->db);
+	if (rc != SQLITE_OK)
+		return db_err(cat, err, rc, "cannot open");
+	rc = check_existing(cat, flags, latest, &version, err);
+	if (rc < 0)
+		return rc;
+	/* See catalog.h: synchronous=FULL makes each commit durable on return. With
+	 * NORMAL a power cut could undo the commit that said "tiered" after the
+	 * swap had already happened, breaking invariant 1. */
+	rc = ensure_wal(cat->db);
 	if (rc != SQLITE_OK)
 		return db_err(cat, err, rc, "cannot switch to WAL mode");
 	rc = exec(cat->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
@@ -1108,25 +1154,8 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 	                                  "PRAGMA journal_size_limit = " TD_STR(WAL_LIMIT_BYTES));
 	if (rc != SQLITE_OK)
 		return db_err(cat, err, rc, "cannot configure");
-
-	if (version < latest) {
-		rc = exec(cat->db, "BEGIN IMMEDIATE");
-		/* Another process may have migrated it while we waited for the lock. */
-		if (rc == SQLITE_OK)
-			rc = query_int(cat->db, "PRAGMA user_version", &v2);
-		if (rc == SQLITE_OK)
-			rc = migrate(cat->db, v2, steps, n_steps, &failed);
-		if (rc == SQLITE_OK)
-			rc = exec(cat->db, "COMMIT");
-		if (rc != SQLITE_OK) {
-			int r = db_err(cat, err, rc,
-			               "migrating schema version %lld to %lld failed at step %d "
-			               "(nothing was changed)",
-			               (long long)version, (long long)latest, failed);
-			exec(cat->db, "ROLLBACK");
-			return r;
-		}
-	}
+	if (version < latest)
+		return upgrade_existing(cat, version, steps, n_steps, err);
 	return 0;
 }
 
