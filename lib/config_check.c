@@ -124,58 +124,68 @@ struct root {
 	const char *key;
 };
 
-static void check_overlaps(struct cfg_ctx *x)
+/* Every root to check: policy paths first (n_policy of them), then tierd's directories and dir
+ * targets. */
+struct roots {
+	struct root *r;
+	size_t n, n_policy;
+	char (*labels)[64]; /* "policy \"x\"", "target \"y\"": what the messages call them */
+};
+
+/* Fills `rs`. Returns false when reported (too many) or out of memory. */
+static bool collect_roots(struct cfg_ctx *x, struct roots *rs)
 {
 	struct td_config *c = x->c;
-	struct root *r = NULL;
-	size_t n = 0, cap = 0;
-	char(*labels)[64] = NULL;
+	const struct cfg_keylines *tk = &x->tierd_keys;
+	size_t cap = 0;
 
 	for (size_t i = 0; i < c->n_policies; i++)
 		cap += c->policies[i].paths.n;
 	cap += 3 + c->n_targets;
 	if (cap > CFG_MAX_ROOTS + 3 + CFG_MAX_SECTIONS) {
 		cfg_add_error(x, 0, NULL, "too many policy paths (at most %d)", CFG_MAX_ROOTS);
-		return;
+		return false;
 	}
-	r = calloc(cap, sizeof(*r));
-	labels = calloc(c->n_policies + c->n_targets + 1, sizeof(*labels));
-	if (!r || !labels) {
+	rs->r = calloc(cap, sizeof(*rs->r));
+	rs->labels = calloc(c->n_policies + c->n_targets + 1, sizeof(*rs->labels));
+	if (!rs->r || !rs->labels) {
 		x->oom = true;
-		goto out;
+		return false;
 	}
 	for (size_t i = 0; i < c->n_policies; i++) {
 		struct td_policy_conf *p = &c->policies[i];
-		snprintf(labels[i], sizeof(labels[i]), "policy \"%s\"", p->name);
+		unsigned line = key_line(&x->policy_keys[i], cfg_policy_keys, "paths");
+		snprintf(rs->labels[i], sizeof(rs->labels[i]), "policy \"%s\"", p->name);
 		for (size_t j = 0; j < p->paths.n; j++)
-			r[n++] =
-			    (struct root){ p->paths.v[j], labels[i], i,
-				           key_line(&x->policy_keys[i], cfg_policy_keys, "paths"),
-				           "paths" };
+			rs->r[rs->n++] =
+			    (struct root){ p->paths.v[j], rs->labels[i], i, line, "paths" };
 	}
-	size_t np = n;
-	r[n++] =
-	    (struct root){ c->state_dir, "state_dir", SIZE_MAX,
-		           key_line(&x->tierd_keys, cfg_tierd_keys, "state_dir"), "state_dir" };
-	r[n++] =
-	    (struct root){ c->cache_dir, "cache_dir", SIZE_MAX,
-		           key_line(&x->tierd_keys, cfg_tierd_keys, "cache_dir"), "cache_dir" };
-	r[n++] = (struct root){ c->run_dir, "run_dir", SIZE_MAX,
-		                key_line(&x->tierd_keys, cfg_tierd_keys, "run_dir"), "run_dir" };
+	rs->n_policy = rs->n;
+	rs->r[rs->n++] = (struct root){ c->state_dir, "state_dir", SIZE_MAX,
+		                        key_line(tk, cfg_tierd_keys, "state_dir"), "state_dir" };
+	rs->r[rs->n++] = (struct root){ c->cache_dir, "cache_dir", SIZE_MAX,
+		                        key_line(tk, cfg_tierd_keys, "cache_dir"), "cache_dir" };
+	rs->r[rs->n++] = (struct root){ c->run_dir, "run_dir", SIZE_MAX,
+		                        key_line(tk, cfg_tierd_keys, "run_dir"), "run_dir" };
 	for (size_t i = 0; i < c->n_targets; i++) {
 		struct td_target_conf *t = &c->targets[i];
+		char *label = rs->labels[c->n_policies + i];
 		if (t->type != TD_TARGET_DIR || !t->path)
 			continue;
-		snprintf(labels[c->n_policies + i], sizeof(labels[0]), "target \"%s\"", t->name);
-		r[n++] =
-		    (struct root){ t->path, labels[c->n_policies + i], SIZE_MAX,
+		snprintf(label, sizeof(rs->labels[0]), "target \"%s\"", t->name);
+		rs->r[rs->n++] =
+		    (struct root){ t->path, label, SIZE_MAX,
 			           key_line(&x->target_keys[i], cfg_target_keys, "path"), "path" };
 	}
+	return true;
+}
 
-	/* Policy roots against each other: one inside another (or equal) is an error. */
-	for (size_t i = 0; i < np; i++) {
-		for (size_t j = i + 1; j < np; j++) {
-			const struct root *a = &r[i], *b = &r[j];
+/* Policy roots against each other: one inside another (or equal) is an error. */
+static void check_policy_roots(struct cfg_ctx *x, const struct roots *rs)
+{
+	for (size_t i = 0; i < rs->n_policy; i++) {
+		for (size_t j = i + 1; j < rs->n_policy; j++) {
+			const struct root *a = &rs->r[i], *b = &rs->r[j];
 			if (!cfg_path_within(a->path, b->path) &&
 			    !cfg_path_within(b->path, a->path))
 				continue;
@@ -187,11 +197,17 @@ static void check_overlaps(struct cfg_ctx *x)
 			              rel, a->path, a->what, a->line);
 		}
 	}
-	/* tierd's own directories and dir targets must not be inside a policy root, or hold one. */
-	for (size_t j = np; j < n; j++) {
+}
+
+/* tierd's own directories and dir targets must not be inside a policy root, or hold one. */
+static void check_own_dirs(struct cfg_ctx *x, const struct roots *rs)
+{
+	const struct root *r = rs->r;
+
+	for (size_t j = rs->n_policy; j < rs->n; j++) {
 		if (!r[j].path)
 			continue;
-		for (size_t i = 0; i < np; i++) {
+		for (size_t i = 0; i < rs->n_policy; i++) {
 			if (cfg_path_within(r[j].path, r[i].path))
 				/* A default directory has no line: blame the root's. */
 				cfg_add_error(x, r[j].line ? r[j].line : r[i].line,
@@ -204,9 +220,18 @@ static void check_overlaps(struct cfg_ctx *x)
 				              r[i].path, r[i].what, r[j].what, r[j].path);
 		}
 	}
-out:
-	free(r);
-	free(labels);
+}
+
+static void check_overlaps(struct cfg_ctx *x)
+{
+	struct roots rs = { 0 };
+
+	if (collect_roots(x, &rs)) {
+		check_policy_roots(x, &rs);
+		check_own_dirs(x, &rs);
+	}
+	free(rs.r);
+	free(rs.labels);
 }
 
 static void resolve_admin_group(struct cfg_ctx *x)

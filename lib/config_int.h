@@ -113,12 +113,16 @@ struct cfg_setting {
 	bool continuation;
 };
 
+/* Takes one item of a list value. */
+typedef void cfg_item_fn(const struct cfg_setting *s, const char *item);
+
 /* How one kind of value is parsed into its field, and written back by the dump. */
 struct cfg_kind {
 	void (*set)(const struct cfg_setting *s, const char *v);
 	void (*dump)(FILE *f, const struct cfg_keydef *k, const char *key, const void *base,
 	             const void *field); /* NULL: written by another row (low_watermark) */
-	bool list;                       /* takes indented continuation lines */
+	/* Lists only: takes one item; a kind with one also takes indented continuation lines. */
+	cfg_item_fn *item;
 };
 
 #define F_S3  1u /* target key that only applies to type = s3 */

@@ -328,9 +328,7 @@ static void set_schedule(const struct cfg_setting *s, const char *v)
  * adds to the list, any other line replaces it.
  */
 
-typedef void item_fn(const struct cfg_setting *s, const char *item);
-
-static void split_list(const struct cfg_setting *s, const char *v, item_fn *fn)
+static void split_list(const struct cfg_setting *s, const char *v, cfg_item_fn *fn)
 {
 	char *copy = cfg_xstrdup(s->x, v), *save = NULL;
 
@@ -388,28 +386,12 @@ static void glob_item(const struct cfg_setting *s, const char *item)
 	push_item(s, item);
 }
 
-static void start_list(const struct cfg_setting *s)
+/* A list of strings: each item goes through the kind's item function. */
+static void set_strlist(const struct cfg_setting *s, const char *v)
 {
 	if (!s->continuation)
 		cfg_strlist_free(s->field);
-}
-
-static void set_list(const struct cfg_setting *s, const char *v)
-{
-	start_list(s);
-	split_list(s, v, push_item);
-}
-
-static void set_pathlist(const struct cfg_setting *s, const char *v)
-{
-	start_list(s);
-	split_list(s, v, path_item);
-}
-
-static void set_globs(const struct cfg_setting *s, const char *v)
-{
-	start_list(s);
-	split_list(s, v, glob_item);
+	split_list(s, v, s->k->kind->item);
 }
 
 /* Appends a uid or gid (a number, or a name looked up now) to the array at k->off. */
@@ -455,55 +437,46 @@ static void group_item(const struct cfg_setting *s, const char *item)
 	id_item(s, item, true);
 }
 
-static void start_ids(const struct cfg_setting *s)
+/* An array of uids or gids at k->off, its count at k->off2. */
+static void set_ids(const struct cfg_setting *s, const char *v)
 {
-	if (s->continuation)
-		return;
-	free(*(void **)s->field);
-	*(void **)s->field = NULL;
-	*(size_t *)((char *)s->base + s->k->off2) = 0;
-}
-
-static void set_owners(const struct cfg_setting *s, const char *v)
-{
-	start_ids(s);
-	split_list(s, v, user_item);
-}
-
-static void set_groups(const struct cfg_setting *s, const char *v)
-{
-	start_ids(s);
-	split_list(s, v, group_item);
+	if (!s->continuation) {
+		free(*(void **)s->field);
+		*(void **)s->field = NULL;
+		*(size_t *)((char *)s->base + s->k->off2) = 0;
+	}
+	split_list(s, v, s->k->kind->item);
 }
 
 /* ---- the kinds, and the tables --------------------------------------------------------------- */
 
-static const struct cfg_kind K_PATH = { set_path, cfg_dump_str, false };
-static const struct cfg_kind K_CAFILE = { set_cafile, cfg_dump_str, false };
-static const struct cfg_kind K_CREDFILE = { set_credfile, cfg_dump_credfile, false };
-static const struct cfg_kind K_STR = { set_str, cfg_dump_str, false };
-static const struct cfg_kind K_TOKEN = { set_token, cfg_dump_str, false };
-static const struct cfg_kind K_GROUPNAME = { set_groupname, cfg_dump_admin_group, false };
-static const struct cfg_kind K_ENDPOINT = { set_endpoint, cfg_dump_str, false };
-static const struct cfg_kind K_BUCKET = { set_bucket, cfg_dump_str, false };
-static const struct cfg_kind K_PREFIX = { set_prefix, cfg_dump_str, false };
-static const struct cfg_kind K_SIZE = { set_size, cfg_dump_size, false };
-static const struct cfg_kind K_OPTSIZE = { set_optsize, cfg_dump_optsize, false };
-static const struct cfg_kind K_SIZEPCT = { set_sizepct, cfg_dump_sizepct, false };
-static const struct cfg_kind K_DURATION = { set_duration, cfg_dump_duration, false };
+/* Setter, dumper, and for lists the item taker. */
+static const struct cfg_kind K_PATH = { set_path, cfg_dump_str, NULL };
+static const struct cfg_kind K_CAFILE = { set_cafile, cfg_dump_str, NULL };
+static const struct cfg_kind K_CREDFILE = { set_credfile, cfg_dump_credfile, NULL };
+static const struct cfg_kind K_STR = { set_str, cfg_dump_str, NULL };
+static const struct cfg_kind K_TOKEN = { set_token, cfg_dump_str, NULL };
+static const struct cfg_kind K_GROUPNAME = { set_groupname, cfg_dump_admin_group, NULL };
+static const struct cfg_kind K_ENDPOINT = { set_endpoint, cfg_dump_str, NULL };
+static const struct cfg_kind K_BUCKET = { set_bucket, cfg_dump_str, NULL };
+static const struct cfg_kind K_PREFIX = { set_prefix, cfg_dump_str, NULL };
+static const struct cfg_kind K_SIZE = { set_size, cfg_dump_size, NULL };
+static const struct cfg_kind K_OPTSIZE = { set_optsize, cfg_dump_optsize, NULL };
+static const struct cfg_kind K_SIZEPCT = { set_sizepct, cfg_dump_sizepct, NULL };
+static const struct cfg_kind K_DURATION = { set_duration, cfg_dump_duration, NULL };
 /* The dump writes both watermarks from the high one's row: one comment when unset. */
-static const struct cfg_kind K_HIGH_WATERMARK = { set_pct, cfg_dump_watermarks, false };
-static const struct cfg_kind K_LOW_WATERMARK = { set_pct, NULL, false };
-static const struct cfg_kind K_BOOL = { set_bool, cfg_dump_bool, false };
-static const struct cfg_kind K_UINT = { set_uint, cfg_dump_uint, false };
-static const struct cfg_kind K_U64 = { set_u64, cfg_dump_u64, false };
-static const struct cfg_kind K_ENUM = { set_enum, cfg_dump_enum, false };
-static const struct cfg_kind K_SCHEDULE = { set_schedule, cfg_dump_schedule, false };
-static const struct cfg_kind K_LIST = { set_list, cfg_dump_list, true };
-static const struct cfg_kind K_PATHLIST = { set_pathlist, cfg_dump_list, true };
-static const struct cfg_kind K_GLOBS = { set_globs, cfg_dump_list, true };
-static const struct cfg_kind K_OWNERS = { set_owners, cfg_dump_owners, true };
-static const struct cfg_kind K_GROUPS = { set_groups, cfg_dump_groups, true };
+static const struct cfg_kind K_HIGH_WATERMARK = { set_pct, cfg_dump_watermarks, NULL };
+static const struct cfg_kind K_LOW_WATERMARK = { set_pct, NULL, NULL };
+static const struct cfg_kind K_BOOL = { set_bool, cfg_dump_bool, NULL };
+static const struct cfg_kind K_UINT = { set_uint, cfg_dump_uint, NULL };
+static const struct cfg_kind K_U64 = { set_u64, cfg_dump_u64, NULL };
+static const struct cfg_kind K_ENUM = { set_enum, cfg_dump_enum, NULL };
+static const struct cfg_kind K_SCHEDULE = { set_schedule, cfg_dump_schedule, NULL };
+static const struct cfg_kind K_LIST = { set_strlist, cfg_dump_list, push_item };
+static const struct cfg_kind K_PATHLIST = { set_strlist, cfg_dump_list, path_item };
+static const struct cfg_kind K_GLOBS = { set_strlist, cfg_dump_list, glob_item };
+static const struct cfg_kind K_OWNERS = { set_ids, cfg_dump_owners, user_item };
+static const struct cfg_kind K_GROUPS = { set_ids, cfg_dump_groups, group_item };
 
 static const struct cfg_enumval log_levels[] = {
 	{ "error", TD_LOG_ERROR }, { "warning", TD_LOG_WARNING }, { "notice", TD_LOG_NOTICE },
@@ -612,7 +585,7 @@ void cfg_set_value(struct cfg_ctx *x, const struct cfg_keydef *k, const char *ke
 		.continuation = continuation,
 	};
 
-	if (continuation && !k->kind->list) {
+	if (continuation && !k->kind->item) {
 		SET_ERROR(&s, "continuation line (indented) for a key that is not a list");
 		return;
 	}
