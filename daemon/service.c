@@ -909,7 +909,7 @@ struct reload {
 	struct service *svc;
 	char *path;
 	struct td_config *conf;
-	struct td_config_errors errs;
+	struct td_config_report rep;
 	int r;
 };
 
@@ -919,11 +919,14 @@ static void reload_work(uv_work_t *w)
 {
 	struct reload *rl = w->data;
 
-	rl->r = td_config_load(&rl->conf, rl->path, &rl->errs);
-	if (rl->r == 0) {
-		td_config_apply_env_credentials(rl->conf, getenv("AWS_ACCESS_KEY_ID"),
-		                                getenv("AWS_SECRET_ACCESS_KEY"));
-	}
+	/* As at start-up: a target left without keys rejects the reload. */
+	const struct td_config_load_opts o = {
+		.creds = TD_CONFIG_CREDS_REQUIRE,
+		.access_key = getenv("AWS_ACCESS_KEY_ID"),
+		.secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
+	};
+
+	rl->r = td_config_load_report(&rl->conf, rl->path, &o, &rl->rep);
 }
 
 static void reload_done(uv_work_t *w, int status)
@@ -959,16 +962,18 @@ static void reload_done(uv_work_t *w, int status)
 	} else if (rl->r < 0) {
 		svc_error(
 		    s, "reload of %s rejected; keeping the running configuration:", s->config_path);
-		for (size_t i = 0; i < rl->errs.n; i++)
-			log_error("  %s:%u: %s%s%s", rl->errs.v[i].file, rl->errs.v[i].line,
-			          rl->errs.v[i].key ? rl->errs.v[i].key : "",
-			          rl->errs.v[i].key ? ": " : "", rl->errs.v[i].msg);
-		if (rl->errs.n == 0)
+		/* The messages name keys and files, never their contents (invariant 8). */
+		for (size_t i = 0; i < rl->rep.errors.n; i++) {
+			const struct td_config_error *e = &rl->rep.errors.v[i];
+			log_error("  %s:%u: %s%s%s", e->file, e->line, e->key ? e->key : "",
+			          e->key ? ": " : "", e->msg);
+		}
+		if (rl->rep.errors.n == 0) /* out of memory even for the message */
 			log_error("  %s: %s", s->config_path, strerror(-rl->r));
 		notify(s, "READY=1\nSTATUS=reload rejected: configuration has errors");
 	}
 	td_config_free(rl->conf);
-	td_config_errors_clear(&rl->errs);
+	td_config_report_clear(&rl->rep);
 	free(rl->path);
 	free(rl);
 	if (s->reload_again && !s->stopping) {

@@ -645,7 +645,7 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct td_config_errors errs = { 0 };
+	struct td_config_report rep = { 0 };
 	struct td_config *cfg = NULL;
 	const struct td_target_conf *tc = NULL;
 	struct check *c = NULL;
@@ -666,24 +666,18 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 		usage(stderr);
 		return TIERCTL_USAGE;
 	}
-	r = td_config_load(&cfg, o->config_path, &errs);
-	if (r < 0) {
-		if (errs.n)
-			td_config_errors_print(&errs, stderr);
-		else
-			fprintf(stderr, "tierctl: cannot read %s: %s\n", o->config_path,
-			        strerror(-r));
-		td_config_errors_clear(&errs);
-		return TIERCTL_USAGE;
-	}
 	/* As the daemon does: s3 targets without a credentials_file take the keys
-	 * from the environment. */
-	if (td_config_apply_env_credentials(cfg, getenv("AWS_ACCESS_KEY_ID"),
-	                                    getenv("AWS_SECRET_ACCESS_KEY")) < 0) {
-		fprintf(stderr, "tierctl: out of memory\n");
-		rc = TIERCTL_FAILED;
-		goto out;
-	}
+	 * from the environment. A target without keys is a failed step here. */
+	const struct td_config_load_opts lo = {
+		.creds = TD_CONFIG_CREDS_ENV,
+		.access_key = getenv("AWS_ACCESS_KEY_ID"),
+		.secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
+	};
+	r = td_config_load_report(&cfg, o->config_path, &lo, &rep);
+	td_config_errors_print(&rep.errors, stderr);
+	td_config_report_clear(&rep);
+	if (r < 0)
+		return r == -ENOMEM ? TIERCTL_FAILED : TIERCTL_USAGE;
 	tc = td_config_target(cfg, argv[optind]);
 	if (!tc) {
 		fprintf(stderr, "tierctl: no target \"%s\" in %s; ", argv[optind], o->config_path);
@@ -725,7 +719,6 @@ int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv)
 	}
 out:
 	free(c);
-	td_config_errors_clear(&errs);
 	td_config_free(cfg);
 	return rc;
 }

@@ -21,7 +21,7 @@
 /* Finds the socket: -s, else run_dir from the configuration. */
 static int socket_path(const struct tierctl_opts *o, char *out, size_t n)
 {
-	struct td_config_errors errs = { 0 };
+	struct td_config_report rep = { 0 };
 	struct td_config *conf = NULL;
 	int r;
 
@@ -29,17 +29,14 @@ static int socket_path(const struct tierctl_opts *o, char *out, size_t n)
 		snprintf(out, n, "%s", o->socket_path);
 		return 0;
 	}
-	r = td_config_load(&conf, o->config_path, &errs);
+	r = td_config_load_report(&conf, o->config_path, NULL, &rep);
 	if (r < 0) {
 		fprintf(stderr,
 		        "tierctl: cannot find the control socket: %s does not load "
 		        "(or pass -s SOCKET):\n",
 		        o->config_path);
-		if (errs.n)
-			td_config_errors_print(&errs, stderr);
-		else
-			fprintf(stderr, "%s: %s\n", o->config_path, strerror(-r));
-		td_config_errors_clear(&errs);
+		td_config_errors_print(&rep.errors, stderr);
+		td_config_report_clear(&rep);
 		return -EINVAL;
 	}
 	snprintf(out, n, "%s/tierd.sock", conf->run_dir);

@@ -41,7 +41,7 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct td_config_errors errs = { 0 };
+	struct td_config_report rep = { 0 };
 	struct td_config *cfg = NULL;
 	const char *only = NULL;
 	bool json = o->json, tty = isatty(STDERR_FILENO);
@@ -82,15 +82,11 @@ int tierctl_plan(const struct tierctl_opts *o, int argc, char **argv)
 		plan_usage(stderr);
 		return TIERCTL_USAGE;
 	}
-	r = td_config_load(&cfg, o->config_path, &errs);
-	if (r < 0) {
-		if (errs.n)
-			td_config_errors_print(&errs, stderr);
-		else
-			fprintf(stderr, "tierctl: %s: %s\n", o->config_path, strerror(-r));
-		td_config_errors_clear(&errs);
+	r = td_config_load_report(&cfg, o->config_path, NULL, &rep);
+	td_config_errors_print(&rep.errors, stderr);
+	td_config_report_clear(&rep);
+	if (r < 0)
 		return TIERCTL_USAGE;
-	}
 	for (size_t i = 0; only && i < cfg->n_policies; i++)
 		if (strcmp(cfg->policies[i].name, only) == 0)
 			found = true;

@@ -21,53 +21,25 @@ static void usage(FILE *f)
 	           "                      or print every error and exit 2\n");
 }
 
-/* Loads the config and gives its s3 targets keys from the environment. Exit status or 0. */
+/* Loads the config, keys included (in check mode, missing keys only warn). Exit status or 0. */
 static int load_config(struct td_config **out, const char *path, bool check)
 {
-	struct td_config_errors errs = { 0 };
-	struct td_config *conf = NULL;
+	const struct td_config_load_opts o = {
+		.creds = check ? TD_CONFIG_CREDS_WARN : TD_CONFIG_CREDS_REQUIRE,
+		.access_key = getenv("AWS_ACCESS_KEY_ID"),
+		.secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
+	};
+	struct td_config_report rep = { 0 };
 	int r;
 
-	r = td_config_load(&conf, path, &errs);
-	if (r < 0) {
-		if (errs.n)
-			td_config_errors_print(&errs, stderr);
-		else
-			fprintf(stderr, "tierd: %s: %s\n", path, strerror(-r));
-		if (errs.n > 1)
-			fprintf(stderr, "tierd: %zu errors in %s\n", errs.n, path);
-		td_config_errors_clear(&errs);
-		return 2;
-	}
-	r = td_config_apply_env_credentials(conf, getenv("AWS_ACCESS_KEY_ID"),
-	                                    getenv("AWS_SECRET_ACCESS_KEY"));
-	if (r < 0) {
-		fprintf(stderr, "tierd: %s\n", strerror(-r));
-		td_config_free(conf);
-		return 1;
-	}
-	r = td_config_check_credentials(conf, &errs);
-	if (r < 0 && errs.n) {
-		/* The service's environment (systemd's EnvironmentFile=) may differ from the
-		 * shell that runs --check-config: there it is a warning, here an error. */
-		if (check) {
-			for (size_t i = 0; i < errs.n; i++)
-				fprintf(stderr,
-				        "%s:%u: warning: %s (needed when the service starts)\n",
-				        errs.v[i].file, errs.v[i].line, errs.v[i].msg);
-		} else {
-			td_config_errors_print(&errs, stderr);
-			td_config_errors_clear(&errs);
-			td_config_free(conf);
-			return 2;
-		}
-	} else if (r < 0) {
-		fprintf(stderr, "tierd: %s\n", strerror(-r));
-		td_config_free(conf);
-		return 1;
-	}
-	td_config_errors_clear(&errs);
-	*out = conf;
+	r = td_config_load_report(out, path, &o, &rep);
+	td_config_errors_print(&rep.warnings, stderr);
+	td_config_errors_print(&rep.errors, stderr);
+	if (rep.errors.n > 1)
+		fprintf(stderr, "tierd: %zu errors in %s\n", rep.errors.n, path);
+	td_config_report_clear(&rep);
+	if (r < 0)
+		return r == -ENOMEM ? 1 : 2;
 	return 0;
 }
 

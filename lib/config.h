@@ -5,6 +5,8 @@
  * key, and reports every problem it finds in one pass (file:line, key, message).
  * The result is immutable once returned; the daemon swaps whole configs on
  * SIGHUP. Strings are owned by the config and freed by td_config_free().
+ * Programs load through td_config_load_report(), which adds the credentials
+ * step; start-up, reload and every tierctl command share it.
  */
 #pragma once
 
@@ -201,3 +203,38 @@ int td_config_apply_env_credentials(struct td_config *c, const char *access_key,
  * target has keys, else -EINVAL (or -ENOMEM). `errs` may be NULL.
  */
 int td_config_check_credentials(const struct td_config *c, struct td_config_errors *errs);
+
+/* What td_config_load_report() does about s3 targets' keys. */
+enum td_config_creds {
+	TD_CONFIG_CREDS_NONE, /* nothing: the caller reads no keys (tierctl status, plan) */
+	TD_CONFIG_CREDS_ENV,  /* give the environment's keys to targets without credentials_file */
+	/* As ENV, and a target still without keys is a warning: tierd --check-config, where
+	 * the service's environment (systemd's EnvironmentFile=) may differ from this one. */
+	TD_CONFIG_CREDS_WARN,
+	TD_CONFIG_CREDS_REQUIRE, /* as ENV, and a target still without keys is an error */
+};
+
+struct td_config_load_opts {
+	enum td_config_creds creds;
+	const char *access_key; /* the environment's AWS_ACCESS_KEY_ID; NULL or "" = none */
+	const char *secret_key; /* AWS_SECRET_ACCESS_KEY */
+};
+
+/* Every problem of one load, each with file:line; no message holds a secret. */
+struct td_config_report {
+	struct td_config_errors errors;   /* why the load failed; empty on success */
+	struct td_config_errors warnings; /* TD_CONFIG_CREDS_WARN: "FILE:LINE: warning: ..." */
+};
+
+/*
+ * The one way a program loads its configuration: td_config_load(), then the
+ * credentials step `o` asks for (NULL: TD_CONFIG_CREDS_NONE). Returns 0 and a
+ * new config in *out, or a negative errno with *out untouched. Either way the
+ * problems are appended to `rep` for the caller to print (td_config_errors_print)
+ * or log; on failure rep->errors is not empty (a failure with no message of its
+ * own, out of memory, becomes "FILE: <strerror>"), unless memory ran out for that
+ * too. Free with td_config_report_clear().
+ */
+int td_config_load_report(struct td_config **out, const char *path,
+                          const struct td_config_load_opts *o, struct td_config_report *rep);
+void td_config_report_clear(struct td_config_report *rep);

@@ -825,6 +825,97 @@ static void test_dump_redacts_and_round_trips(void)
 }
 
 /*
+ * td_config_load_report(): the load every program runs. Each credentials mode,
+ * on a config with one target keyed by its file and one left to the environment.
+ */
+static void test_load_report(void)
+{
+	static const char text[] = "[target \"file\"]\n"
+	                           "type = s3\n"
+	                           "endpoint = http://127.0.0.1:7480\n"
+	                           "bucket = tier\n"
+	                           "credentials_file = @OK@\n"
+	                           "[target \"env\"]\n"
+	                           "type = s3\n"
+	                           "endpoint = http://127.0.0.1:7480\n"
+	                           "bucket = tier2\n";
+	struct td_config_load_opts o = { .creds = TD_CONFIG_CREDS_REQUIRE };
+	struct td_config_report rep = { 0 };
+	struct td_config *c = NULL;
+	char path[4300];
+	char *t = expand(text);
+
+	snprintf(path, sizeof(path), "%s/report.conf", tmp);
+	write_file(path, t, 0644);
+	free(t);
+
+	/* REQUIRE without keys in the environment: an error at the target's header. */
+	CHECK_INT(td_config_load_report(&c, path, &o, &rep), -EINVAL);
+	CHECK(c == NULL);
+	REQUIRE(rep.errors.n == 1);
+	CHECK_STR(rep.errors.v[0].file, path);
+	CHECK_INT(rep.errors.v[0].line, 6);
+	CHECK_STR(rep.errors.v[0].key, "credentials_file");
+	CHECK_CONTAINS(rep.errors.v[0].msg, "target \"env\" has no credentials");
+	CHECK_INT(rep.warnings.n, 0);
+	td_config_report_clear(&rep);
+
+	/* WARN: the same finding is a warning, worded as tierd --check-config prints it. */
+	o.creds = TD_CONFIG_CREDS_WARN;
+	REQUIRE(td_config_load_report(&c, path, &o, &rep) == 0);
+	CHECK_INT(rep.errors.n, 0);
+	REQUIRE(rep.warnings.n == 1);
+	CHECK_INT(rep.warnings.v[0].line, 6);
+	CHECK(rep.warnings.v[0].key == NULL);
+	CHECK_CONTAINS(rep.warnings.v[0].msg, "warning: target \"env\" has no credentials");
+	CHECK_CONTAINS(rep.warnings.v[0].msg, "(needed when the service starts)");
+	td_config_report_clear(&rep);
+	td_config_free(c);
+	c = NULL;
+
+	/* REQUIRE with the environment's keys: taken by the env target only. */
+	o = (struct td_config_load_opts){ .creds = TD_CONFIG_CREDS_REQUIRE,
+		                          .access_key = "ENVACCESSKEY77",
+		                          .secret_key = "ENVSECRETKEY77" };
+	REQUIRE(td_config_load_report(&c, path, &o, &rep) == 0);
+	CHECK_INT(rep.errors.n + rep.warnings.n, 0);
+	CHECK_STR(td_config_target(c, "env")->secret_key, "ENVSECRETKEY77");
+	CHECK(td_config_target(c, "env")->creds_from_env);
+	CHECK_STR(td_config_target(c, "file")->secret_key, SECRET);
+	td_config_free(c);
+	c = NULL;
+
+	/* NONE (and NULL options): no keys are given, and none are asked for. */
+	o.creds = TD_CONFIG_CREDS_NONE;
+	REQUIRE(td_config_load_report(&c, path, &o, &rep) == 0);
+	CHECK(td_config_target(c, "env")->secret_key == NULL);
+	td_config_free(c);
+	c = NULL;
+	REQUIRE(td_config_load_report(&c, path, NULL, &rep) == 0);
+	CHECK_INT(rep.errors.n + rep.warnings.n, 0);
+	td_config_free(c);
+	c = NULL;
+
+	/* ENV: keys given, a target without them is not this call's business. */
+	o = (struct td_config_load_opts){ .creds = TD_CONFIG_CREDS_ENV };
+	REQUIRE(td_config_load_report(&c, path, &o, &rep) == 0);
+	CHECK_INT(rep.errors.n + rep.warnings.n, 0);
+	td_config_free(c);
+	c = NULL;
+
+	/* A broken file: the load's own errors, and no credentials step. */
+	snprintf(path, sizeof(path), "%s/report-missing.conf", tmp);
+	o.creds = TD_CONFIG_CREDS_REQUIRE;
+	CHECK_INT(td_config_load_report(&c, path, &o, &rep), -ENOENT);
+	CHECK(c == NULL);
+	REQUIRE(rep.errors.n == 1);
+	CHECK_INT(rep.errors.v[0].line, 0);
+	CHECK_CONTAINS(rep.errors.v[0].msg, "No such file");
+	td_config_report_clear(&rep);
+	td_config_report_clear(NULL);
+}
+
+/*
  * Mutates the example config (seeded, so failures reproduce) and loads each
  * variant: every load must end in success or -EINVAL with in-range line numbers,
  * and never crash or leak (the sanitizer build checks those).
@@ -927,6 +1018,7 @@ int main(void)
 	TD_RUN(test_long_line);
 	TD_RUN(test_file_errors);
 	TD_RUN(test_dump_redacts_and_round_trips);
+	TD_RUN(test_load_report);
 	TD_RUN(test_mutations);
 	td_test_rmtree(tmp);
 	return td_test_done();
