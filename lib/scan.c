@@ -7,17 +7,17 @@
  * walk degrades into a depth-first one whose frontier is proportional to the
  * tree's depth times its fan-out, never to the file count. Items carry the
  * root-relative path; the directory is re-opened beneath the root fd with
- * symlinks refused at every component, which is what makes a concurrent
- * "replace a directory with a symlink to /etc" harmless.
+ * symlinks refused at every component (td_fsat_open_dir), which is what makes
+ * a concurrent "replace a directory with a symlink to /etc" harmless.
  */
 #include "scan.h"
+#include "fsat.h"
 #include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -30,6 +30,9 @@
 #include <unistd.h>
 
 #define DENTS_BUF (64 * 1024)
+
+/* Every directory the walk queues can be reopened by fsat. */
+_Static_assert(TD_SCAN_PATH_MAX <= TD_FSAT_PATH_MAX, "scan paths fit fsat's limit");
 
 struct dir_item {
 	size_t root;
@@ -200,82 +203,6 @@ static void item_done(struct scan *s)
 		pthread_cond_broadcast(&s->done_cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-}
-
-static int openat2_beneath(int dirfd, const char *path, bool no_xdev)
-{
-	struct open_how how = {
-		.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-		           (no_xdev ? RESOLVE_NO_XDEV : 0),
-	};
-	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-
-	return fd < 0 ? -errno : (int)fd;
-}
-
-/* The safe fallback when openat2 is missing: one component at a time. */
-static int open_components(int dirfd, char *path, size_t len)
-{
-	int fd = dirfd;
-	char *p = path, *end = path + len;
-
-	while (p < end) {
-		char *slash = memchr(p, '/', (size_t)(end - p));
-		char save = 0;
-		if (slash) {
-			save = *slash;
-			*slash = '\0';
-		}
-		int nfd = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		if (slash)
-			*slash = save;
-		if (fd != dirfd)
-			close(fd);
-		if (nfd < 0)
-			return -e;
-		fd = nfd;
-		p = slash ? slash + 1 : end;
-	}
-	return fd == dirfd ? -EINVAL : fd;
-}
-
-/* Opens root-relative `path` (len > 0, mutable, NUL-terminated) beneath rootfd
- * without following any symlink. Long paths are opened in PATH_MAX slices. */
-static int open_beneath(int rootfd, char *path, size_t len, bool no_xdev)
-{
-	int fd = rootfd;
-	char *p = path;
-
-	while (len > 0) {
-		size_t take = len;
-		int nfd;
-		if (take >= PATH_MAX) {
-			char *cut = memrchr(p, '/', PATH_MAX - 1);
-			if (!cut || cut == p)
-				return fd != rootfd ? (close(fd), -ENAMETOOLONG) : -ENAMETOOLONG;
-			take = (size_t)(cut - p);
-		}
-		char save = p[take];
-		p[take] = '\0';
-		nfd = openat2_beneath(fd, p, no_xdev);
-		if (nfd == -ENOSYS || nfd == -EPERM /* seccomp filters */)
-			nfd = open_components(fd, p, take);
-		p[take] = save;
-		if (fd != rootfd)
-			close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		p += take;
-		len -= take;
-		if (len > 0) {
-			p++; /* the '/' we cut at */
-			len--;
-		}
-	}
-	return fd;
 }
 
 static enum td_skip_reason errno_reason(int err)
@@ -539,12 +466,10 @@ static int process_dir(struct worker *w, struct dir_item *it)
 	struct stat st;
 	int fd, r = 0;
 
-	if (it->len == 0)
-		fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	else
-		fd = open_beneath(rootfd, it->path, it->len, s->conf->one_filesystem);
+	fd = td_fsat_open_dir(rootfd, it->path, it->len,
+	                      s->conf->one_filesystem ? TD_FSAT_NO_XDEV : 0);
 	if (fd < 0) {
-		w->st.skipped[errno_reason(it->len == 0 ? errno : -fd)]++;
+		w->st.skipped[errno_reason(-fd)]++;
 		return 0;
 	}
 	if (fstat(fd, &st) < 0) {
