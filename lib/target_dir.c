@@ -7,8 +7,9 @@
  * its own request (plus the read-only root fd).
  *
  * Safety: the target root is opened once; every later open is relative to a
- * directory fd, one component at a time, with O_NOFOLLOW, so a symlink planted
- * anywhere inside the target can never redirect a write (or read) outside it.
+ * directory fd, through td_fsat_* (no symlink followed at any component) and
+ * then by name with O_NOFOLLOW, so a symlink planted anywhere inside the
+ * target can never redirect a write (or read) outside it.
  * Keys with empty, "." or ".." components are refused, and so are names in
  * our reserved namespace (".tierd-tmp.*" temp files, ".tierd-meta.*" sidecars).
  *
@@ -36,6 +37,7 @@
  * with -EAGAIN. Copies use one DIR_CHUNK buffer per running item; listing
  * works in pages of DIR_LIST_PAGE keys.
  */
+#include "fsat.h"
 #include "target_impl.h"
 #include "util.h"
 
@@ -223,59 +225,16 @@ static int full_key(struct dir_target *t, const char *key, char **out)
 }
 
 /*
- * Opens the directory that holds the last component of `path`, walking from
- * the root one component at a time with O_NOFOLLOW, and creating missing
- * directories (0700) when `create`. Returns the fd, or -errno. *name points at
- * the last component inside `path`.
+ * Opens the directory that holds the last component of `path` (a checked key)
+ * beneath the root, creating missing directories (0700) when `create`.
+ * Returns the fd, or -errno. *name points at the last component inside
+ * `path`. A symlink in the way reads as -ENOTDIR, as it always has here.
  */
 static int open_parent(int root_fd, const char *path, bool create, const char **name)
 {
-	char comp[NAME_MAX + 1];
-	const char *p = path;
-	int dfd, fd, r;
+	int fd = td_fsat_open_parent(root_fd, path, strlen(path), create ? TD_FSAT_MKDIR : 0, name);
 
-	dfd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
-	if (dfd < 0)
-		return -errno;
-	for (;;) {
-		const char *slash = strchr(p, '/');
-		size_t n;
-
-		if (!slash) {
-			*name = p;
-			return dfd;
-		}
-		n = (size_t)(slash - p);
-		if (n > NAME_MAX) {
-			r = -ENAMETOOLONG;
-			goto fail;
-		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && create) {
-			if (mkdirat(dfd, comp, 0700) < 0 && errno != EEXIST) {
-				r = -errno;
-				goto fail;
-			}
-			/* The new entry must survive a crash before anything inside it does. */
-			if (fsync(dfd) < 0) {
-				r = -errno;
-				goto fail;
-			}
-			fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		}
-		if (fd < 0) {
-			r = -errno;
-			goto fail;
-		}
-		close(dfd);
-		dfd = fd;
-		p = slash + 1;
-	}
-fail:
-	close(dfd);
-	return r;
+	return fd == -ELOOP ? -ENOTDIR : fd;
 }
 
 static bool req_cancelled(struct dir_req *r)
@@ -1121,7 +1080,11 @@ static int do_walk(struct dir_req *r, bool cleanup)
 		if (!r->page)
 			return -ENOMEM;
 	}
-	dfd = open_parent(r->t->root_fd, r->list_prefix, false, &match);
+	match = strrchr(r->list_prefix, '/');
+	match = match ? match + 1 : r->list_prefix;
+	dlen = (size_t)(match - r->list_prefix);
+	/* The part after the last '/' is matched, not opened: it may be anything. */
+	dfd = td_fsat_open_dir(r->t->root_fd, r->list_prefix, dlen ? dlen - 1 : 0, 0);
 	if (dfd == -ENOENT || dfd == -ENOTDIR || dfd == -ELOOP)
 		return 0; /* nothing there, so nothing listed */
 	if (dfd < 0) {
@@ -1135,7 +1098,6 @@ static int do_walk(struct dir_req *r, bool cleanup)
 		close(dfd);
 		return -ENOMEM;
 	}
-	dlen = (size_t)(match - r->list_prefix);
 	memcpy(w.path, r->list_prefix, dlen);
 	w.path[dlen] = '\0';
 	w.plen = dlen;
