@@ -495,55 +495,59 @@ static int open_object(struct dir_req *r, int *dfd_out, const char **name, struc
 
 /* ---- the work functions (thread pool) ---- */
 
-static int do_put(struct dir_req *r)
+/*
+ * Creates the temp file `tmp` beside the object, making the key's directories
+ * as needed. A delete prunes directories it empties; one may vanish between
+ * our walk and the temp file's creation: then walk (and create) again.
+ * Returns the temp file's fd (and *dfd, *name) or -errno, the error set.
+ */
+static int create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, const char **name)
 {
-	char tmp[DIR_TMP_NAME_SIZE], sha[TD_SHA256_HEX];
-	unsigned char digest[TD_SHA256_LEN];
-	struct td_hash *h = NULL;
-	const char *name;
+	for (int attempt = 0;; attempt++) {
+		int dfd = open_parent(r->t->root_fd, r->key, true, name), fd, st;
+
+		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES)
+			continue;
+		if (dfd < 0)
+			return fail(r, dfd, "cannot create the directories of");
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			*dfd_out = dfd;
+			return fd;
+		}
+		st = -errno;
+		close(dfd);
+		if (st != -ENOENT || attempt == DIR_WALK_RETRIES)
+			return fail(r, st, "cannot create a temp file for");
+	}
+}
+
+/* The source must end exactly at its declared size. Returns 0 or -EIO. */
+static int check_source_end(struct dir_req *r)
+{
+	char c;
+	ssize_t n;
+
+	do
+		n = pread(r->src_fd, &c, 1, (off_t)r->size_bytes);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	td_target_error_set(&r->err, "source of %s %s", r->key,
+	                    n > 0 ? "grew past its declared size" : "could not be read to its end");
+	return -EIO;
+}
+
+/* Copies the source (fd or buffer) into fd, hashing it in the same pass.
+ * Returns 0 or -errno, the error set. */
+static int copy_in(struct dir_req *r, int fd, struct td_hash *h)
+{
 	unsigned char *buf = NULL;
 	uint64_t done = 0;
-	bool tmp_made = false, sidecar;
-	int dfd = -1, fd = -1, st;
+	int st = 0;
 
-	st = td_hash_new(&h, TD_HASH_SHA256);
-	if (st < 0)
-		goto out;
-	st = tmp_name(tmp, r->t->run_id);
-	if (st < 0)
-		goto out;
-	/* A delete prunes directories it empties; one may vanish between our walk
-	 * and the temp file's creation. Then walk (and create) again. */
-	for (int attempt = 0;; attempt++) {
-		dfd = open_parent(r->t->root_fd, r->key, true, &name);
-		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES) {
-			dfd = -1;
-			continue;
-		}
-		if (dfd < 0) {
-			st = fail(r, dfd, "cannot create the directories of");
-			dfd = -1;
-			goto out;
-		}
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			break;
-		st = -errno;
-		if (st != -ENOENT || attempt == DIR_WALK_RETRIES) {
-			st = fail(r, st, "cannot create a temp file for");
-			goto out;
-		}
-		close(dfd);
-		dfd = -1;
-	}
-	tmp_made = true;
-	if (r->src_fd >= 0) {
-		buf = malloc(DIR_CHUNK);
-		if (!buf) {
-			st = -ENOMEM;
-			goto out;
-		}
-	}
+	if (r->src_fd >= 0 && !(buf = malloc(DIR_CHUNK)))
+		return -ENOMEM;
 	while (done < r->size_bytes) {
 		size_t want = (size_t)TD_MIN((uint64_t)DIR_CHUNK, r->size_bytes - done);
 		const void *p;
@@ -581,73 +585,97 @@ static int do_put(struct dir_req *r)
 		}
 		done += (uint64_t)n;
 	}
-	if (r->src_fd >= 0) {
-		char c;
-		ssize_t n;
+	if (r->src_fd >= 0)
+		st = check_source_end(r);
+out:
+	free(buf);
+	return st;
+}
 
-		do
-			n = pread(r->src_fd, &c, 1, (off_t)done);
-		while (n < 0 && errno == EINTR);
-		if (n != 0) {
-			td_target_error_set(&r->err, "source of %s %s", r->key,
-			                    n > 0 ? "grew past its declared size"
-			                          : "could not be read to its end");
-			st = -EIO;
-			goto out;
-		}
+/* Stores the metadata on the temp file fd (or in a sidecar beside it, in dfd)
+ * and makes the file durable. Returns 0 or -errno, the error set. */
+static int store_meta(struct dir_req *r, int dfd, int fd, const char *name, const char *sha)
+{
+	struct stat tst;
+	bool sidecar;
+	int st = write_meta(fd, r, sha, &sidecar);
+
+	if (st < 0)
+		return fail(r, st, "cannot store the metadata of");
+	if (fsync(fd) < 0)
+		return fail(r, -errno, "cannot fsync");
+	if (!sidecar)
+		return 0;
+	st = fstat(fd, &tst) < 0 ? -errno : 0;
+	if (st == 0)
+		st = write_sidecar(dfd, r->t->run_id, name, &tst, sha, r->content_type, r->meta,
+		                   r->n_meta);
+	return st < 0 ? fail(r, st, "cannot write the metadata sidecar of") : 0;
+}
+
+/* Renames the temp file over `name`. An empty directory in the way (left from
+ * keys under "name/") goes, as it would not exist on S3; a non-empty one is a
+ * real conflict. Returns 0 or -errno, the error set. */
+static int rename_into_place(struct dir_req *r, int dfd, const char *tmp, const char *name)
+{
+	int st;
+
+	if (renameat(dfd, tmp, dfd, name) == 0)
+		return 0;
+	st = -errno;
+	if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
+	    renameat(dfd, tmp, dfd, name) == 0)
+		return 0;
+	if (st == -EISDIR)
+		return fail(r, st, "other keys have this name as their directory:");
+	return fail(r, st, "cannot rename into place");
+}
+
+static int do_put(struct dir_req *r)
+{
+	char tmp[DIR_TMP_NAME_SIZE], sha[TD_SHA256_HEX];
+	unsigned char digest[TD_SHA256_LEN];
+	struct td_hash *h = NULL;
+	const char *name;
+	bool tmp_made = false;
+	int dfd = -1, fd = -1, st;
+
+	st = td_hash_new(&h, TD_HASH_SHA256);
+	if (st < 0)
+		goto out;
+	st = tmp_name(tmp, r->t->run_id);
+	if (st < 0)
+		goto out;
+	fd = create_tmp(r, tmp, &dfd, &name);
+	if (fd < 0) {
+		st = fd;
+		goto out;
 	}
+	tmp_made = true;
+	st = copy_in(r, fd, h);
+	if (st < 0)
+		goto out;
 	td_hash_final(h, digest);
 	td_hex(sha, digest, TD_SHA256_LEN);
-	st = write_meta(fd, r, sha, &sidecar);
-	if (st < 0) {
-		st = fail(r, st, "cannot store the metadata of");
+	st = store_meta(r, dfd, fd, name, sha);
+	if (st < 0)
 		goto out;
-	}
-	if (fsync(fd) < 0) {
-		st = fail(r, -errno, "cannot fsync");
-		goto out;
-	}
-	if (sidecar) {
-		struct stat tst;
-
-		st = fstat(fd, &tst) < 0 ? -errno : 0;
-		if (st == 0)
-			st = write_sidecar(dfd, r->t->run_id, name, &tst, sha, r->content_type,
-			                   r->meta, r->n_meta);
-		if (st < 0) {
-			st = fail(r, st, "cannot write the metadata sidecar of");
-			goto out;
-		}
-	}
 	if (req_cancelled(r)) {
 		st = -ECANCELED;
 		goto out;
 	}
-	if (renameat(dfd, tmp, dfd, name) < 0) {
-		/* An empty directory in the way (left from keys under "name/") goes,
-		 * as it would not exist on S3; a non-empty one is a real conflict. */
-		st = -errno;
-		if (st == -EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0 &&
-		    renameat(dfd, tmp, dfd, name) == 0) {
-			st = 0;
-		} else if (st == -EISDIR) {
-			st = fail(r, st, "other keys have this name as their directory:");
-			goto out;
-		} else {
-			st = fail(r, st, "cannot rename into place");
-			goto out;
-		}
-	}
+	st = rename_into_place(r, dfd, tmp, name);
+	if (st < 0)
+		goto out;
 	tmp_made = false;
 	if (fsync(dfd) < 0) {
 		st = fail(r, -errno, "cannot fsync the directory of");
 		goto out;
 	}
-	r->res->size_bytes = done;
+	r->res->size_bytes = r->size_bytes;
 	memcpy(r->res->sha256_hex, sha, sizeof(sha));
 	snprintf(r->res->etag, sizeof(r->res->etag), "%s", sha);
 	r->res->version_id[0] = '\0';
-	st = 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -655,7 +683,6 @@ out:
 		unlinkat(dfd, tmp, 0);
 	if (dfd >= 0)
 		close(dfd);
-	free(buf);
 	td_hash_free(h);
 	return st;
 }
@@ -679,10 +706,23 @@ static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
 }
 
 /* get_range and get_fd: copy [off, off+len) to a buffer or an fd. */
-static int do_get(struct dir_req *r)
+/* A verified get: the bytes read must hash to the expected SHA-256. */
+static int check_sum(struct dir_req *r, struct td_hash *h)
 {
 	unsigned char digest[TD_SHA256_LEN];
 	char hex[TD_SHA256_HEX];
+
+	td_hash_final(h, digest);
+	td_hex(hex, digest, TD_SHA256_LEN);
+	if (strcmp(hex, r->expect_hex) == 0)
+		return 0;
+	td_target_error_set(&r->err, "checksum mismatch on %s: expected %s, got %s", r->key,
+	                    r->expect_hex, hex);
+	return -EIO;
+}
+
+static int do_get(struct dir_req *r)
+{
 	struct td_hash *h = NULL;
 	unsigned char *buf = NULL;
 	const char *name;
@@ -743,16 +783,8 @@ static int do_get(struct dir_req *r)
 		pos += (uint64_t)n;
 		done += (uint64_t)n;
 	}
-	if (h) {
-		td_hash_final(h, digest);
-		td_hex(hex, digest, TD_SHA256_LEN);
-		if (strcmp(hex, r->expect_hex) != 0) {
-			td_target_error_set(&r->err, "checksum mismatch on %s: expected %s, got %s",
-			                    r->key, r->expect_hex, hex);
-			s = -EIO;
-			goto out;
-		}
-	}
+	if (h && (s = check_sum(r, h)) < 0)
+		goto out;
 	if (r->op == OP_GET_RANGE)
 		*r->got = (size_t)done;
 	s = 0;
