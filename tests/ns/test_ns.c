@@ -56,10 +56,10 @@ static int id_dir_entries(const char *id)
 	return n;
 }
 
-static void test_layout(void)
+/* The path builders: links, the remote view, the cache, object keys. */
+static void test_layout_paths(void)
 {
-	char out[1024], id[33];
-	struct stat st;
+	char out[1024];
 
 	CHECK_INT(td_ns_link_path(out, sizeof(out), "/var/lib/tierd", ID, "f.txt", 5), 0);
 	CHECK_STR(out, "/var/lib/tierd/links/01/" ID "/f.txt");
@@ -94,8 +94,15 @@ static void test_layout(void)
 	CHECK_INT(td_ns_object_key(out, 36, ID, false), 0);
 	CHECK_INT(td_ns_object_key(out, 35, ID, false), -ENAMETOOLONG);
 	CHECK_INT(td_ns_object_key(out, 36, ID, true), -ENAMETOOLONG);
+}
 
-	/* a link on disk: links/<aa>/<id>/<name>, directories 0711 */
+/* A link on disk: links/<aa>/<id>/<name>, directories 0711; read back,
+ * parsed as a sighting, removed. */
+static void test_layout_on_disk(void)
+{
+	char out[1024], id[33];
+	struct stat st;
+
 	setup("ns_layout");
 	umask(022);
 	CHECK_INT(td_ns_bind(state, ID, "f.txt", 5, dest_a), 0);
@@ -332,7 +339,8 @@ static void test_rebind_race(void)
 
 int main(void)
 {
-	TD_RUN(test_layout);
+	TD_RUN(test_layout_paths);
+	TD_RUN(test_layout_on_disk);
 	TD_RUN(test_mkdirs);
 	TD_RUN(test_hostile_names);
 	TD_RUN(test_rebind_race);

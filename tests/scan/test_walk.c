@@ -291,6 +291,23 @@ static void test_symlinks_outside_and_loops(void)
 	tree_done(&t);
 }
 
+/* <dir>/s0..s3, each with 20 cold files <tag>_<i>_<j>. */
+static bool fill_race_dir(const char *dir, const char *tag)
+{
+	for (int i = 0; i < 4; i++) {
+		char sub[4096], name[4200];
+		snprintf(sub, sizeof(sub), "%s/s%d", dir, i);
+		if (mkdir(sub, 0755) != 0)
+			return false;
+		for (int j = 0; j < 20; j++) {
+			snprintf(name, sizeof(name), "%s/%s_%d_%d", sub, tag, i, j);
+			if (mkfile(name, 10, 400) != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /* A child swaps root/a/d (a real directory) with a symlink to an outside
  * directory laid out the same way, or to /etc, in a loop, while the parent
  * scans with min_age 0 (so /etc's files would qualify if ever reached). */
@@ -312,21 +329,8 @@ static void test_swap_race(void)
 	snprintf(out, sizeof(out), "%s/evil", base);
 	REQUIRE(mkdir(d, 0755) == 0);
 	REQUIRE(mkdir(out, 0755) == 0);
-	for (int i = 0; i < 4; i++) {
-		char sub[4096], name[4200];
-		snprintf(sub, sizeof(sub), "%s/s%d", d, i);
-		REQUIRE(mkdir(sub, 0755) == 0);
-		for (int j = 0; j < 20; j++) {
-			snprintf(name, sizeof(name), "%s/in_%d_%d", sub, i, j);
-			REQUIRE(mkfile(name, 10, 400) == 0);
-		}
-		snprintf(sub, sizeof(sub), "%s/s%d", out, i);
-		REQUIRE(mkdir(sub, 0755) == 0);
-		for (int j = 0; j < 20; j++) {
-			snprintf(name, sizeof(name), "%s/OUTSIDE_%d_%d", sub, i, j);
-			REQUIRE(mkfile(name, 10, 400) == 0);
-		}
-	}
+	REQUIRE(fill_race_dir(d, "in"));
+	REQUIRE(fill_race_dir(out, "OUTSIDE"));
 	pid = fork();
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
@@ -385,6 +389,58 @@ static const char *const hostile[] = {
 	"sp ace ",   "back\\slash", "quote\"d",         "\xc3\xa9t\xc3\xa9",
 };
 
+/* The plan renderers on test_hostile_names' tree: the JSON (path_b64 for the
+ * invalid-UTF-8 directory) and the text. */
+static void check_plan_renders(const struct tree *t)
+{
+	struct td_plan *p = NULL;
+	struct td_plan_opts po = { 0 };
+	json_t *j, *top, *d;
+	char *text = NULL;
+	size_t tlen = 0;
+	FILE *f;
+	bool saw_b64 = false;
+
+	REQUIRE(td_plan_run(&p, &t->pc, &po, td_now_ns()) == 0);
+	CHECK_INT(p->st.candidate_files, TD_ARRAY_SIZE(hostile) + 4);
+	j = td_plan_json(p);
+	REQUIRE(j);
+	char *dump = json_dumps(j, JSON_COMPACT);
+	REQUIRE(dump);
+	json_t *back = json_loads(dump, 0, NULL);
+	CHECK(back != NULL);
+	json_decref(back);
+	free(dump);
+	CHECK_INT(json_integer_value(json_object_get(j, "candidate_files")),
+	          TD_ARRAY_SIZE(hostile) + 4);
+	CHECK(json_is_object(json_object_get(j, "age_histogram")));
+	CHECK(json_is_object(json_object_get(j, "skipped")));
+	top = json_object_get(j, "top_dirs");
+	CHECK(json_is_array(top));
+	/* The biggest cold directory is the invalid-UTF-8 one. */
+	d = json_array_get(top, 0);
+	REQUIRE(d);
+	const char *b64 = json_string_value(json_object_get(d, "path_b64"));
+	if (b64) {
+		unsigned char raw[8192];
+		int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));
+		size_t want = strlen(t->root) + strlen("/dir\x80\n");
+		saw_b64 = n >= (int)want && memcmp(raw, t->root, strlen(t->root)) == 0 &&
+		          memcmp(raw + strlen(t->root), "/dir\x80\n", 6) == 0;
+	}
+	CHECK(saw_b64);
+	CHECK_CONTAINS(json_string_value(json_object_get(d, "path")), "/dir\\x80\\n");
+	json_decref(j);
+	f = open_memstream(&text, &tlen);
+	REQUIRE(f);
+	td_plan_print(p, f);
+	fclose(f);
+	CHECK_CONTAINS(text, "/dir\\x80\\n");
+	CHECK_CONTAINS(text, "would move:  13 files");
+	free(text);
+	td_plan_free(p);
+}
+
 static void test_hostile_names(void)
 {
 	struct tree t;
@@ -441,55 +497,7 @@ static void test_hostile_names(void)
 	CHECK_INT(t.st.skipped[TD_SKIP_PATH_TOO_LONG], 0);
 	CHECK_INT(t.st.skipped[TD_SKIP_ERROR], 0);
 
-	/* The plan renderers on the same tree. */
-	{
-		struct td_plan *p = NULL;
-		struct td_plan_opts po = { 0 };
-		json_t *j, *top, *d;
-		char *text = NULL;
-		size_t tlen = 0;
-		FILE *f;
-		bool saw_b64 = false;
-
-		REQUIRE(td_plan_run(&p, &t.pc, &po, td_now_ns()) == 0);
-		CHECK_INT(p->st.candidate_files, TD_ARRAY_SIZE(hostile) + 4);
-		j = td_plan_json(p);
-		REQUIRE(j);
-		char *dump = json_dumps(j, JSON_COMPACT);
-		REQUIRE(dump);
-		json_t *back = json_loads(dump, 0, NULL);
-		CHECK(back != NULL);
-		json_decref(back);
-		free(dump);
-		CHECK_INT(json_integer_value(json_object_get(j, "candidate_files")),
-		          TD_ARRAY_SIZE(hostile) + 4);
-		CHECK(json_is_object(json_object_get(j, "age_histogram")));
-		CHECK(json_is_object(json_object_get(j, "skipped")));
-		top = json_object_get(j, "top_dirs");
-		CHECK(json_is_array(top));
-		/* The biggest cold directory is the invalid-UTF-8 one. */
-		d = json_array_get(top, 0);
-		REQUIRE(d);
-		const char *b64 = json_string_value(json_object_get(d, "path_b64"));
-		if (b64) {
-			unsigned char raw[8192];
-			int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));
-			size_t want = strlen(t.root) + strlen("/dir\x80\n");
-			saw_b64 = n >= (int)want && memcmp(raw, t.root, strlen(t.root)) == 0 &&
-			          memcmp(raw + strlen(t.root), "/dir\x80\n", 6) == 0;
-		}
-		CHECK(saw_b64);
-		CHECK_CONTAINS(json_string_value(json_object_get(d, "path")), "/dir\\x80\\n");
-		json_decref(j);
-		f = open_memstream(&text, &tlen);
-		REQUIRE(f);
-		td_plan_print(p, f);
-		fclose(f);
-		CHECK_CONTAINS(text, "/dir\\x80\\n");
-		CHECK_CONTAINS(text, "would move:  13 files");
-		free(text);
-		td_plan_free(p);
-	}
+	check_plan_renders(&t);
 	close(rfd);
 	tree_done(&t);
 }
