@@ -7,17 +7,17 @@
  * walk degrades into a depth-first one whose frontier is proportional to the
  * tree's depth times its fan-out, never to the file count. Items carry the
  * root-relative path; the directory is re-opened beneath the root fd with
- * symlinks refused at every component, which is what makes a concurrent
- * "replace a directory with a symlink to /etc" harmless.
+ * symlinks refused at every component (td_fsat_open_dir), which is what makes
+ * a concurrent "replace a directory with a symlink to /etc" harmless.
  */
 #include "scan.h"
+#include "fsat.h"
 #include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -30,6 +30,9 @@
 #include <unistd.h>
 
 #define DENTS_BUF (64 * 1024)
+
+/* Every directory the walk queues can be reopened by fsat. */
+_Static_assert(TD_SCAN_PATH_MAX <= TD_FSAT_PATH_MAX, "scan paths fit fsat's limit");
 
 struct dir_item {
 	size_t root;
@@ -200,82 +203,6 @@ static void item_done(struct scan *s)
 		pthread_cond_broadcast(&s->done_cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-}
-
-static int openat2_beneath(int dirfd, const char *path, bool no_xdev)
-{
-	struct open_how how = {
-		.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-		           (no_xdev ? RESOLVE_NO_XDEV : 0),
-	};
-	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-
-	return fd < 0 ? -errno : (int)fd;
-}
-
-/* The safe fallback when openat2 is missing: one component at a time. */
-static int open_components(int dirfd, char *path, size_t len)
-{
-	int fd = dirfd;
-	char *p = path, *end = path + len;
-
-	while (p < end) {
-		char *slash = memchr(p, '/', (size_t)(end - p));
-		char save = 0;
-		if (slash) {
-			save = *slash;
-			*slash = '\0';
-		}
-		int nfd = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		if (slash)
-			*slash = save;
-		if (fd != dirfd)
-			close(fd);
-		if (nfd < 0)
-			return -e;
-		fd = nfd;
-		p = slash ? slash + 1 : end;
-	}
-	return fd == dirfd ? -EINVAL : fd;
-}
-
-/* Opens root-relative `path` (len > 0, mutable, NUL-terminated) beneath rootfd
- * without following any symlink. Long paths are opened in PATH_MAX slices. */
-static int open_beneath(int rootfd, char *path, size_t len, bool no_xdev)
-{
-	int fd = rootfd;
-	char *p = path;
-
-	while (len > 0) {
-		size_t take = len;
-		int nfd;
-		if (take >= PATH_MAX) {
-			char *cut = memrchr(p, '/', PATH_MAX - 1);
-			if (!cut || cut == p)
-				return fd != rootfd ? (close(fd), -ENAMETOOLONG) : -ENAMETOOLONG;
-			take = (size_t)(cut - p);
-		}
-		char save = p[take];
-		p[take] = '\0';
-		nfd = openat2_beneath(fd, p, no_xdev);
-		if (nfd == -ENOSYS || nfd == -EPERM /* seccomp filters */)
-			nfd = open_components(fd, p, take);
-		p[take] = save;
-		if (fd != rootfd)
-			close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		p += take;
-		len -= take;
-		if (len > 0) {
-			p++; /* the '/' we cut at */
-			len--;
-		}
-	}
-	return fd;
 }
 
 static enum td_skip_reason errno_reason(int err)
@@ -530,35 +457,115 @@ static bool path_room(struct worker *w, size_t need)
 	return true;
 }
 
+/* Opens the directory of `it` beneath its root; -1 when it is skipped (and
+ * counted), else the fd of a directory the walk enters. */
+static int enter_dir(struct worker *w, const struct dir_item *it)
+{
+	struct scan *s = w->s;
+	struct stat st;
+	int fd;
+
+	fd = td_fsat_open_dir(s->root_fd[it->root], it->path, it->len,
+	                      s->conf->one_filesystem ? TD_FSAT_NO_XDEV : 0);
+	if (fd < 0) {
+		w->st.skipped[errno_reason(-fd)]++;
+		return -1;
+	}
+	if (fstat(fd, &st) < 0)
+		w->st.skipped[errno_reason(errno)]++;
+	else if (s->conf->one_filesystem && st.st_dev != s->root_dev[it->root])
+		w->st.skipped[TD_SKIP_OTHER_FILESYSTEM]++;
+	else if (is_own_dir(s, &st))
+		w->st.skipped[TD_SKIP_TIERD_DIR]++;
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
+/* A subdirectory at w->path[0, plen): queued unless too deep or pruned.
+ * Returns 0 or -ENOMEM. */
+static int queue_subdir(struct worker *w, size_t root, size_t plen)
+{
+	struct dir_item *ni;
+
+	if (plen >= TD_SCAN_PATH_MAX) {
+		w->st.skipped[TD_SKIP_PATH_TOO_LONG]++;
+		return 0;
+	}
+	if (td_policy_prune_dir(w->s->o->policy, w->path, plen)) {
+		w->st.skipped[TD_SKIP_EXCLUDED]++;
+		return 0;
+	}
+	ni = item_new(root, w->path, plen);
+	if (!ni || push_item(w, ni) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The eligible files of one directory, for on_dir. */
+struct dir_sum {
+	uint64_t files, bytes;
+};
+
+/*
+ * One entry `name` (d_type `type`) of directory fd, whose path is it's: a
+ * subdirectory is queued, a symlink may be a sighting, a regular file goes to
+ * the rules; anything else is skipped. Returns 0 or -ENOMEM.
+ */
+static int process_entry(struct worker *w, const struct dir_item *it, int fd, const char *name,
+                         unsigned type, struct dir_sum *sum)
+{
+	size_t nl = strlen(name), plen = it->len ? it->len + 1 + nl : nl;
+	struct statx stx;
+
+	if (!path_room(w, plen + 1)) {
+		w->st.skipped[TD_SKIP_PATH_TOO_LONG]++;
+		return 0;
+	}
+	if (it->len) {
+		w->path[it->len] = '/';
+		memcpy(w->path + it->len + 1, name, nl + 1);
+	} else {
+		memcpy(w->path, name, nl + 1);
+	}
+	if (type == DT_DIR)
+		return queue_subdir(w, it->root, plen);
+	if (type == DT_LNK) {
+		handle_symlink(w, fd, name, it->root, plen);
+		return 0;
+	}
+	if (type != DT_REG && type != DT_UNKNOWN) {
+		w->st.skipped[TD_SKIP_NOT_REGULAR]++;
+		return 0;
+	}
+	if (statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
+	          w->s->statx_mask, &stx) < 0) {
+		w->st.skipped[errno_reason(errno)]++;
+		return 0;
+	}
+	if (S_ISDIR(stx.stx_mode))
+		return queue_subdir(w, it->root, plen);
+	if (S_ISLNK(stx.stx_mode))
+		handle_symlink(w, fd, name, it->root, plen);
+	else if (!S_ISREG(stx.stx_mode))
+		w->st.skipped[TD_SKIP_NOT_REGULAR]++;
+	else
+		handle_file(w, it->root, plen, &stx, &sum->files, &sum->bytes);
+	return 0;
+}
+
+/* Reads one directory, entry by entry. Returns 0, or -ENOMEM (fatal). */
 static int process_dir(struct worker *w, struct dir_item *it)
 {
 	struct scan *s = w->s;
-	const struct td_scan_opts *o = s->o;
-	int rootfd = s->root_fd[it->root];
-	uint64_t dir_files = 0, dir_bytes = 0, batch = 0;
-	struct stat st;
+	struct dir_sum sum = { 0 };
+	uint64_t batch = 0;
 	int fd, r = 0;
 
-	if (it->len == 0)
-		fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	else
-		fd = open_beneath(rootfd, it->path, it->len, s->conf->one_filesystem);
-	if (fd < 0) {
-		w->st.skipped[errno_reason(it->len == 0 ? errno : -fd)]++;
+	fd = enter_dir(w, it);
+	if (fd < 0)
 		return 0;
-	}
-	if (fstat(fd, &st) < 0) {
-		w->st.skipped[errno_reason(errno)]++;
-		goto out;
-	}
-	if (s->conf->one_filesystem && st.st_dev != s->root_dev[it->root]) {
-		w->st.skipped[TD_SKIP_OTHER_FILESYSTEM]++;
-		goto out;
-	}
-	if (is_own_dir(s, &st)) {
-		w->st.skipped[TD_SKIP_TIERD_DIR]++;
-		goto out;
-	}
 	w->st.dirs++;
 	atomic_fetch_add_explicit(&s->dirs_seen, 1, memory_order_relaxed);
 	if (!path_room(w, it->len + 2)) {
@@ -579,78 +586,23 @@ static int process_dir(struct worker *w, struct dir_item *it)
 		for (long off = 0; off < n;) {
 			struct linux_dirent64 *d = (struct linux_dirent64 *)(w->dents + off);
 			const char *name = d->d_name;
-			size_t nl = strlen(name), plen;
-			unsigned type = d->d_type;
-			struct statx stx;
 
 			off += d->d_reclen;
-			if (name[0] == '.' && (nl == 1 || (nl == 2 && name[1] == '.')))
+			if (name[0] == '.' &&
+			    (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 				continue;
-			batch++;
-			plen = it->len ? it->len + 1 + nl : nl;
-			if (!path_room(w, plen + 1)) {
-				w->st.skipped[TD_SKIP_PATH_TOO_LONG]++;
-				continue;
-			}
-			if (it->len) {
-				w->path[it->len] = '/';
-				memcpy(w->path + it->len + 1, name, nl + 1);
-			} else {
-				memcpy(w->path, name, nl + 1);
-			}
-			if (type == DT_DIR)
-				goto dir;
-			if (type == DT_LNK) {
-				handle_symlink(w, fd, name, it->root, plen);
-				continue;
-			}
-			if (type != DT_REG && type != DT_UNKNOWN) {
-				w->st.skipped[TD_SKIP_NOT_REGULAR]++;
-				continue;
-			}
-			if (statx(fd, name,
-			          AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
-			          s->statx_mask, &stx) < 0) {
-				w->st.skipped[errno_reason(errno)]++;
-				continue;
-			}
-			if (S_ISDIR(stx.stx_mode))
-				goto dir;
-			if (S_ISLNK(stx.stx_mode)) {
-				handle_symlink(w, fd, name, it->root, plen);
-				continue;
-			}
-			if (!S_ISREG(stx.stx_mode)) {
-				w->st.skipped[TD_SKIP_NOT_REGULAR]++;
-				continue;
-			}
-			handle_file(w, it->root, plen, &stx, &dir_files, &dir_bytes);
-			if (batch >= 4096) {
+			r = process_entry(w, it, fd, name, d->d_type, &sum);
+			if (r < 0)
+				goto out;
+			if (++batch >= 4096) {
 				atomic_fetch_add_explicit(&s->files_seen, batch,
 				                          memory_order_relaxed);
 				batch = 0;
 			}
-			continue;
-dir:
-			if (plen >= TD_SCAN_PATH_MAX) {
-				w->st.skipped[TD_SKIP_PATH_TOO_LONG]++;
-				continue;
-			}
-			if (td_policy_prune_dir(o->policy, w->path, plen)) {
-				w->st.skipped[TD_SKIP_EXCLUDED]++;
-				continue;
-			}
-			{
-				struct dir_item *ni = item_new(it->root, w->path, plen);
-				if (!ni || push_item(w, ni) < 0) {
-					r = -ENOMEM;
-					goto out;
-				}
-			}
 		}
 	}
-	if (dir_files && o->on_dir)
-		o->on_dir(o->ctx, it->root, it->path, it->len, dir_files, dir_bytes);
+	if (sum.files && s->o->on_dir)
+		s->o->on_dir(s->o->ctx, it->root, it->path, it->len, sum.files, sum.bytes);
 out:
 	atomic_fetch_add_explicit(&s->files_seen, batch, memory_order_relaxed);
 	close(fd);
@@ -751,173 +703,185 @@ static void add_own(struct scan *s, const char *dir)
 	}
 }
 
-int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
+/* The scan's own state: locks, the queue, tierd's directories, the prefix of
+ * sightings. The locks are always initialised, so scan_free() can run.
+ * Returns 0 or -ENOMEM. */
+static int scan_init(struct scan *s)
 {
-	struct scan s = { .o = o };
-	struct worker *ws = NULL;
-	unsigned nthreads = o->threads, started = 0;
-	int64_t t0 = td_monotonic_ns();
-	int64_t every = o->progress_ns > 0 ? o->progress_ns : 250000000LL;
-	struct td_scan_stats st = { 0 };
-	int r = 0, root_err = 0;
+	const struct td_scan_opts *o = s->o;
+	pthread_condattr_t ca;
 
-	s.conf = td_policy_conf(o->policy);
-	s.roots = o->roots ? o->roots : (const char *const *)s.conf->paths.v;
-	s.n_roots = o->roots ? o->n_roots : s.conf->paths.n;
-	if (!nthreads) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n > 0 ? (unsigned)TD_MIN(n, 64) : 1;
-	}
+	s->conf = td_policy_conf(o->policy);
+	s->roots = o->roots ? o->roots : (const char *const *)s->conf->paths.v;
+	s->n_roots = o->roots ? o->n_roots : s->conf->paths.n;
 	/* The rules read one of the times, but every candidate carries mtime and
 	 * ctime too: the mover compares them before it swaps (a file changed
 	 * since the scan is not tiered), so zeros would make every file look
 	 * changed. They come with the same inode read. */
-	s.statx_mask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO |
-	               STATX_SIZE | STATX_ATIME | STATX_MTIME | STATX_CTIME;
-	s.q_cap = o->queue_cap ? o->queue_cap : 4096;
-	if (s.q_cap < s.n_roots)
-		s.q_cap = s.n_roots; /* every root starts queued */
-	pthread_mutex_init(&s.lock, NULL);
-	pthread_mutex_init(&s.sel_lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&s.done_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
-	s.q = calloc(s.q_cap, sizeof(*s.q));
-	s.root_fd = malloc((s.n_roots + 1) * sizeof(*s.root_fd));
-	s.root_dev = calloc(s.n_roots + 1, sizeof(*s.root_dev));
-	ws = calloc(nthreads, sizeof(*ws));
-	if (!s.q || !s.root_fd || !s.root_dev || !ws) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < s.n_roots; i++)
-		s.root_fd[i] = -1;
-	add_own(&s, o->state_dir);
-	add_own(&s, o->cache_dir);
-	add_own(&s, o->run_dir);
+	s->statx_mask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO |
+	                STATX_SIZE | STATX_ATIME | STATX_MTIME | STATX_CTIME;
+	s->q_cap = o->queue_cap ? o->queue_cap : 4096;
+	if (s->q_cap < s->n_roots)
+		s->q_cap = s->n_roots; /* every root starts queued */
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->sel_lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->done_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->q = calloc(s->q_cap, sizeof(*s->q));
+	s->root_fd = malloc((s->n_roots + 1) * sizeof(*s->root_fd));
+	s->root_dev = calloc(s->n_roots + 1, sizeof(*s->root_dev));
+	if (!s->q || !s->root_fd || !s->root_dev)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_roots; i++)
+		s->root_fd[i] = -1;
+	add_own(s, o->state_dir);
+	add_own(s, o->cache_dir);
+	add_own(s, o->run_dir);
 	if (o->state_dir) {
 		size_t l = strlen(o->state_dir);
 		while (l > 1 && o->state_dir[l - 1] == '/')
 			l--;
-		s.links_prefix = malloc(l + sizeof("/links/"));
-		if (!s.links_prefix) {
-			r = -ENOMEM;
-			goto out;
-		}
-		memcpy(s.links_prefix, o->state_dir, l);
-		strcpy(s.links_prefix + l, "/links/");
-		s.links_prefix_len = l + strlen("/links/");
+		s->links_prefix = malloc(l + sizeof("/links/"));
+		if (!s->links_prefix)
+			return -ENOMEM;
+		memcpy(s->links_prefix, o->state_dir, l);
+		strcpy(s->links_prefix + l, "/links/");
+		s->links_prefix_len = l + strlen("/links/");
 	}
+	return 0;
+}
 
-	/* Roots first: their fds anchor every later open. */
-	for (size_t i = 0; i < s.n_roots; i++) {
+/* Opens every root (their fds anchor every later open) and reads the first
+ * one's filesystem usage. Returns the -errno of the first root that failed. */
+static int open_roots(struct scan *s, struct td_scan_stats *st)
+{
+	const struct td_scan_opts *o = s->o;
+	int root_err = 0;
+
+	for (size_t i = 0; i < s->n_roots; i++) {
 		struct stat rst;
-		int fd = open(s.roots[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int fd = open(s->roots[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &rst) < 0) {
 			int e = -errno;
 			if (fd >= 0)
 				close(fd);
-			st.failed_roots++;
+			st->failed_roots++;
 			if (!root_err)
 				root_err = e;
 			if (o->on_root_error)
 				o->on_root_error(o->ctx, i, e);
 			continue;
 		}
-		s.root_fd[i] = fd;
-		s.root_dev[i] = rst.st_dev;
-		if (st.fs_total_bytes == 0) {
+		s->root_fd[i] = fd;
+		s->root_dev[i] = rst.st_dev;
+		if (st->fs_total_bytes == 0) {
 			struct statvfs v;
 			if (fstatvfs(fd, &v) == 0) {
-				st.fs_total_bytes = (uint64_t)v.f_blocks * v.f_frsize;
-				st.fs_used_bytes = (uint64_t)(v.f_blocks - v.f_bfree) * v.f_frsize;
+				st->fs_total_bytes = (uint64_t)v.f_blocks * v.f_frsize;
+				st->fs_used_bytes = (uint64_t)(v.f_blocks - v.f_bfree) * v.f_frsize;
 			}
 		}
 	}
 	if (o->fs_override) {
-		st.fs_total_bytes = o->fs_total_bytes;
-		st.fs_used_bytes = o->fs_used_bytes;
+		st->fs_total_bytes = o->fs_total_bytes;
+		st->fs_used_bytes = o->fs_used_bytes;
 	}
-	if (s.conf->has_watermarks && st.fs_total_bytes > 0) {
-		double used_pct = 100.0 * (double)st.fs_used_bytes / (double)st.fs_total_bytes;
-		double low_bytes = s.conf->low_watermark_pct / 100.0 * (double)st.fs_total_bytes;
-		s.wm = true;
-		st.watermark_active = used_pct > s.conf->high_watermark_pct;
-		s.wm_needed = st.watermark_active && (double)st.fs_used_bytes > low_bytes
-		                  ? st.fs_used_bytes - (uint64_t)low_bytes
-		                  : 0;
-		s.sel_cap = o->select_cap ? o->select_cap : 262144;
-		s.sel = calloc(s.sel_cap, sizeof(*s.sel));
-		if (!s.sel) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < s.n_roots; i++) {
-		if (s.root_fd[i] < 0)
+	return root_err;
+}
+
+/* With watermarks: whether the filesystem is above high, how many bytes
+ * bring it below low, and room for the selection. Returns 0 or -ENOMEM. */
+static int watermark_setup(struct scan *s, struct td_scan_stats *st)
+{
+	const struct td_policy_conf *c = s->conf;
+	double used_pct, low_bytes;
+
+	if (!c->has_watermarks || st->fs_total_bytes == 0)
+		return 0;
+	used_pct = 100.0 * (double)st->fs_used_bytes / (double)st->fs_total_bytes;
+	low_bytes = c->low_watermark_pct / 100.0 * (double)st->fs_total_bytes;
+	s->wm = true;
+	st->watermark_active = used_pct > c->high_watermark_pct;
+	s->wm_needed = st->watermark_active && (double)st->fs_used_bytes > low_bytes
+	                   ? st->fs_used_bytes - (uint64_t)low_bytes
+	                   : 0;
+	s->sel_cap = s->o->select_cap ? s->o->select_cap : 262144;
+	s->sel = calloc(s->sel_cap, sizeof(*s->sel));
+	return s->sel ? 0 : -ENOMEM;
+}
+
+/* Every open root starts the walk as one queued item. Returns 0 or -ENOMEM. */
+static int queue_roots(struct scan *s)
+{
+	for (size_t i = 0; i < s->n_roots; i++) {
+		if (s->root_fd[i] < 0)
 			continue;
 		struct dir_item *it = item_new(i, "", 0);
-		if (!it) {
-			r = -ENOMEM;
-			goto out;
-		}
-		s.q[s.q_n++] = it;
-		s.pending++;
+		if (!it)
+			return -ENOMEM;
+		s->q[s->q_n++] = it;
+		s->pending++;
 	}
-	for (unsigned i = 0; i < nthreads; i++) {
-		ws[i].s = &s;
+	return 0;
+}
+
+/* Starts up to n workers; *started says how many run. Returns 0 when at least
+ * one does, else -EAGAIN. */
+static int start_workers(struct scan *s, struct worker *ws, unsigned n, unsigned *started)
+{
+	for (unsigned i = 0; i < n; i++) {
+		ws[i].s = s;
 		ws[i].dents = malloc(DENTS_BUF);
 		ws[i].path_cap = 4096;
 		ws[i].path = malloc(ws[i].path_cap);
 		if (!ws[i].dents || !ws[i].path ||
-		    pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) {
-			r = started ? 0 : -EAGAIN;
+		    pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
 			break;
-		}
-		started++;
+		(*started)++;
 	}
-	if (started == 0)
-		goto out;
+	return *started ? 0 : -EAGAIN;
+}
 
-	pthread_mutex_lock(&s.lock);
-	while (s.pending > 0 && !s.fatal) {
+/* Waits for the walk to end, reporting progress every `every_ns`. Returns 0
+ * or the workers' fatal error. */
+static int wait_walk(struct scan *s, int64_t t0, int64_t every_ns)
+{
+	const struct td_scan_opts *o = s->o;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->pending > 0 && !s->fatal) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += every / 1000000000LL;
-		ts.tv_nsec += every % 1000000000LL;
+		ts.tv_sec += every_ns / 1000000000LL;
+		ts.tv_nsec += every_ns % 1000000000LL;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&s.done_cond, &s.lock, &ts);
-		if (o->on_progress && s.pending > 0) {
-			pthread_mutex_unlock(&s.lock);
-			o->on_progress(o->ctx, atomic_load(&s.files_seen),
-			               atomic_load(&s.dirs_seen), td_monotonic_ns() - t0);
-			pthread_mutex_lock(&s.lock);
+		pthread_cond_timedwait(&s->done_cond, &s->lock, &ts);
+		if (o->on_progress && s->pending > 0) {
+			pthread_mutex_unlock(&s->lock);
+			o->on_progress(o->ctx, atomic_load(&s->files_seen),
+			               atomic_load(&s->dirs_seen), td_monotonic_ns() - t0);
+			pthread_mutex_lock(&s->lock);
 		}
 	}
-	if (s.fatal)
-		r = s.fatal_err;
-	pthread_mutex_unlock(&s.lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(ws[i].tid, NULL);
-	for (unsigned i = 0; i < nthreads; i++)
-		merge(&st, &ws[i].st);
-	if (s.wm && r == 0)
-		sel_deliver(&s, &st);
-	if (o->on_progress)
-		o->on_progress(o->ctx, atomic_load(&s.files_seen), atomic_load(&s.dirs_seen),
-		               td_monotonic_ns() - t0);
-out:
-	/* After a fatal error items may remain queued; free them. */
-	for (size_t i = 0; s.q && i < s.q_n; i++)
-		free(s.q[(s.q_head + i) % s.q_cap]);
+	if (s->fatal)
+		r = s->fatal_err;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Frees what scan_init, the roots, the selection and the workers left;
+ * after a fatal error items may remain queued. */
+static void scan_free(struct scan *s, struct worker *ws, unsigned nthreads)
+{
+	for (size_t i = 0; s->q && i < s->q_n; i++)
+		free(s->q[(s->q_head + i) % s->q_cap]);
 	for (unsigned i = 0; ws && i < nthreads; i++) {
 		for (size_t j = ws[i].st_lo; j < ws[i].st_n; j++)
 			free(ws[i].stack[j]);
@@ -925,21 +889,67 @@ out:
 		free(ws[i].path);
 		free(ws[i].dents);
 	}
-	for (size_t i = 0; i < s.sel_n; i++)
-		free(s.sel[i].path);
-	free(s.sel);
-	for (size_t i = 0; s.root_fd && i < s.n_roots; i++)
-		if (s.root_fd[i] >= 0)
-			close(s.root_fd[i]);
-	free(s.root_fd);
-	free(s.root_dev);
-	free(s.q);
+	for (size_t i = 0; i < s->sel_n; i++)
+		free(s->sel[i].path);
+	free(s->sel);
+	for (size_t i = 0; s->root_fd && i < s->n_roots; i++)
+		if (s->root_fd[i] >= 0)
+			close(s->root_fd[i]);
+	free(s->root_fd);
+	free(s->root_dev);
+	free(s->q);
 	free(ws);
-	free(s.links_prefix);
-	pthread_cond_destroy(&s.cond);
-	pthread_cond_destroy(&s.done_cond);
-	pthread_mutex_destroy(&s.lock);
-	pthread_mutex_destroy(&s.sel_lock);
+	free(s->links_prefix);
+	pthread_cond_destroy(&s->cond);
+	pthread_cond_destroy(&s->done_cond);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->sel_lock);
+}
+
+static unsigned thread_count(const struct td_scan_opts *o)
+{
+	long n;
+
+	if (o->threads)
+		return o->threads;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)TD_MIN(n, 64) : 1;
+}
+
+int td_scan_run(struct td_scan_stats *out, const struct td_scan_opts *o)
+{
+	struct scan s = { .o = o };
+	unsigned nthreads = thread_count(o), started = 0;
+	struct worker *ws = calloc(nthreads, sizeof(*ws));
+	int64_t t0 = td_monotonic_ns();
+	int64_t every_ns = o->progress_ns > 0 ? o->progress_ns : 250000000LL;
+	struct td_scan_stats st = { 0 };
+	int r, root_err = 0;
+
+	r = scan_init(&s);
+	if (r == 0 && !ws)
+		r = -ENOMEM;
+	if (r == 0) {
+		root_err = open_roots(&s, &st);
+		r = watermark_setup(&s, &st);
+	}
+	if (r == 0)
+		r = queue_roots(&s);
+	if (r == 0)
+		r = start_workers(&s, ws, nthreads, &started);
+	if (started > 0) {
+		r = wait_walk(&s, t0, every_ns);
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(ws[i].tid, NULL);
+		for (unsigned i = 0; i < nthreads; i++)
+			merge(&st, &ws[i].st);
+		if (s.wm && r == 0)
+			sel_deliver(&s, &st);
+		if (o->on_progress)
+			o->on_progress(o->ctx, atomic_load(&s.files_seen),
+			               atomic_load(&s.dirs_seen), td_monotonic_ns() - t0);
+	}
+	scan_free(&s, ws, nthreads);
 	st.elapsed_ns = td_monotonic_ns() - t0;
 	*out = st;
 	if (r == 0)

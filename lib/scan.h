@@ -4,12 +4,11 @@
  *
  * td_scan_run() blocks its caller; it starts `threads` workers that share a
  * bounded queue of directories. Each directory is opened beneath its root's fd
- * with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) (or a component-by-component
- * openat(O_NOFOLLOW) walk), so a directory swapped for a symlink mid-scan is
- * never followed; paths reported are root-relative byte strings built from
- * the names read, never resolved. Files are never opened (no atime change).
- * Memory is bounded by the queue, one getdents buffer per worker, and the
- * watermark selection cap — never by the number of files.
+ * by td_fsat_open_dir (fsat.h: no symlink at any component), so a directory
+ * swapped for a symlink mid-scan is never followed; paths reported are root-relative byte strings
+ * built from the names read, never resolved. Files are never opened (no atime change). Memory is
+ * bounded by the queue, one getdents buffer per worker, and the watermark selection cap — never by
+ * the number of files.
  *
  * Callbacks: on_candidate, on_link and on_dir are called from worker threads,
  * concurrently, and must be thread-safe; the pointers they get are valid only

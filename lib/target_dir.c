@@ -7,8 +7,9 @@
  * its own request (plus the read-only root fd).
  *
  * Safety: the target root is opened once; every later open is relative to a
- * directory fd, one component at a time, with O_NOFOLLOW, so a symlink planted
- * anywhere inside the target can never redirect a write (or read) outside it.
+ * directory fd, through td_fsat_* (no symlink followed at any component) and
+ * then by name with O_NOFOLLOW, so a symlink planted anywhere inside the
+ * target can never redirect a write (or read) outside it.
  * Keys with empty, "." or ".." components are refused, and so are names in
  * our reserved namespace (".tierd-tmp.*" temp files, ".tierd-meta.*" sidecars).
  *
@@ -36,6 +37,7 @@
  * with -EAGAIN. Copies use one DIR_CHUNK buffer per running item; listing
  * works in pages of DIR_LIST_PAGE keys.
  */
+#include "fsat.h"
 #include "target_impl.h"
 #include "util.h"
 
@@ -223,59 +225,16 @@ static int full_key(struct dir_target *t, const char *key, char **out)
 }
 
 /*
- * Opens the directory that holds the last component of `path`, walking from
- * the root one component at a time with O_NOFOLLOW, and creating missing
- * directories (0700) when `create`. Returns the fd, or -errno. *name points at
- * the last component inside `path`.
+ * Opens the directory that holds the last component of `path` (a checked key)
+ * beneath the root, creating missing directories (0700) when `create`.
+ * Returns the fd, or -errno. *name points at the last component inside
+ * `path`. A symlink in the way reads as -ENOTDIR, as it always has here.
  */
 static int open_parent(int root_fd, const char *path, bool create, const char **name)
 {
-	char comp[NAME_MAX + 1];
-	const char *p = path;
-	int dfd, fd, r;
+	int fd = td_fsat_open_parent(root_fd, path, strlen(path), create ? TD_FSAT_MKDIR : 0, name);
 
-	dfd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
-	if (dfd < 0)
-		return -errno;
-	for (;;) {
-		const char *slash = strchr(p, '/');
-		size_t n;
-
-		if (!slash) {
-			*name = p;
-			return dfd;
-		}
-		n = (size_t)(slash - p);
-		if (n > NAME_MAX) {
-			r = -ENAMETOOLONG;
-			goto fail;
-		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && create) {
-			if (mkdirat(dfd, comp, 0700) < 0 && errno != EEXIST) {
-				r = -errno;
-				goto fail;
-			}
-			/* The new entry must survive a crash before anything inside it does. */
-			if (fsync(dfd) < 0) {
-				r = -errno;
-				goto fail;
-			}
-			fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		}
-		if (fd < 0) {
-			r = -errno;
-			goto fail;
-		}
-		close(dfd);
-		dfd = fd;
-		p = slash + 1;
-	}
-fail:
-	close(dfd);
-	return r;
+	return fd == -ELOOP ? -ENOTDIR : fd;
 }
 
 static bool req_cancelled(struct dir_req *r)
@@ -536,16 +495,17 @@ static int open_object(struct dir_req *r, int *dfd_out, const char **name, struc
 
 /* ---- the work functions (thread pool) ---- */
 
-/* Creates the put's temp file beside the key, making its directories. A delete
- * prunes directories it empties; one may vanish between our walk and the temp
- * file's creation. Then walk (and create) again. */
-static int put_create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, int *fd_out,
-                          const char **name)
+/*
+ * Creates the temp file `tmp` beside the object, making the key's directories
+ * as needed. A delete prunes directories it empties; one may vanish between
+ * our walk and the temp file's creation: then walk (and create) again.
+ * Returns the temp file's fd (and *dfd, *name) or -errno, the error set.
+ */
+static int create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, const char **name)
 {
-	int dfd, fd, st;
-
 	for (int attempt = 0;; attempt++) {
-		dfd = open_parent(r->t->root_fd, r->key, true, name);
+		int dfd = open_parent(r->t->root_fd, r->key, true, name), fd, st;
+
 		if (dfd == -ENOENT && attempt < DIR_WALK_RETRIES)
 			continue;
 		if (dfd < 0)
@@ -553,8 +513,7 @@ static int put_create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, int 
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0) {
 			*dfd_out = dfd;
-			*fd_out = fd;
-			return 0;
+			return fd;
 		}
 		st = -errno;
 		close(dfd);
@@ -563,40 +522,14 @@ static int put_create_tmp(struct dir_req *r, const char *tmp, int *dfd_out, int 
 	}
 }
 
-/* Reads the next piece of the source: *p points at up to `want` bytes. */
-static ssize_t put_read_source(struct dir_req *r, unsigned char *buf, size_t want, uint64_t done,
-                               const void **p)
-{
-	ssize_t n;
-
-	if (r->src_fd < 0) {
-		*p = (const unsigned char *)r->src_buf + done;
-		return (ssize_t)want;
-	}
-	do
-		n = pread(r->src_fd, buf, want, (off_t)done);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return fail(r, -errno, "cannot read the source of");
-	if (n == 0) {
-		td_target_error_set(&r->err, "source of %s ended at %llu of %llu bytes", r->key,
-		                    (unsigned long long)done, (unsigned long long)r->size_bytes);
-		return -EIO;
-	}
-	*p = buf;
-	return n;
-}
-
-/* A source file must end exactly at its declared size. */
-static int put_check_source_end(struct dir_req *r, uint64_t done)
+/* The source must end exactly at its declared size. Returns 0 or -EIO. */
+static int check_source_end(struct dir_req *r)
 {
 	char c;
 	ssize_t n;
 
-	if (r->src_fd < 0)
-		return 0;
 	do
-		n = pread(r->src_fd, &c, 1, (off_t)done);
+		n = pread(r->src_fd, &c, 1, (off_t)r->size_bytes);
 	while (n < 0 && errno == EINTR);
 	if (n == 0)
 		return 0;
@@ -605,31 +538,44 @@ static int put_check_source_end(struct dir_req *r, uint64_t done)
 	return -EIO;
 }
 
-/* Copies the source into the temp file `fd`, hashing it on the way. */
-static int put_copy(struct dir_req *r, int fd, struct td_hash *h)
+/* Copies the source (fd or buffer) into fd, hashing it in the same pass.
+ * Returns 0 or -errno, the error set. */
+static int copy_in(struct dir_req *r, int fd, struct td_hash *h)
 {
 	unsigned char *buf = NULL;
 	uint64_t done = 0;
 	int st = 0;
 
-	if (r->src_fd >= 0) {
-		buf = malloc(DIR_CHUNK);
-		if (!buf)
-			return -ENOMEM;
-	}
+	if (r->src_fd >= 0 && !(buf = malloc(DIR_CHUNK)))
+		return -ENOMEM;
 	while (done < r->size_bytes) {
 		size_t want = (size_t)TD_MIN((uint64_t)DIR_CHUNK, r->size_bytes - done);
-		const void *p = NULL;
+		const void *p;
 		ssize_t n;
 
 		if (req_cancelled(r)) {
 			st = -ECANCELED;
 			goto out;
 		}
-		n = put_read_source(r, buf, want, done, &p);
-		if (n < 0) {
-			st = (int)n;
-			goto out;
+		if (r->src_fd >= 0) {
+			n = pread(r->src_fd, buf, want, (off_t)done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				st = fail(r, -errno, "cannot read the source of");
+				goto out;
+			}
+			if (n == 0) {
+				td_target_error_set(
+				    &r->err, "source of %s ended at %llu of %llu bytes", r->key,
+				    (unsigned long long)done, (unsigned long long)r->size_bytes);
+				st = -EIO;
+				goto out;
+			}
+			p = buf;
+		} else {
+			n = (ssize_t)want;
+			p = (const unsigned char *)r->src_buf + done;
 		}
 		td_hash_update(h, p, (size_t)n);
 		st = td_write_full(fd, p, (size_t)n);
@@ -639,41 +585,38 @@ static int put_copy(struct dir_req *r, int fd, struct td_hash *h)
 		}
 		done += (uint64_t)n;
 	}
-	st = put_check_source_end(r, done);
+	if (r->src_fd >= 0)
+		st = check_source_end(r);
 out:
 	free(buf);
 	return st;
 }
 
-/* Makes the written temp file durable with its metadata (xattrs, else a
- * sidecar), ready to be renamed over the key. */
-static int put_seal(struct dir_req *r, int dfd, int fd, const char *name, const char *sha)
+/* Stores the metadata on the temp file fd (or in a sidecar beside it, in dfd)
+ * and makes the file durable. Returns 0 or -errno, the error set. */
+static int store_meta(struct dir_req *r, int dfd, int fd, const char *name, const char *sha)
 {
+	struct stat tst;
 	bool sidecar;
-	int st;
+	int st = write_meta(fd, r, sha, &sidecar);
 
-	st = write_meta(fd, r, sha, &sidecar);
 	if (st < 0)
 		return fail(r, st, "cannot store the metadata of");
 	if (fsync(fd) < 0)
 		return fail(r, -errno, "cannot fsync");
-	if (sidecar) {
-		struct stat tst;
-
-		st = fstat(fd, &tst) < 0 ? -errno : 0;
-		if (st == 0)
-			st = write_sidecar(dfd, r->t->run_id, name, &tst, sha, r->content_type,
-			                   r->meta, r->n_meta);
-		if (st < 0)
-			return fail(r, st, "cannot write the metadata sidecar of");
-	}
-	return 0;
+	if (!sidecar)
+		return 0;
+	st = fstat(fd, &tst) < 0 ? -errno : 0;
+	if (st == 0)
+		st = write_sidecar(dfd, r->t->run_id, name, &tst, sha, r->content_type, r->meta,
+		                   r->n_meta);
+	return st < 0 ? fail(r, st, "cannot write the metadata sidecar of") : 0;
 }
 
-/* Renames the temp file over the key. An empty directory in the way (left from
+/* Renames the temp file over `name`. An empty directory in the way (left from
  * keys under "name/") goes, as it would not exist on S3; a non-empty one is a
- * real conflict. */
-static int put_rename(struct dir_req *r, int dfd, const char *tmp, const char *name)
+ * real conflict. Returns 0 or -errno, the error set. */
+static int rename_into_place(struct dir_req *r, int dfd, const char *tmp, const char *name)
 {
 	int st;
 
@@ -688,7 +631,6 @@ static int put_rename(struct dir_req *r, int dfd, const char *tmp, const char *n
 	return fail(r, st, "cannot rename into place");
 }
 
-/* A put: temp file, copy and hash, seal, rename, fsync the directory. */
 static int do_put(struct dir_req *r)
 {
 	char tmp[DIR_TMP_NAME_SIZE], sha[TD_SHA256_HEX];
@@ -704,23 +646,25 @@ static int do_put(struct dir_req *r)
 	st = tmp_name(tmp, r->t->run_id);
 	if (st < 0)
 		goto out;
-	st = put_create_tmp(r, tmp, &dfd, &fd, &name);
-	if (st < 0)
+	fd = create_tmp(r, tmp, &dfd, &name);
+	if (fd < 0) {
+		st = fd;
 		goto out;
+	}
 	tmp_made = true;
-	st = put_copy(r, fd, h);
+	st = copy_in(r, fd, h);
 	if (st < 0)
 		goto out;
 	td_hash_final(h, digest);
 	td_hex(sha, digest, TD_SHA256_LEN);
-	st = put_seal(r, dfd, fd, name, sha);
+	st = store_meta(r, dfd, fd, name, sha);
 	if (st < 0)
 		goto out;
 	if (req_cancelled(r)) {
 		st = -ECANCELED;
 		goto out;
 	}
-	st = put_rename(r, dfd, tmp, name);
+	st = rename_into_place(r, dfd, tmp, name);
 	if (st < 0)
 		goto out;
 	tmp_made = false;
@@ -732,7 +676,6 @@ static int do_put(struct dir_req *r)
 	memcpy(r->res->sha256_hex, sha, sizeof(sha));
 	snprintf(r->res->etag, sizeof(r->res->etag), "%s", sha);
 	r->res->version_id[0] = '\0';
-	st = 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -763,10 +706,23 @@ static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
 }
 
 /* get_range and get_fd: copy [off, off+len) to a buffer or an fd. */
-static int do_get(struct dir_req *r)
+/* A verified get: the bytes read must hash to the expected SHA-256. */
+static int check_sum(struct dir_req *r, struct td_hash *h)
 {
 	unsigned char digest[TD_SHA256_LEN];
 	char hex[TD_SHA256_HEX];
+
+	td_hash_final(h, digest);
+	td_hex(hex, digest, TD_SHA256_LEN);
+	if (strcmp(hex, r->expect_hex) == 0)
+		return 0;
+	td_target_error_set(&r->err, "checksum mismatch on %s: expected %s, got %s", r->key,
+	                    r->expect_hex, hex);
+	return -EIO;
+}
+
+static int do_get(struct dir_req *r)
+{
 	struct td_hash *h = NULL;
 	unsigned char *buf = NULL;
 	const char *name;
@@ -827,16 +783,8 @@ static int do_get(struct dir_req *r)
 		pos += (uint64_t)n;
 		done += (uint64_t)n;
 	}
-	if (h) {
-		td_hash_final(h, digest);
-		td_hex(hex, digest, TD_SHA256_LEN);
-		if (strcmp(hex, r->expect_hex) != 0) {
-			td_target_error_set(&r->err, "checksum mismatch on %s: expected %s, got %s",
-			                    r->key, r->expect_hex, hex);
-			s = -EIO;
-			goto out;
-		}
-	}
+	if (h && (s = check_sum(r, h)) < 0)
+		goto out;
 	if (r->op == OP_GET_RANGE)
 		*r->got = (size_t)done;
 	s = 0;
@@ -1164,7 +1112,11 @@ static int do_walk(struct dir_req *r, bool cleanup)
 		if (!r->page)
 			return -ENOMEM;
 	}
-	dfd = open_parent(r->t->root_fd, r->list_prefix, false, &match);
+	match = strrchr(r->list_prefix, '/');
+	match = match ? match + 1 : r->list_prefix;
+	dlen = (size_t)(match - r->list_prefix);
+	/* The part after the last '/' is matched, not opened: it may be anything. */
+	dfd = td_fsat_open_dir(r->t->root_fd, r->list_prefix, dlen ? dlen - 1 : 0, 0);
 	if (dfd == -ENOENT || dfd == -ENOTDIR || dfd == -ELOOP)
 		return 0; /* nothing there, so nothing listed */
 	if (dfd < 0) {
@@ -1178,7 +1130,6 @@ static int do_walk(struct dir_req *r, bool cleanup)
 		close(dfd);
 		return -ENOMEM;
 	}
-	dlen = (size_t)(match - r->list_prefix);
 	memcpy(w.path, r->list_prefix, dlen);
 	w.path[dlen] = '\0';
 	w.plen = dlen;

@@ -147,6 +147,8 @@ static void apply(struct td_policy_conf *c, int kind)
 	}
 }
 
+/* One row per rule outcome. The table is the test and reads best whole, so
+ * the function stays long; the loop that applies a row is short. */
 static void test_rules(void)
 {
 	struct td_file_meta cf = cold_file();

@@ -166,6 +166,37 @@ static int scan(struct td_scan_stats *st, struct coll *c, const struct td_policy
 	return r;
 }
 
+/* A test's tree: the root <base><dir>, a policy over it (conf_for), and what
+ * the last scan found. */
+struct tree {
+	char *root;
+	struct td_policy_conf pc;
+	struct td_scan_stats st;
+	struct coll c;
+};
+
+static bool tree_make(struct tree *t, const char *dir)
+{
+	t->root = strdup(P(dir));
+	t->pc = conf_for(&t->root);
+	coll_init(&t->c);
+	return t->root && mkdir(t->root, 0755) == 0;
+}
+
+/* Scans the tree afresh: t->c and t->st hold this scan's results only. */
+static int tree_scan(struct tree *t, struct td_scan_opts *extra)
+{
+	coll_free(&t->c);
+	coll_init(&t->c);
+	return scan(&t->st, &t->c, &t->pc, extra);
+}
+
+static void tree_done(struct tree *t)
+{
+	coll_free(&t->c);
+	free(t->root);
+}
+
 static void rm_rf(const char *p)
 {
 	char cmd[8192];
@@ -178,13 +209,9 @@ static void rm_rf(const char *p)
 
 static void test_rules_in_walk(void)
 {
-	char *root = strdup(P("/rules"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
-	struct coll c;
+	struct tree t;
 
-	coll_init(&c);
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/rules"));
 	REQUIRE(mkdir(P("/rules/sub"), 0755) == 0);
 	REQUIRE(mkdir(P("/rules/sub/deeper"), 0755) == 0);
 	REQUIRE(mkfile(P("/rules/cold"), 100, 40) == 0);
@@ -199,63 +226,52 @@ static void test_rules_in_walk(void)
 	REQUIRE(mkfifo(P("/rules/fifo"), 0644) == 0);
 	REQUIRE(symlink("cold", P("/rules/lnk")) == 0);
 
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 3);
-	CHECK(coll_has(&c, "cold", 4));
-	CHECK(coll_has(&c, "sub/cold2", 9));
-	CHECK(coll_has(&c, "sub/deeper/cold3", 16));
-	CHECK_INT(st.candidate_files, 3);
-	CHECK_INT(st.candidate_bytes, 600);
-	CHECK_INT(st.scanned_files, 8); /* cold*3, young, empty, hard*2, suid */
-	CHECK_INT(st.dirs, 3);
-	CHECK_INT(st.skipped[TD_SKIP_TOO_YOUNG], 1);
-	CHECK_INT(st.skipped[TD_SKIP_TOO_SMALL], 1);
-	CHECK_INT(st.skipped[TD_SKIP_HARDLINKED], 2);
-	CHECK_INT(st.skipped[TD_SKIP_SETUID_SETGID], 1);
-	CHECK_INT(st.skipped[TD_SKIP_NOT_REGULAR], 2);
-	CHECK_INT(st.age_bytes[TD_AGE_LT_30D], 100);
-	CHECK_INT(st.age_bytes[TD_AGE_GT_1Y], 200);
-	coll_free(&c);
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 3);
+	CHECK(coll_has(&t.c, "cold", 4));
+	CHECK(coll_has(&t.c, "sub/cold2", 9));
+	CHECK(coll_has(&t.c, "sub/deeper/cold3", 16));
+	CHECK_INT(t.st.candidate_files, 3);
+	CHECK_INT(t.st.candidate_bytes, 600);
+	CHECK_INT(t.st.scanned_files, 8); /* cold*3, young, empty, hard*2, suid */
+	CHECK_INT(t.st.dirs, 3);
+	CHECK_INT(t.st.skipped[TD_SKIP_TOO_YOUNG], 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_TOO_SMALL], 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_HARDLINKED], 2);
+	CHECK_INT(t.st.skipped[TD_SKIP_SETUID_SETGID], 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_NOT_REGULAR], 2);
+	CHECK_INT(t.st.age_bytes[TD_AGE_LT_30D], 100);
+	CHECK_INT(t.st.age_bytes[TD_AGE_GT_1Y], 200);
 
 	/* exclude a subtree, run limits */
 	{
 		char *exc[] = { "sub/**" };
-		pc.exclude = (struct td_strlist){ exc, 1 };
-		coll_init(&c);
-		CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-		CHECK_INT(c.n, 1);
+		t.pc.exclude = (struct td_strlist){ exc, 1 };
+		CHECK_INT(tree_scan(&t, NULL), 0);
+		CHECK_INT(t.c.n, 1);
 		/* the whole of sub/ is pruned: one directory, not entered */
-		CHECK_INT(st.skipped[TD_SKIP_EXCLUDED], 1);
-		CHECK_INT(st.dirs, 1);
-		coll_free(&c);
-		pc.exclude = (struct td_strlist){ 0 };
+		CHECK_INT(t.st.skipped[TD_SKIP_EXCLUDED], 1);
+		CHECK_INT(t.st.dirs, 1);
+		t.pc.exclude = (struct td_strlist){ 0 };
 	}
-	pc.max_files_per_run = 2;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 2);
-	CHECK_INT(st.skipped[TD_SKIP_RUN_LIMIT], 1);
-	CHECK_INT(st.eligible_files, 3);
-	coll_free(&c);
-	pc.max_files_per_run = 0;
-	pc.max_bytes_per_run = 350;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK(st.candidate_bytes <= 350);
-	CHECK(c.n >= 1 && c.n <= 2);
-	coll_free(&c);
-	free(root);
+	t.pc.max_files_per_run = 2;
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 2);
+	CHECK_INT(t.st.skipped[TD_SKIP_RUN_LIMIT], 1);
+	CHECK_INT(t.st.eligible_files, 3);
+	t.pc.max_files_per_run = 0;
+	t.pc.max_bytes_per_run = 350;
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK(t.st.candidate_bytes <= 350);
+	CHECK(t.c.n >= 1 && t.c.n <= 2);
+	tree_done(&t);
 }
 
 static void test_symlinks_outside_and_loops(void)
 {
-	char *root = strdup(P("/sl"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
-	struct coll c;
+	struct tree t;
 
-	coll_init(&c);
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/sl"));
 	REQUIRE(mkdir(P("/outside"), 0755) == 0);
 	REQUIRE(mkfile(P("/outside/OUTSIDE_cold"), 1000, 500) == 0);
 	REQUIRE(mkfile(P("/sl/inside"), 10, 500) == 0);
@@ -267,13 +283,29 @@ static void test_symlinks_outside_and_loops(void)
 	REQUIRE(symlink("/etc", P("/sl/etc")) == 0);
 	REQUIRE(symlink(P("/outside/OUTSIDE_cold"), P("/sl/file_out")) == 0);
 
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 1);
-	CHECK(coll_has(&c, "inside", 6));
-	CHECK_INT(st.dirs, 1);
-	CHECK_INT(st.skipped[TD_SKIP_NOT_REGULAR], 7);
-	coll_free(&c);
-	free(root);
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 1);
+	CHECK(coll_has(&t.c, "inside", 6));
+	CHECK_INT(t.st.dirs, 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_NOT_REGULAR], 7);
+	tree_done(&t);
+}
+
+/* <dir>/s0..s3, each with 20 cold files <tag>_<i>_<j>. */
+static bool fill_race_dir(const char *dir, const char *tag)
+{
+	for (int i = 0; i < 4; i++) {
+		char sub[4096], name[4200];
+		snprintf(sub, sizeof(sub), "%s/s%d", dir, i);
+		if (mkdir(sub, 0755) != 0)
+			return false;
+		for (int j = 0; j < 20; j++) {
+			snprintf(name, sizeof(name), "%s/%s_%d_%d", sub, tag, i, j);
+			if (mkfile(name, 10, 400) != 0)
+				return false;
+		}
+	}
+	return true;
 }
 
 /* A child swaps root/a/d (a real directory) with a symlink to an outside
@@ -281,39 +313,24 @@ static void test_symlinks_outside_and_loops(void)
  * scans with min_age 0 (so /etc's files would qualify if ever reached). */
 static void test_swap_race(void)
 {
-	char *root = strdup(P("/race"));
+	struct tree t;
 	char d[2048], dtmp[2048], out[2048];
-	struct td_policy_conf pc = conf_for(&root);
 	unsigned scans = 0, bad = 0, found = 0;
 	int64_t deadline;
 	pid_t pid;
 	int status;
 
-	pc.min_age_s = 0;
-	pc.min_size_bytes = 0;
-
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/race"));
+	t.pc.min_age_s = 0;
+	t.pc.min_size_bytes = 0;
 	REQUIRE(mkdir(P("/race/a"), 0755) == 0);
 	snprintf(d, sizeof(d), "%s/race/a/d", base);
 	snprintf(dtmp, sizeof(dtmp), "%s/race/a/d.real", base);
 	snprintf(out, sizeof(out), "%s/evil", base);
 	REQUIRE(mkdir(d, 0755) == 0);
 	REQUIRE(mkdir(out, 0755) == 0);
-	for (int i = 0; i < 4; i++) {
-		char sub[4096], name[4200];
-		snprintf(sub, sizeof(sub), "%s/s%d", d, i);
-		REQUIRE(mkdir(sub, 0755) == 0);
-		for (int j = 0; j < 20; j++) {
-			snprintf(name, sizeof(name), "%s/in_%d_%d", sub, i, j);
-			REQUIRE(mkfile(name, 10, 400) == 0);
-		}
-		snprintf(sub, sizeof(sub), "%s/s%d", out, i);
-		REQUIRE(mkdir(sub, 0755) == 0);
-		for (int j = 0; j < 20; j++) {
-			snprintf(name, sizeof(name), "%s/OUTSIDE_%d_%d", sub, i, j);
-			REQUIRE(mkfile(name, 10, 400) == 0);
-		}
-	}
+	REQUIRE(fill_race_dir(d, "in"));
+	REQUIRE(fill_race_dir(out, "OUTSIDE"));
 	pid = fork();
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
@@ -330,18 +347,14 @@ static void test_swap_race(void)
 	}
 	deadline = td_monotonic_ns() + 3000000000LL;
 	while (td_monotonic_ns() < deadline) {
-		struct td_scan_stats st;
-		struct coll c;
-		coll_init(&c);
-		if (scan(&st, &c, &pc, NULL) != 0)
+		if (tree_scan(&t, NULL) != 0)
 			bad++;
-		for (size_t i = 0; i < c.n; i++) {
-			if (strstr(c.v[i].path, "OUTSIDE") || strstr(c.v[i].path, "passwd") ||
-			    strncmp(c.v[i].path, "a/d", 3) != 0 || !strstr(c.v[i].path, "/in_"))
+		for (size_t i = 0; i < t.c.n; i++) {
+			if (strstr(t.c.v[i].path, "OUTSIDE") || strstr(t.c.v[i].path, "passwd") ||
+			    strncmp(t.c.v[i].path, "a/d", 3) != 0 || !strstr(t.c.v[i].path, "/in_"))
 				bad++;
 			found++;
 		}
-		coll_free(&c);
 		scans++;
 	}
 	kill(pid, SIGKILL);
@@ -361,17 +374,13 @@ static void test_swap_race(void)
 	REQUIRE(rename(d, dtmp) == 0);
 	REQUIRE(symlink(out, d) == 0);
 	{
-		struct td_scan_stats st;
-		struct coll c;
-		coll_init(&c);
-		CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-		for (size_t i = 0; i < c.n; i++)
-			CHECK(!strstr(c.v[i].path, "OUTSIDE") &&
-			      strncmp(c.v[i].path, "a/d/", 4) != 0);
-		CHECK_INT(st.skipped[TD_SKIP_NOT_REGULAR], 1);
-		coll_free(&c);
+		CHECK_INT(tree_scan(&t, NULL), 0);
+		for (size_t i = 0; i < t.c.n; i++)
+			CHECK(!strstr(t.c.v[i].path, "OUTSIDE") &&
+			      strncmp(t.c.v[i].path, "a/d/", 4) != 0);
+		CHECK_INT(t.st.skipped[TD_SKIP_NOT_REGULAR], 1);
 	}
-	free(root);
+	tree_done(&t);
 }
 
 /* Builds hostile names; returns the number of candidate files created. */
@@ -380,18 +389,67 @@ static const char *const hostile[] = {
 	"sp ace ",   "back\\slash", "quote\"d",         "\xc3\xa9t\xc3\xa9",
 };
 
+/* The plan renderers on test_hostile_names' tree: the JSON (path_b64 for the
+ * invalid-UTF-8 directory) and the text. */
+static void check_plan_renders(const struct tree *t)
+{
+	struct td_plan *p = NULL;
+	struct td_plan_opts po = { 0 };
+	json_t *j, *top, *d;
+	char *text = NULL;
+	size_t tlen = 0;
+	FILE *f;
+	bool saw_b64 = false;
+
+	REQUIRE(td_plan_run(&p, &t->pc, &po, td_now_ns()) == 0);
+	CHECK_INT(p->st.candidate_files, TD_ARRAY_SIZE(hostile) + 4);
+	j = td_plan_json(p);
+	REQUIRE(j);
+	char *dump = json_dumps(j, JSON_COMPACT);
+	REQUIRE(dump);
+	json_t *back = json_loads(dump, 0, NULL);
+	CHECK(back != NULL);
+	json_decref(back);
+	free(dump);
+	CHECK_INT(json_integer_value(json_object_get(j, "candidate_files")),
+	          TD_ARRAY_SIZE(hostile) + 4);
+	CHECK(json_is_object(json_object_get(j, "age_histogram")));
+	CHECK(json_is_object(json_object_get(j, "skipped")));
+	top = json_object_get(j, "top_dirs");
+	CHECK(json_is_array(top));
+	/* The biggest cold directory is the invalid-UTF-8 one. */
+	d = json_array_get(top, 0);
+	REQUIRE(d);
+	const char *b64 = json_string_value(json_object_get(d, "path_b64"));
+	if (b64) {
+		unsigned char raw[8192];
+		int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));
+		size_t want = strlen(t->root) + strlen("/dir\x80\n");
+		saw_b64 = n >= (int)want && memcmp(raw, t->root, strlen(t->root)) == 0 &&
+		          memcmp(raw + strlen(t->root), "/dir\x80\n", 6) == 0;
+	}
+	CHECK(saw_b64);
+	CHECK_CONTAINS(json_string_value(json_object_get(d, "path")), "/dir\\x80\\n");
+	json_decref(j);
+	f = open_memstream(&text, &tlen);
+	REQUIRE(f);
+	td_plan_print(p, f);
+	fclose(f);
+	CHECK_CONTAINS(text, "/dir\\x80\\n");
+	CHECK_CONTAINS(text, "would move:  13 files");
+	free(text);
+	td_plan_free(p);
+}
+
 static void test_hostile_names(void)
 {
-	char *root = strdup(P("/hostile"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
-	struct coll c;
+	struct tree t;
 	char long_name[256], comp[201], deep_rel[8192] = "";
 	size_t deep_len = 0;
 	int rfd, dfd;
 
-	REQUIRE(mkdir(root, 0755) == 0);
-	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	REQUIRE(tree_make(&t, "/hostile"));
+	rfd = open(t.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	REQUIRE(rfd >= 0);
 	for (size_t i = 0; i < TD_ARRAY_SIZE(hostile); i++)
 		REQUIRE(mkfile_at(rfd, hostile[i], 7, 100) == 0);
@@ -428,80 +486,29 @@ static void test_hostile_names(void)
 	memcpy(deep_rel + deep_len, "deep\nfile", 9);
 	deep_len += 9;
 
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, TD_ARRAY_SIZE(hostile) + 4);
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, TD_ARRAY_SIZE(hostile) + 4);
 	for (size_t i = 0; i < TD_ARRAY_SIZE(hostile); i++)
-		CHECK(coll_has(&c, hostile[i], strlen(hostile[i])));
-	CHECK(coll_has(&c, "dir\x80\n/f", 7));
-	CHECK(coll_has(&c, long_name, 255));
-	CHECK(coll_has(&c, deep_rel, deep_len));
+		CHECK(coll_has(&t.c, hostile[i], strlen(hostile[i])));
+	CHECK(coll_has(&t.c, "dir\x80\n/f", 7));
+	CHECK(coll_has(&t.c, long_name, 255));
+	CHECK(coll_has(&t.c, deep_rel, deep_len));
 	CHECK(deep_len > 6000);
-	CHECK_INT(st.skipped[TD_SKIP_PATH_TOO_LONG], 0);
-	CHECK_INT(st.skipped[TD_SKIP_ERROR], 0);
-	coll_free(&c);
+	CHECK_INT(t.st.skipped[TD_SKIP_PATH_TOO_LONG], 0);
+	CHECK_INT(t.st.skipped[TD_SKIP_ERROR], 0);
 
-	/* The plan renderers on the same tree. */
-	{
-		struct td_plan *p = NULL;
-		struct td_plan_opts po = { 0 };
-		json_t *j, *top, *d;
-		char *text = NULL;
-		size_t tlen = 0;
-		FILE *f;
-		bool saw_b64 = false;
-
-		REQUIRE(td_plan_run(&p, &pc, &po, td_now_ns()) == 0);
-		CHECK_INT(p->st.candidate_files, TD_ARRAY_SIZE(hostile) + 4);
-		j = td_plan_json(p);
-		REQUIRE(j);
-		char *dump = json_dumps(j, JSON_COMPACT);
-		REQUIRE(dump);
-		json_t *back = json_loads(dump, 0, NULL);
-		CHECK(back != NULL);
-		json_decref(back);
-		free(dump);
-		CHECK_INT(json_integer_value(json_object_get(j, "candidate_files")),
-		          TD_ARRAY_SIZE(hostile) + 4);
-		CHECK(json_is_object(json_object_get(j, "age_histogram")));
-		CHECK(json_is_object(json_object_get(j, "skipped")));
-		top = json_object_get(j, "top_dirs");
-		CHECK(json_is_array(top));
-		/* The biggest cold directory is the invalid-UTF-8 one. */
-		d = json_array_get(top, 0);
-		REQUIRE(d);
-		const char *b64 = json_string_value(json_object_get(d, "path_b64"));
-		if (b64) {
-			unsigned char raw[8192];
-			int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));
-			size_t want = strlen(root) + strlen("/dir\x80\n");
-			saw_b64 = n >= (int)want && memcmp(raw, root, strlen(root)) == 0 &&
-			          memcmp(raw + strlen(root), "/dir\x80\n", 6) == 0;
-		}
-		CHECK(saw_b64);
-		CHECK_CONTAINS(json_string_value(json_object_get(d, "path")), "/dir\\x80\\n");
-		json_decref(j);
-		f = open_memstream(&text, &tlen);
-		REQUIRE(f);
-		td_plan_print(p, f);
-		fclose(f);
-		CHECK_CONTAINS(text, "/dir\\x80\\n");
-		CHECK_CONTAINS(text, "would move:  13 files");
-		free(text);
-		td_plan_free(p);
-	}
+	check_plan_renders(&t);
 	close(rfd);
-	free(root);
+	tree_done(&t);
 }
 
 static void test_permission_denied(void)
 {
-	char *root = strdup(P("/perm"));
-	struct td_policy_conf pc = conf_for(&root);
+	struct tree t;
 	pid_t pid;
 	int status;
 
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/perm"));
 	REQUIRE(chmod(base, 0755) == 0); /* nobody must reach the root */
 	REQUIRE(mkdir(P("/perm/locked"), 0700) == 0);
 	REQUIRE(mkfile(P("/perm/locked/secret"), 10, 100) == 0);
@@ -512,18 +519,15 @@ static void test_permission_denied(void)
 	pid = fork();
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
-		struct td_scan_stats st;
-		struct coll c;
-		coll_init(&c);
 		/* Root reads everything: drop to nobody (not needed when not root). */
 		if (geteuid() == 0 &&
 		    (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0))
 			_exit(3);
-		if (scan(&st, &c, &pc, NULL) != 0)
+		if (tree_scan(&t, NULL) != 0)
 			_exit(4);
-		if (st.skipped[TD_SKIP_PERMISSION_DENIED] != 1)
+		if (t.st.skipped[TD_SKIP_PERMISSION_DENIED] != 1)
 			_exit(5);
-		if (c.n != 1 || !coll_has(&c, "open", 4))
+		if (t.c.n != 1 || !coll_has(&t.c, "open", 4))
 			_exit(6);
 		_exit(0);
 	}
@@ -531,58 +535,48 @@ static void test_permission_denied(void)
 	CHECK(WIFEXITED(status));
 	CHECK_INT(WEXITSTATUS(status), 0);
 	chmod(P("/perm/locked"), 0700); /* so that the cleanup can remove it */
-	free(root);
+	tree_done(&t);
 }
 
 static void test_one_filesystem(void)
 {
-	char *root = strdup(P("/onefs"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
-	struct coll c;
+	struct tree t;
 	char *mnt;
 
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/onefs"));
 	mnt = strdup(P("/onefs/mnt"));
 	REQUIRE(mkdir(mnt, 0755) == 0);
 	REQUIRE(mkfile(P("/onefs/here"), 10, 100) == 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") < 0) {
 		printf("  SKIP one_filesystem: mount: %s\n", strerror(errno));
 		free(mnt);
-		free(root);
+		tree_done(&t);
 		return;
 	}
 	CHECK(mkfile(P("/onefs/mnt/there"), 10, 100) == 0);
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 1);
-	CHECK(coll_has(&c, "here", 4));
-	CHECK_INT(st.skipped[TD_SKIP_OTHER_FILESYSTEM], 1);
-	coll_free(&c);
-	pc.one_filesystem = false;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 2);
-	CHECK(coll_has(&c, "mnt/there", 9));
-	coll_free(&c);
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 1);
+	CHECK(coll_has(&t.c, "here", 4));
+	CHECK_INT(t.st.skipped[TD_SKIP_OTHER_FILESYSTEM], 1);
+	t.pc.one_filesystem = false;
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 2);
+	CHECK(coll_has(&t.c, "mnt/there", 9));
 	CHECK(umount2(mnt, MNT_DETACH) == 0);
 	free(mnt);
-	free(root);
+	tree_done(&t);
 }
 
 static void test_no_atime_change(void)
 {
-	char *root = strdup(P("/atime"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
+	struct tree t;
 	struct stat before, after, sb, sa;
-	struct coll c;
 	char *f;
 
-	REQUIRE(mkdir(root, 0755) == 0);
-	if (mount("tmpfs", root, "tmpfs", MS_STRICTATIME, "size=4m") < 0) {
+	REQUIRE(tree_make(&t, "/atime"));
+	if (mount("tmpfs", t.root, "tmpfs", MS_STRICTATIME, "size=4m") < 0) {
 		printf("  SKIP atime: mount: %s\n", strerror(errno));
-		free(root);
+		tree_done(&t);
 		return;
 	}
 	f = strdup(P("/atime/old"));
@@ -592,11 +586,9 @@ static void test_no_atime_change(void)
 	CHECK(symlink("/nonexistent/target", P("/atime/lnk")) == 0);
 	CHECK(stat(f, &before) == 0);
 	CHECK(lstat(P("/atime/sub/old2"), &sb) == 0);
-	pc.age_by = TD_AGE_ATIME;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, NULL), 0);
-	CHECK_INT(c.n, 2);
-	coll_free(&c);
+	t.pc.age_by = TD_AGE_ATIME;
+	CHECK_INT(tree_scan(&t, NULL), 0);
+	CHECK_INT(t.c.n, 2);
 	CHECK(stat(f, &after) == 0);
 	CHECK(lstat(P("/atime/sub/old2"), &sa) == 0);
 	CHECK_INT(before.st_atim.tv_sec, after.st_atim.tv_sec);
@@ -611,22 +603,19 @@ static void test_no_atime_change(void)
 		CHECK(stat(f, &after) == 0);
 		CHECK(after.st_atim.tv_sec != before.st_atim.tv_sec);
 	}
-	CHECK(umount2(root, MNT_DETACH) == 0);
+	CHECK(umount2(t.root, MNT_DETACH) == 0);
 	free(f);
-	free(root);
+	tree_done(&t);
 }
 
 static void test_links_and_own_dirs(void)
 {
-	char *root = strdup(P("/ns"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
+	struct tree t;
 	struct td_scan_opts o = { 0 };
 	char state[2048], cache[2048], target[8192];
 	const char *id = "ab0123456789abcdef0123456789abcd";
-	struct coll c;
 
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/ns"));
 	snprintf(state, sizeof(state), "%s/ns/.tierd-state", base);
 	snprintf(cache, sizeof(cache), "%s/ns/cache", base);
 	REQUIRE(mkdir(state, 0711) == 0);
@@ -641,32 +630,27 @@ static void test_links_and_own_dirs(void)
 	REQUIRE(symlink(target, P("/ns/fake")) == 0);
 	o.state_dir = state;
 	o.cache_dir = cache;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, &o), 0);
-	CHECK_INT(c.n, 1);
-	CHECK(coll_has(&c, "plain", 5));
-	CHECK_INT(c.links, 1);
-	CHECK_STR(c.link_id, id);
-	CHECK_STR(c.link_path, "report.iso");
-	CHECK_INT(st.links_seen, 1);
-	CHECK_INT(st.skipped[TD_SKIP_ALREADY_TIERED], 1);
-	CHECK_INT(st.skipped[TD_SKIP_TIERD_DIR], 2);
-	CHECK_INT(st.skipped[TD_SKIP_NOT_REGULAR], 1);
-	coll_free(&c);
-	free(root);
+	CHECK_INT(tree_scan(&t, &o), 0);
+	CHECK_INT(t.c.n, 1);
+	CHECK(coll_has(&t.c, "plain", 5));
+	CHECK_INT(t.c.links, 1);
+	CHECK_STR(t.c.link_id, id);
+	CHECK_STR(t.c.link_path, "report.iso");
+	CHECK_INT(t.st.links_seen, 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_ALREADY_TIERED], 1);
+	CHECK_INT(t.st.skipped[TD_SKIP_TIERD_DIR], 2);
+	CHECK_INT(t.st.skipped[TD_SKIP_NOT_REGULAR], 1);
+	tree_done(&t);
 }
 
 static void test_watermarks(void)
 {
-	char *root = strdup(P("/wm"));
-	struct td_policy_conf pc = conf_for(&root);
-	struct td_scan_stats st;
+	struct tree t;
 	struct td_scan_opts o = { .fs_override = true,
 		                  .fs_total_bytes = 1000 * MiB,
 		                  .fs_used_bytes = 900 * MiB };
-	struct coll c;
 
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/wm"));
 	REQUIRE(mkdir(P("/wm/d"), 0755) == 0);
 	/* 10 files of 50 MiB (sparse), ages 40..130 days; one young one */
 	for (int i = 0; i < 10; i++) {
@@ -675,45 +659,39 @@ static void test_watermarks(void)
 		REQUIRE(mkfile(path, 50 * MiB, 40 + 10 * i) == 0);
 	}
 	REQUIRE(mkfile(P("/wm/young"), 500 * MiB, 1) == 0);
-	pc.has_watermarks = true;
-	pc.high_watermark_pct = 85;
-	pc.low_watermark_pct = 70;
+	t.pc.has_watermarks = true;
+	t.pc.high_watermark_pct = 85;
+	t.pc.low_watermark_pct = 70;
 	/* 90% used, low 70%: 200 MiB must go: the 4 coldest, coldest first */
 	for (int cap = 0; cap <= 3; cap += 3) {
 		o.select_cap = (size_t)cap; /* 0: default; 3: smaller than needed */
-		coll_init(&c);
-		CHECK_INT(scan(&st, &c, &pc, &o), 0);
-		CHECK(st.watermark_active);
+		CHECK_INT(tree_scan(&t, &o), 0);
+		CHECK(t.st.watermark_active);
 		if (cap == 0) {
-			CHECK_INT(c.n, 4);
-			CHECK_INT(st.candidate_bytes, 200 * MiB);
+			CHECK_INT(t.c.n, 4);
+			CHECK_INT(t.st.candidate_bytes, 200 * MiB);
 		} else {
-			CHECK_INT(c.n, 3);
+			CHECK_INT(t.c.n, 3);
 		}
-		CHECK(c.n >= 1 && strcmp(c.v[0].path, "d/9") == 0);
-		for (size_t i = 1; i < c.n; i++)
-			CHECK(c.v[i - 1].age_ns >= c.v[i].age_ns);
-		CHECK(c.n >= 3 && strcmp(c.v[2].path, "d/7") == 0);
-		CHECK_INT(st.eligible_files, 10);
-		CHECK_INT(st.skipped[TD_SKIP_WATERMARK], 10 - c.n);
-		coll_free(&c);
+		CHECK(t.c.n >= 1 && strcmp(t.c.v[0].path, "d/9") == 0);
+		for (size_t i = 1; i < t.c.n; i++)
+			CHECK(t.c.v[i - 1].age_ns >= t.c.v[i].age_ns);
+		CHECK(t.c.n >= 3 && strcmp(t.c.v[2].path, "d/7") == 0);
+		CHECK_INT(t.st.eligible_files, 10);
+		CHECK_INT(t.st.skipped[TD_SKIP_WATERMARK], 10 - t.c.n);
 	}
 	/* with a run limit the selection stops early */
-	pc.max_files_per_run = 2;
+	t.pc.max_files_per_run = 2;
 	o.select_cap = 0;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, &o), 0);
-	CHECK_INT(c.n, 2);
-	coll_free(&c);
-	pc.max_files_per_run = 0;
+	CHECK_INT(tree_scan(&t, &o), 0);
+	CHECK_INT(t.c.n, 2);
+	t.pc.max_files_per_run = 0;
 	/* below high: nothing */
 	o.fs_used_bytes = 800 * MiB;
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, &o), 0);
-	CHECK(!st.watermark_active);
-	CHECK_INT(c.n, 0);
-	coll_free(&c);
-	free(root);
+	CHECK_INT(tree_scan(&t, &o), 0);
+	CHECK(!t.st.watermark_active);
+	CHECK_INT(t.c.n, 0);
+	tree_done(&t);
 }
 
 static void test_missing_root_and_big_dir(void)
@@ -778,16 +756,14 @@ static void vanish_on_cand(void *ctx, const struct td_scan_entry *e)
 /* Directories removed or renamed away between being listed and being opened. */
 static void test_vanished(void)
 {
-	char *root = strdup(P("/van"));
-	struct td_policy_conf pc = conf_for(&root);
+	struct tree t;
 	struct td_policy *p = NULL;
-	struct td_scan_stats st;
 	struct vanish_ctx v;
 	struct td_scan_opts o = { .threads = 1,
 		                  .on_dir = vanish_on_dir,
 		                  .on_candidate = vanish_on_cand };
 
-	REQUIRE(mkdir(root, 0755) == 0);
+	REQUIRE(tree_make(&t, "/van"));
 	REQUIRE(mkdir(P("/van/z"), 0755) == 0);
 	REQUIRE(mkdir(P("/van/y"), 0755) == 0);
 	REQUIRE(mkfile(P("/van/y/f"), 10, 100) == 0);
@@ -796,11 +772,11 @@ static void test_vanished(void)
 	v.y = strdup(P("/van/y"));
 	v.y2 = strdup(P("/van/y2"));
 	coll_init(&v.c);
-	REQUIRE(td_policy_new(&p, &pc, td_now_ns()) == 0);
+	REQUIRE(td_policy_new(&p, &t.pc, td_now_ns()) == 0);
 	o.policy = p;
 	o.ctx = &v;
-	CHECK_INT(td_scan_run(&st, &o), 0);
-	CHECK_INT(st.skipped[TD_SKIP_VANISHED], 2);
+	CHECK_INT(td_scan_run(&t.st, &o), 0);
+	CHECK_INT(t.st.skipped[TD_SKIP_VANISHED], 2);
 	CHECK_INT(v.c.n, 1);
 	CHECK(coll_has(&v.c, "top", 3));
 	coll_free(&v.c);
@@ -808,22 +784,19 @@ static void test_vanished(void)
 	free((char *)v.z);
 	free((char *)v.y);
 	free((char *)v.y2);
-	free(root);
+	tree_done(&t);
 }
 
 /* A tiny shared queue forces the per-worker stacks and their sharing; a
  * 1,500-deep chain checks that depth costs no C stack. */
 static void test_small_queue_wide_deep(void)
 {
-	char *root = strdup(P("/wide"));
-	struct td_policy_conf pc = conf_for(&root);
+	struct tree t;
 	struct td_scan_opts o = { .queue_cap = 2, .threads = 3 };
-	struct td_scan_stats st;
-	struct coll c;
 	int rfd, dfd;
 
-	REQUIRE(mkdir(root, 0755) == 0);
-	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	REQUIRE(tree_make(&t, "/wide"));
+	rfd = open(t.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	REQUIRE(rfd >= 0);
 	for (int i = 0; i < 50; i++) {
 		char n[32];
@@ -854,12 +827,10 @@ static void test_small_queue_wide_deep(void)
 	REQUIRE(mkfile_at(dfd, "bottom", 1, 100) == 0);
 	close(dfd);
 	close(rfd);
-	coll_init(&c);
-	CHECK_INT(scan(&st, &c, &pc, &o), 0);
-	CHECK_INT(c.n, 501);
-	CHECK_INT(st.dirs, 1 + 50 + 250 + 1500);
-	coll_free(&c);
-	free(root);
+	CHECK_INT(tree_scan(&t, &o), 0);
+	CHECK_INT(t.c.n, 501);
+	CHECK_INT(t.st.dirs, 1 + 50 + 250 + 1500);
+	tree_done(&t);
 }
 
 int main(void)
