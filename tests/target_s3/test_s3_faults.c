@@ -30,7 +30,7 @@ static int peer_start(struct peer *p, const char *actions)
 	ssize_t n;
 	size_t got = 0;
 
-	snprintf(script, sizeof(script), "%s/tests/s3target/fault_peer.py", src ? src : ".");
+	snprintf(script, sizeof(script), "%s/tests/target_s3/fault_peer.py", src ? src : ".");
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
 	posix_spawn_file_actions_init(&fa);

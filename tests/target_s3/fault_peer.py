@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A scripted S3-ish HTTP peer that injects faults, for tests/s3target.
+"""A scripted S3-ish HTTP peer that injects faults, for tests/target_s3.
 
     fault_peer.py ACTION[,ACTION...]
 

@@ -583,7 +583,7 @@ int main(void)
 	td_random_bytes(rnd, sizeof(rnd));
 	td_hex(hex, rnd, sizeof(rnd));
 	snprintf(prefix, sizeof(prefix), "test-s3-%s/", hex);
-	tmp = td_test_tmpdir("s3target");
+	tmp = td_test_tmpdir("target_s3");
 	printf("prefix %s\n", prefix);
 	TD_RUN(test_sizes);
 	TD_RUN(test_keys);
