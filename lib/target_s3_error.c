@@ -128,6 +128,8 @@ struct msg_ctx {
 	long oserr;
 };
 
+/* One case per message kind: the messages side by side read better than
+ * spread over helpers, so this switch stays long. */
 static void write_msg(char *out, size_t cap, enum msg m, const struct msg_ctx *c)
 {
 	const char *ep = c->t->endpoint;

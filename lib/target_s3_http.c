@@ -194,6 +194,77 @@ static size_t sink_fail(struct s3_http *h, int err, const char *msg)
 	return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 }
 
+/* An error body (its head is kept for the <Error>), or a small answer kept in
+ * memory (SINK_MEM), up to its cap. */
+static size_t write_mem(struct s3_http *h, const char *buf, size_t n, bool ok)
+{
+	size_t max = ok ? h->resp_max : ERR_BODY_MAX;
+
+	if (h->resp_len + n > max) {
+		if (ok)
+			return sink_fail(h, -EPROTO, "response body over its size cap");
+		return n; /* an error body: keep the head of it */
+	}
+	if (h->resp_len + n > h->resp_cap) {
+		size_t want = TD_MIN(TD_MAX(h->resp_len + n, 2 * h->resp_cap), max);
+		char *nb = realloc(h->resp, want + 1);
+
+		if (!nb)
+			return sink_fail(h, -ENOMEM, "out of memory");
+		h->resp = nb;
+		h->resp_cap = want;
+	}
+	memcpy(h->resp + h->resp_len, buf, n);
+	h->resp_len += n;
+	return n;
+}
+
+/* Into the caller's buffers (SINK_BUF), where the bytes so far end. */
+static size_t write_iov(struct s3_http *h, const char *buf, size_t n)
+{
+	struct td_target_req *base = &h->req->base;
+
+	if (h->received + n > h->out_cap)
+		return sink_fail(h, -EPROTO, "server sent more bytes than asked for");
+	for (size_t done = 0, avail; done < n; done += avail) {
+		char *p = td_iov_at(h->out_iov, h->out_iovcnt, h->received + done, &avail);
+
+		avail = TD_MIN(avail, n - done);
+		memcpy(p, buf + done, avail);
+	}
+	h->received += n;
+	if (base->progress)
+		base->progress(base->progress_data, (size_t)h->received);
+	return n;
+}
+
+/* Into a file (SINK_FD) at its offset, hashed on the way when asked. */
+static size_t write_fd(struct s3_http *h, const char *buf, size_t n)
+{
+	const char *p = buf;
+	size_t left = n;
+	uint64_t off = h->out_fd_off + h->received;
+
+	while (left) {
+		ssize_t w = pwrite(h->out_fd, p, left, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+
+			return sink_fail(h, -e, "cannot write the destination file");
+		}
+		p += w;
+		left -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	if (h->sha)
+		td_hash_update(h->sha, buf, n);
+	h->received += n;
+	return n;
+}
+
 static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 {
 	struct s3_http *h = userp;
@@ -201,27 +272,8 @@ static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 	long code = 0;
 
 	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
-	if (code / 100 != 2 || h->sink == SINK_MEM) {
-		size_t max = code / 100 == 2 ? h->resp_max : ERR_BODY_MAX;
-
-		if (h->resp_len + n > max) {
-			if (code / 100 == 2)
-				return sink_fail(h, -EPROTO, "response body over its size cap");
-			return n; /* an error body: keep the head of it */
-		}
-		if (h->resp_len + n > h->resp_cap) {
-			size_t want = TD_MIN(TD_MAX(h->resp_len + n, 2 * h->resp_cap), max);
-			char *nb = realloc(h->resp, want + 1);
-
-			if (!nb)
-				return sink_fail(h, -ENOMEM, "out of memory");
-			h->resp = nb;
-			h->resp_cap = want;
-		}
-		memcpy(h->resp + h->resp_len, buf, n);
-		h->resp_len += n;
-		return n;
-	}
+	if (code / 100 != 2 || h->sink == SINK_MEM)
+		return write_mem(h, buf, n, code / 100 == 2);
 	if (n && s3__bw_take(h, n) == 0)
 		return CURL_WRITEFUNC_PAUSE;
 	if (h->first_write) {
@@ -232,49 +284,13 @@ static size_t on_write(char *buf, size_t size, size_t nitems, void *userp)
 	}
 	if (h->has_range && h->range_len != UINT64_MAX && h->received + n > h->range_len)
 		return sink_fail(h, -EPROTO, "server sent more bytes than asked for");
-	if (h->sink == SINK_BUF) {
-		if (h->received + n > h->out_cap)
-			return sink_fail(h, -EPROTO, "server sent more bytes than asked for");
-		for (size_t done = 0, avail; done < n; done += avail) {
-			char *p = td_iov_at(h->out_iov, h->out_iovcnt, h->received + done, &avail);
-
-			avail = TD_MIN(avail, n - done);
-			memcpy(p, buf + done, avail);
-		}
-		if (h->req->base.progress) {
-			h->received += n;
-			h->req->base.progress(h->req->base.progress_data, (size_t)h->received);
-			return n;
-		}
-	} else {
-		const char *p = buf;
-		size_t left = n;
-		uint64_t off = h->out_fd_off + h->received;
-
-		while (left) {
-			ssize_t w = pwrite(h->out_fd, p, left, (off_t)off);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				int e = w < 0 ? errno : EIO;
-
-				return sink_fail(h, -e, "cannot write the destination file");
-			}
-			p += w;
-			left -= (size_t)w;
-			off += (uint64_t)w;
-		}
-		if (h->sha)
-			td_hash_update(h->sha, buf, n);
-	}
-	h->received += n;
-	return n;
+	if (h->sink == SINK_BUF)
+		return write_iov(h, buf, n);
+	return write_fd(h, buf, n);
 }
 
-struct s3_http *
-s3__http_new(struct s3_req *r, const char *method, const char *full_key, const char *query,
-             void (*done)(struct s3_http *h, int status, const struct td_target_error *err))
+struct s3_http *s3__http_new(struct s3_req *r, const char *method, const char *full_key,
+                             const char *query, s3_done_fn done)
 {
 	struct s3_target *t = r->t;
 	struct s3_http *h = calloc(1, sizeof(*h));

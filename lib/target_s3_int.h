@@ -31,6 +31,11 @@
 
 struct s3_target;
 struct s3_req;
+struct s3_http;
+
+/* An exchange's end, once its attempts are over: status 0, or -errno with the
+ * detail in err. It must destroy the exchange (s3__http_destroy). */
+typedef void (*s3_done_fn)(struct s3_http *h, int status, const struct td_target_error *err);
 
 enum sink { SINK_MEM, SINK_BUF, SINK_FD };
 
@@ -84,12 +89,15 @@ struct s3_http {
 	bool paused;
 	struct s3_http *next_paused;
 	unsigned part; /* multipart: index of the part */
-	void (*done)(struct s3_http *h, int status, const struct td_target_error *err);
+	s3_done_fn done;
 };
 
 enum req_kind { K_PUT, K_GET, K_HEAD, K_DELETE, K_LIST, K_CLEANUP, K_MKBUCKET };
 enum phase { PH_START, PH_INIT, PH_PARTS, PH_COMPLETE, PH_HEAD, PH_ABORT, PH_DONE };
 
+/* One part of an upload and its buffer. Between uv_queue_work and its after
+ * callback a thread-pool job owns the slot (work_read: buf, md5, rc; work_sha:
+ * reads buf); the loop thread touches it only outside those windows. */
 struct slot {
 	struct s3_req *req;
 	uv_work_t work, sha_work;
@@ -253,9 +261,8 @@ int s3__http_submit(struct s3_http *h);
 
 /* A new exchange of r on full_key (NULL: the bucket) with a canonical query
  * (NULL, or sorted and encoded). NULL when out of memory. */
-struct s3_http *
-s3__http_new(struct s3_req *r, const char *method, const char *full_key, const char *query,
-             void (*done)(struct s3_http *h, int status, const struct td_target_error *err));
+struct s3_http *s3__http_new(struct s3_req *r, const char *method, const char *full_key,
+                             const char *query, s3_done_fn done);
 /* Stops and frees an exchange; its done callback is not called. */
 void s3__http_destroy(struct s3_http *h);
 int s3__http_add_header(struct s3_http *h, const char *fmt, ...)
@@ -291,7 +298,7 @@ int s3__put_buf(struct td_target *tt, struct td_target_req **req_out, const char
                 td_target_cb cb, void *data);
 /* Aborts the multipart upload upload_id of full_key (a missing one is done). */
 int s3__upload_abort(struct s3_req *r, const char *full_key, const char *upload_id,
-                     void (*done)(struct s3_http *h, int status, const struct td_target_error *e));
+                     s3_done_fn done);
 int s3__get_range(struct td_target *tt, struct td_target_req **req_out, const char *key,
                   uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
                   td_target_cb cb, void *data);

@@ -18,8 +18,7 @@
 #include <time.h>
 
 /* GETs one page of a listing (a bucket request with a canonical query). */
-static int listing_get(struct s3_req *r, const char *query,
-                       void (*done)(struct s3_http *h, int status, const struct td_target_error *e))
+static int listing_get(struct s3_req *r, const char *query, s3_done_fn done)
 {
 	struct s3_http *h = s3__http_new(r, "GET", NULL, query, done);
 	int rc;

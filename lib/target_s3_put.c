@@ -494,8 +494,7 @@ static void on_initiate(struct s3_http *h, int status, const struct td_target_er
 	pump_parts(r);
 }
 
-int s3__upload_abort(struct s3_req *r, const char *full_key, const char *upload_id,
-                     void (*done)(struct s3_http *h, int status, const struct td_target_error *e))
+int s3__upload_abort(struct s3_req *r, const char *full_key, const char *upload_id, s3_done_fn done)
 {
 	char q[1200];
 	struct s3_http *h;
