@@ -7,8 +7,8 @@
  * The parse is a loop of steps (parse_step): text, markup (declarations,
  * comments, CDATA), a close tag, an open tag; each returns 0 or -EPROTO and
  * moves the parser on. Any thread: the parse owns nothing but its document,
- * which owns every node and string. Tested by tests/target_s3/test_s3_xml (with the corpus
- * in tests/fuzz/corpus) and fuzzed by tests/fuzz/fuzz_s3_xml.
+ * which owns every node and string. Tested by tests/target_s3/test_s3_xml
+ * (with the corpus in tests/fuzz/corpus) and fuzzed by tests/fuzz/fuzz_s3_xml.
  */
 #include "s3_xml.h"
 
