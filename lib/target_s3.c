@@ -104,11 +104,7 @@ static void req_free_fields(struct s3_req *r)
 	}
 	free(r->complete_body);
 	free(r->token);
-	for (size_t i = 0; i < r->n_uploads; i++) {
-		free(r->uploads[i].key);
-		free(r->uploads[i].id);
-	}
-	free(r->uploads);
+	s3__uploads_clear(r);
 	free(r->key_marker);
 	free(r->id_marker);
 }

@@ -6,8 +6,8 @@
  * - struct s3_target (target_s3.c): owns the curl multi handle, the timers, the
  *   sockets' uv_polls and every request; freed after the last handle closed.
  * - struct s3_req (target_s3.c): one td_target_* call; lives until its callback
- *   has run (req_finish -> on_defer), or is undone by req_started on a failed
- *   start, when no callback runs.
+ *   has run (s3__req_finish, then a 0 ms timer), or is undone by
+ *   s3__req_started when its start failed, and then no callback runs.
  * - struct s3_http (target_s3_http.c): one HTTP exchange of a request, retried
  *   in place (target_s3_curl.c); freed by s3__http_destroy, which never calls
  *   its done callback.
@@ -283,8 +283,8 @@ void s3__copy_trim(char *dst, size_t cap, const char *v, size_t n);
 int s3__classify(struct s3_http *h, CURLcode cc, struct td_target_error *e, bool *retry);
 /* Parses an S3 <Error> body into e. Returns true if one was found. */
 bool s3__parse_error_body(struct s3_http *h, struct td_target_error *e);
-/* The classification of an HTTP error answer by status and S3 error code;
- * for s3__classify and the tests. Returns -errno; *retry as above. */
+/* The row s3__classify applies to an HTTP error answer, by status and S3 error
+ * code (NULL: none), for the tests. Returns -errno; *retry as above. */
 int s3__classify_http(long status, const char *code, bool *retry);
 
 /* ---- the entry points (target_s3_put.c, _get.c, _list.c) ---- */
@@ -311,5 +311,7 @@ int s3__delete(struct td_target *tt, struct td_target_req **req_out, const char 
                td_target_cb cb, void *data);
 int s3__list(struct td_target *tt, struct td_target_req **req_out, const char *prefix,
              td_target_list_each each, td_target_cb cb, void *data);
+/* Frees the uploads cleanup_stale holds (one page's). */
+void s3__uploads_clear(struct s3_req *r);
 int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsigned *n_cleaned,
                       td_target_cb cb, void *data);

@@ -255,7 +255,7 @@ static void abort_next(struct s3_req *r)
 		s3__req_fail(r, rc, NULL);
 }
 
-static void uploads_clear(struct s3_req *r)
+void s3__uploads_clear(struct s3_req *r)
 {
 	for (size_t i = 0; i < r->n_uploads; i++) {
 		free(r->uploads[i].key);
@@ -273,7 +273,7 @@ static int uploads_collect(struct s3_req *r, const struct td_s3_xml_node *root)
 	const struct td_s3_xml_node *c;
 	size_t n = 0;
 
-	uploads_clear(r);
+	s3__uploads_clear(r);
 	for (c = root->child; c; c = c->next)
 		if (strcmp(c->name, "Upload") == 0)
 			n++;

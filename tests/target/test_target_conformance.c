@@ -678,14 +678,12 @@ static int write_file(const char *path, const char *data, size_t n)
 	return r;
 }
 
-static int count_entries(const char *path)
+/* Runs a shell pipeline that prints one number; -1 when it does not. */
+static int run_count(const char *cmd)
 {
-	char cmd[8192];
-	FILE *p;
+	FILE *p = popen(cmd, "r");
 	int n = -1;
 
-	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", path);
-	p = popen(cmd, "r");
 	if (!p)
 		return -1;
 	if (fscanf(p, "%d", &n) != 1)
@@ -694,20 +692,20 @@ static int count_entries(const char *path)
 	return n;
 }
 
+static int count_entries(const char *path)
+{
+	char cmd[8192];
+
+	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", path);
+	return run_count(cmd);
+}
+
 static int count_named(const char *path, const char *name)
 {
 	char cmd[8192];
-	FILE *p;
-	int n = -1;
 
 	snprintf(cmd, sizeof(cmd), "find '%s' -name '%s' | wc -l", path, name);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (fscanf(p, "%d", &n) != 1)
-		n = -1;
-	pclose(p);
-	return n;
+	return run_count(cmd);
 }
 
 static void test_dir_symlink(void)

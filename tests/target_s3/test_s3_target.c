@@ -267,6 +267,8 @@ static void test_errors(void)
 	struct td_object_info info;
 	struct td_target_error err;
 	struct td_s3_tuning tu;
+	char buf[8];
+	size_t got;
 	int64_t t0;
 	int r;
 
@@ -277,18 +279,13 @@ static void test_errors(void)
 	REQUIRE(t);
 	r = do_head(t, "x", &info, &err);
 	CHECK_INT(r, -EACCES);
-	{
-		char buf[8];
-		size_t got;
-
-		r = do_get_range(t, "x", 0, 8, buf, &got, &err);
-		CHECK_INT(r, -EACCES);
-		CHECK_STR(err.code, "SignatureDoesNotMatch");
-		CHECK_CONTAINS(err.message, "secret key is wrong");
-		CHECK_INT(err.http_status, 403);
-		CHECK(strstr(err.message, "wrong-secret") == NULL);
-		printf("  wrong secret: %s\n", err.message);
-	}
+	r = do_get_range(t, "x", 0, 8, buf, &got, &err);
+	CHECK_INT(r, -EACCES);
+	CHECK_STR(err.code, "SignatureDoesNotMatch");
+	CHECK_CONTAINS(err.message, "secret key is wrong");
+	CHECK_INT(err.http_status, 403);
+	CHECK(strstr(err.message, "wrong-secret") == NULL);
+	printf("  wrong secret: %s\n", err.message);
 	s3t_close(&loop, t);
 
 	/* Unknown access key. */
@@ -296,15 +293,10 @@ static void test_errors(void)
 	c.access_key = (char *)"NOSUCHACCESSKEY";
 	t = open_target(&c);
 	REQUIRE(t);
-	{
-		char buf[8];
-		size_t got;
-
-		r = do_get_range(t, "x", 0, 8, buf, &got, &err);
-		CHECK_INT(r, -EACCES);
-		CHECK_STR(err.code, "InvalidAccessKeyId");
-		printf("  unknown key: %s\n", err.message);
-	}
+	r = do_get_range(t, "x", 0, 8, buf, &got, &err);
+	CHECK_INT(r, -EACCES);
+	CHECK_STR(err.code, "InvalidAccessKeyId");
+	printf("  unknown key: %s\n", err.message);
 	s3t_close(&loop, t);
 
 	/* Missing bucket. */
