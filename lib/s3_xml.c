@@ -3,6 +3,12 @@
  * strings go into one arena sized from the input length up front, so nothing
  * is reallocated while nodes point into it. Only leaf elements keep their text
  * (S3 never uses mixed content); a container's whitespace is dropped.
+ *
+ * The parse is a loop of steps (parse_step): text, markup (declarations,
+ * comments, CDATA), a close tag, an open tag; each returns 0 or -EPROTO and
+ * moves the parser on. Any thread: the parse owns nothing but its document,
+ * which owns every node and string. Tested by tests/target_s3/test_s3_xml
+ * (with the corpus in tests/fuzz/corpus) and fuzzed by tests/fuzz/fuzz_s3_xml.
  */
 #include "s3_xml.h"
 
@@ -175,17 +181,222 @@ static bool only_ws(const char *p, const char *end)
 	return true;
 }
 
-int td_s3_xml_parse(struct td_s3_xml **out, const char *buf, size_t n)
-{
-	struct frame stack[TD_S3_XML_MAX_DEPTH];
-	const char *p = buf, *end = buf + n;
+/* The state of one parse: the input still to read and the open elements. */
+struct parser {
 	struct td_s3_xml *d;
-	size_t depth = 0;
-	int r = -EPROTO;
+	const char *p, *end;
+	struct frame stack[TD_S3_XML_MAX_DEPTH];
+	size_t depth;
+};
 
-	if (!buf || n == 0 || n > TD_S3_XML_MAX_INPUT)
+static struct frame *top(struct parser *ps)
+{
+	return ps->depth ? &ps->stack[ps->depth - 1] : NULL;
+}
+
+/* Character data up to the next '<': kept by a leaf, whitespace elsewhere. */
+static int parse_text(struct parser *ps)
+{
+	const char *lt = memchr(ps->p, '<', (size_t)(ps->end - ps->p));
+	int r = 0;
+
+	if (!lt)
+		lt = ps->end;
+	if (ps->depth == 0) {
+		if (!only_ws(ps->p, lt))
+			return -EPROTO;
+	} else {
+		r = append_text(ps->d, top(ps), ps->p, lt, false);
+	}
+	ps->p = lt;
+	return r;
+}
+
+/* "<?...?>" (only before the root), "<!--...-->", "<![CDATA[...]]>" (text of
+ * the open element); any other "<!" (DOCTYPE and friends) is refused.
+ * Returns 1 when p is at none of these. */
+static int parse_markup(struct parser *ps)
+{
+	const char *p = ps->p, *end = ps->end, *q;
+
+	if (end - p >= 2 && p[1] == '?') {
+		q = find(p + 2, end, "?>");
+		if (!q || ps->depth > 0 || ps->d->root)
+			return -EPROTO;
+		ps->p = q + 2;
+		return 0;
+	}
+	if (end - p >= 4 && memcmp(p, "<!--", 4) == 0) {
+		q = find(p + 4, end, "-->");
+		if (!q)
+			return -EPROTO;
+		ps->p = q + 3;
+		return 0;
+	}
+	if (end - p >= 9 && memcmp(p, "<![CDATA[", 9) == 0) {
+		q = find(p + 9, end, "]]>");
+		if (!q || ps->depth == 0 || append_text(ps->d, top(ps), p + 9, q, true) < 0)
+			return -EPROTO;
+		ps->p = q + 3;
+		return 0;
+	}
+	if (end - p >= 2 && p[1] == '!')
 		return -EPROTO;
-	d = calloc(1, sizeof(*d));
+	return 1;
+}
+
+/* "</name>": must close the open element, by the same raw name. */
+static int parse_close_tag(struct parser *ps)
+{
+	const char *name = ps->p + 2, *q = name, *end = ps->end;
+	struct frame *f = top(ps);
+
+	while (q < end && is_name_char(*q))
+		q++;
+	if (!f)
+		return -EPROTO;
+	if ((size_t)(q - name) != f->raw_name_len ||
+	    memcmp(name, f->raw_name, f->raw_name_len) != 0)
+		return -EPROTO;
+	while (q < end && is_ws(*q))
+		q++;
+	if (q >= end || *q != '>')
+		return -EPROTO;
+	finish_text(ps->d, f);
+	ps->depth--;
+	ps->p = q + 1;
+	return 0;
+}
+
+/* Skips a start tag's attributes, checking their syntax, to just past its
+ * '>' or "/>". */
+static int skip_attributes(const char **qq, const char *end, bool *self_close)
+{
+	const char *q = *qq, *cq;
+
+	for (;;) {
+		while (q < end && is_ws(*q))
+			q++;
+		if (q >= end)
+			return -EPROTO;
+		if (*q == '>') {
+			*qq = q + 1;
+			return 0;
+		}
+		if (*q == '/') {
+			if (q + 1 >= end || q[1] != '>')
+				return -EPROTO;
+			*self_close = true;
+			*qq = q + 2;
+			return 0;
+		}
+		if (!is_name_char(*q))
+			return -EPROTO;
+		while (q < end && is_name_char(*q))
+			q++;
+		while (q < end && is_ws(*q))
+			q++;
+		if (q >= end || *q != '=')
+			return -EPROTO;
+		q++;
+		while (q < end && is_ws(*q))
+			q++;
+		if (q >= end || (*q != '"' && *q != '\''))
+			return -EPROTO;
+		cq = memchr(q + 1, *q, (size_t)(end - q - 1));
+		if (!cq)
+			return -EPROTO;
+		q = cq + 1;
+	}
+}
+
+/* A new element named by its local name (a "p:" prefix dropped), linked as
+ * the root or as the open element's last child. */
+static int add_node(struct parser *ps, const char *name, size_t nl, struct td_s3_xml_node **out)
+{
+	struct td_s3_xml *d = ps->d;
+	struct frame *pf = top(ps);
+	const char *local = memchr(name, ':', nl) ? (const char *)memrchr(name, ':', nl) + 1 : name;
+	struct td_s3_xml_node *node;
+	char *nm;
+
+	if (local >= name + nl)
+		return -EPROTO;
+	/* A container drops the text it had before its first child. */
+	if (pf && !pf->node->child)
+		d->used = (size_t)(pf->text_start - d->arena);
+	node = &d->nodes[d->n_nodes++];
+	nm = d->arena + d->used;
+	memcpy(nm, local, (size_t)(name + nl - local));
+	d->used += (size_t)(name + nl - local);
+	d->arena[d->used++] = '\0';
+	node->name = nm;
+	node->text = "";
+	if (!pf) {
+		d->root = node;
+	} else {
+		if (pf->last_child)
+			pf->last_child->next = node;
+		else
+			pf->node->child = node;
+		pf->last_child = node;
+	}
+	*out = node;
+	return 0;
+}
+
+/* "<name attr='v'>" or "<name/>": a new element, opened unless self-closed. */
+static int parse_open_tag(struct parser *ps)
+{
+	const char *name = ps->p + 1, *q = name;
+	struct td_s3_xml_node *node;
+	bool self_close = false;
+	size_t nl;
+
+	while (q < ps->end && is_name_char(*q))
+		q++;
+	nl = (size_t)(q - name);
+	if (nl == 0 || nl > NAME_MAX_LEN)
+		return -EPROTO;
+	if (ps->depth == 0 && ps->d->root)
+		return -EPROTO; /* a second root */
+	if (ps->depth >= TD_S3_XML_MAX_DEPTH || ps->d->n_nodes >= ps->d->cap_nodes)
+		return -EPROTO;
+	if (skip_attributes(&q, ps->end, &self_close) < 0 || add_node(ps, name, nl, &node) < 0)
+		return -EPROTO;
+	if (!self_close) {
+		struct frame *f = &ps->stack[ps->depth++];
+
+		f->node = node;
+		f->last_child = NULL;
+		f->text_start = ps->d->arena + ps->d->used;
+		f->raw_name = name;
+		f->raw_name_len = nl;
+	}
+	ps->p = q;
+	return 0;
+}
+
+/* One piece of the input: text, markup, or a tag. */
+static int parse_step(struct parser *ps)
+{
+	int r;
+
+	if (*ps->p != '<')
+		return parse_text(ps);
+	r = parse_markup(ps);
+	if (r != 1)
+		return r;
+	if (ps->end - ps->p >= 2 && ps->p[1] == '/')
+		return parse_close_tag(ps);
+	return parse_open_tag(ps);
+}
+
+/* A document sized for n bytes of input, with nothing in it yet. */
+static int doc_new(struct td_s3_xml **out, size_t n)
+{
+	struct td_s3_xml *d = calloc(1, sizeof(*d));
+
 	if (!d)
 		return -ENOMEM;
 	d->cap_nodes = TD_MIN_SZ(n / 4 + 1, TD_S3_XML_MAX_NODES);
@@ -194,170 +405,31 @@ int td_s3_xml_parse(struct td_s3_xml **out, const char *buf, size_t n)
 	d->cap = 2 * n + d->cap_nodes + 16;
 	d->arena = malloc(d->cap);
 	if (!d->nodes || !d->arena) {
-		r = -ENOMEM;
-		goto fail;
+		td_s3_xml_free(d);
+		return -ENOMEM;
 	}
-
-	while (p < end) {
-		if (*p != '<') {
-			const char *lt = memchr(p, '<', (size_t)(end - p));
-
-			if (!lt)
-				lt = end;
-			if (depth == 0) {
-				if (!only_ws(p, lt))
-					goto fail;
-			} else if ((r = append_text(d, &stack[depth - 1], p, lt, false)) < 0) {
-				goto fail;
-			}
-			r = -EPROTO;
-			p = lt;
-			continue;
-		}
-		if (end - p >= 2 && p[1] == '?') {
-			const char *q = find(p + 2, end, "?>");
-
-			if (!q || depth > 0 || d->root)
-				goto fail;
-			p = q + 2;
-		} else if (end - p >= 4 && memcmp(p, "<!--", 4) == 0) {
-			const char *q = find(p + 4, end, "-->");
-
-			if (!q)
-				goto fail;
-			p = q + 3;
-		} else if (end - p >= 9 && memcmp(p, "<![CDATA[", 9) == 0) {
-			const char *q = find(p + 9, end, "]]>");
-
-			if (!q || depth == 0)
-				goto fail;
-			if ((r = append_text(d, &stack[depth - 1], p + 9, q, true)) < 0)
-				goto fail;
-			r = -EPROTO;
-			p = q + 3;
-		} else if (end - p >= 2 && p[1] == '!') {
-			goto fail; /* DOCTYPE and friends: refused */
-		} else if (end - p >= 2 && p[1] == '/') {
-			const char *name = p + 2, *q = name;
-			struct frame *f;
-
-			while (q < end && is_name_char(*q))
-				q++;
-			if (depth == 0)
-				goto fail;
-			f = &stack[depth - 1];
-			if ((size_t)(q - name) != f->raw_name_len ||
-			    memcmp(name, f->raw_name, f->raw_name_len) != 0)
-				goto fail;
-			while (q < end && is_ws(*q))
-				q++;
-			if (q >= end || *q != '>')
-				goto fail;
-			finish_text(d, f);
-			depth--;
-			p = q + 1;
-		} else {
-			const char *name = p + 1, *q = name, *local;
-			struct td_s3_xml_node *node;
-			bool self_close = false;
-			size_t nl;
-			char *nm;
-
-			while (q < end && is_name_char(*q))
-				q++;
-			nl = (size_t)(q - name);
-			if (nl == 0 || nl > NAME_MAX_LEN)
-				goto fail;
-			if (depth == 0 && d->root)
-				goto fail; /* a second root */
-			if (depth >= TD_S3_XML_MAX_DEPTH || d->n_nodes >= d->cap_nodes)
-				goto fail;
-			/* Attributes: skipped, but their syntax is checked. */
-			for (;;) {
-				while (q < end && is_ws(*q))
-					q++;
-				if (q >= end)
-					goto fail;
-				if (*q == '>') {
-					q++;
-					break;
-				}
-				if (*q == '/') {
-					if (q + 1 >= end || q[1] != '>')
-						goto fail;
-					self_close = true;
-					q += 2;
-					break;
-				}
-				if (!is_name_char(*q))
-					goto fail;
-				while (q < end && is_name_char(*q))
-					q++;
-				while (q < end && is_ws(*q))
-					q++;
-				if (q >= end || *q != '=')
-					goto fail;
-				q++;
-				while (q < end && is_ws(*q))
-					q++;
-				if (q >= end || (*q != '"' && *q != '\''))
-					goto fail;
-				{
-					const char *cq = memchr(q + 1, *q, (size_t)(end - q - 1));
-
-					if (!cq)
-						goto fail;
-					q = cq + 1;
-				}
-			}
-			/* A container drops the text it had before its first child. */
-			if (depth > 0) {
-				struct frame *pf = &stack[depth - 1];
-
-				if (!pf->node->child)
-					d->used = (size_t)(pf->text_start - d->arena);
-			}
-			local =
-			    memchr(name, ':', nl) ? (const char *)memrchr(name, ':', nl) + 1 : name;
-			if (local >= name + nl)
-				goto fail;
-			node = &d->nodes[d->n_nodes++];
-			nm = d->arena + d->used;
-			memcpy(nm, local, (size_t)(name + nl - local));
-			d->used += (size_t)(name + nl - local);
-			d->arena[d->used++] = '\0';
-			node->name = nm;
-			node->text = "";
-			if (depth == 0) {
-				d->root = node;
-			} else {
-				struct frame *pf = &stack[depth - 1];
-
-				if (pf->last_child)
-					pf->last_child->next = node;
-				else
-					pf->node->child = node;
-				pf->last_child = node;
-			}
-			if (!self_close) {
-				struct frame *f = &stack[depth++];
-
-				f->node = node;
-				f->last_child = NULL;
-				f->text_start = d->arena + d->used;
-				f->raw_name = name;
-				f->raw_name_len = nl;
-			}
-			p = q;
-		}
-	}
-	if (depth != 0 || !d->root)
-		goto fail;
 	*out = d;
 	return 0;
-fail:
-	td_s3_xml_free(d);
-	return r;
+}
+
+int td_s3_xml_parse(struct td_s3_xml **out, const char *buf, size_t n)
+{
+	struct parser ps = { .p = buf, .end = buf + n };
+	int r;
+
+	if (!buf || n == 0 || n > TD_S3_XML_MAX_INPUT)
+		return -EPROTO;
+	r = doc_new(&ps.d, n);
+	if (r < 0)
+		return r;
+	while (r == 0 && ps.p < ps.end)
+		r = parse_step(&ps);
+	if (r < 0 || ps.depth != 0 || !ps.d->root) {
+		td_s3_xml_free(ps.d);
+		return -EPROTO;
+	}
+	*out = ps.d;
+	return 0;
 }
 
 void td_s3_xml_free(struct td_s3_xml *doc)

@@ -7,11 +7,15 @@
  * the uv loop passed to td_target_new().
  *
  * Callback contract (libuv's): when a function that takes a callback returns an
- * error, the callback is never called. Otherwise the callback is called exactly
- * once, later, never from inside the call that started the operation, with
- * status 0 or a negative errno, and on failure an error detail that is valid
- * only during the callback. Result structs passed in are filled before the
- * callback runs and must stay valid until it has.
+ * error, the callback is never called, and neither is any other callback it was
+ * given (td_target_list's `each`); the call has undone whatever it started.
+ * Otherwise the callback is called exactly once, later, never from inside the
+ * call that started the operation, with status 0 or a negative errno, and on
+ * failure an error detail that is valid only during the callback. Result
+ * structs passed in are filled before the callback runs and must stay valid
+ * until it has. Every callback takes the caller's data pointer first.
+ * Each entry point below, and each backend's (s3__req_started in
+ * target_s3.c, submit in target_dir.c), keeps to this.
  *
  * Keys are relative to the target's `prefix`; the backend adds it. A key is at
  * most TD_TARGET_KEY_MAX bytes of UTF-8 and may hold any character but NUL.
@@ -96,8 +100,9 @@ int td_target_new(struct td_target **out, uv_loop_t *loop, const struct td_targe
                   struct td_target_error *err);
 
 /* Cancels every request in flight (each callback gets -ECANCELED), releases the
- * target's handles, and calls close_cb (may be NULL) once everything is closed.
- * The target must not be used after this call. */
+ * target's handles, and calls close_cb (may be NULL) once everything is closed,
+ * later, never from inside this call. The target must not be used after this
+ * call. */
 void td_target_close(struct td_target *t, void (*close_cb)(void *data), void *data);
 
 const char *td_target_name(const struct td_target *t);

@@ -245,6 +245,18 @@ static int list(const char *prefix, struct listing *l)
 	return RUN_SYNC(&c.s, NULL, td_target_list(tgt, NULL, prefix, collect, conf_cb, &c));
 }
 
+/* How many objects a listing of prefix finds (checking that it succeeds). */
+static size_t list_count(const char *prefix)
+{
+	struct listing l = { 0 };
+	size_t n;
+
+	CHECK_INT(list(prefix, &l), 0);
+	n = l.n;
+	listing_free(&l);
+	return n;
+}
+
 static void sha_hex(const void *data, size_t n, char out[TD_SHA256_HEX])
 {
 	unsigned char d[TD_SHA256_LEN];
@@ -455,18 +467,10 @@ static void test_list(void)
 		CHECK_STR(l.keys[4], "list/ab");
 	}
 	listing_free(&l);
-	CHECK_INT(list("list/a/", &l), 0);
-	CHECK_INT(l.n, 2);
-	listing_free(&l);
-	CHECK_INT(list("list/a/c/d", &l), 0);
-	CHECK_INT(l.n, 1);
-	listing_free(&l);
-	CHECK_INT(list("list/nothing", &l), 0);
-	CHECK_INT(l.n, 0);
-	listing_free(&l);
-	CHECK_INT(list("nothing/at/all/", &l), 0);
-	CHECK_INT(l.n, 0);
-	listing_free(&l);
+	CHECK_INT(list_count("list/a/"), 2);
+	CHECK_INT(list_count("list/a/c/d"), 1);
+	CHECK_INT(list_count("list/nothing"), 0);
+	CHECK_INT(list_count("nothing/at/all/"), 0);
 
 	/* Stopping early ends the listing with status 0. */
 	l.stop_after = 2;
@@ -476,14 +480,10 @@ static void test_list(void)
 
 	for (i = 0; i < TD_ARRAY_SIZE(keys); i++)
 		CHECK_INT(del(keys[i]), 0);
-	CHECK_INT(list("list/", &l), 0);
-	CHECK_INT(l.n, 0);
-	listing_free(&l);
+	CHECK_INT(list_count("list/"), 0);
 	/* With every "list/..." key gone, "list" itself is an ordinary key. */
 	CHECK_INT(put_buf("list", "x", 1, NULL), 0);
-	CHECK_INT(list("list", &l), 0);
-	CHECK_INT(l.n, 1);
-	listing_free(&l);
+	CHECK_INT(list_count("list"), 1);
 	CHECK_INT(del("list"), 0);
 
 	/* More keys than one page (S3 and dir both page at 1,000): put them many at a
@@ -574,15 +574,12 @@ static void test_json(void)
 static void short_source(const char *key, size_t have, uint64_t declared)
 {
 	struct td_object_info info;
-	struct listing l = { 0 };
 	char *data = random_data(have);
 
 	REQUIRE(data);
 	CHECK_INT(put_fd(key, data, have, declared, NULL, 0, NULL), -EIO);
 	CHECK_INT(head(key, &info), -ENOENT);
-	CHECK_INT(list(key, &l), 0);
-	CHECK_INT(l.n, 0);
-	listing_free(&l);
+	CHECK_INT(list_count(key), 0);
 	free(data);
 }
 
@@ -681,14 +678,12 @@ static int write_file(const char *path, const char *data, size_t n)
 	return r;
 }
 
-static int count_entries(const char *path)
+/* Runs a shell pipeline that prints one number; -1 when it does not. */
+static int run_count(const char *cmd)
 {
-	char cmd[8192];
-	FILE *p;
+	FILE *p = popen(cmd, "r");
 	int n = -1;
 
-	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", path);
-	p = popen(cmd, "r");
 	if (!p)
 		return -1;
 	if (fscanf(p, "%d", &n) != 1)
@@ -697,20 +692,20 @@ static int count_entries(const char *path)
 	return n;
 }
 
+static int count_entries(const char *path)
+{
+	char cmd[8192];
+
+	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", path);
+	return run_count(cmd);
+}
+
 static int count_named(const char *path, const char *name)
 {
 	char cmd[8192];
-	FILE *p;
-	int n = -1;
 
 	snprintf(cmd, sizeof(cmd), "find '%s' -name '%s' | wc -l", path, name);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (fscanf(p, "%d", &n) != 1)
-		n = -1;
-	pclose(p);
-	return n;
+	return run_count(cmd);
 }
 
 static void test_dir_symlink(void)
@@ -822,7 +817,6 @@ static void test_dir_sidecar(void)
 	static const struct td_target_kv meta[] = { { "tierd-x", "y" } };
 	char path[8192], other[8192], names[4096], sha[TD_SHA256_HEX];
 	struct td_object_info info;
-	struct listing l = { 0 };
 
 	CHECK_INT(put_fd("side/a", "hello", 5, 5, meta, 1, NULL), 0);
 	snprintf(path, sizeof(path), "%s/side/a", root);
@@ -833,9 +827,7 @@ static void test_dir_sidecar(void)
 	sha_hex("hello", 5, sha);
 	CHECK_STR(info.etag, sha);
 	CHECK_STR(meta_get(&info, "tierd-x"), "y");
-	CHECK_INT(list("side/", &l), 0);
-	CHECK_INT(l.n, 1);
-	listing_free(&l);
+	CHECK_INT(list_count("side/"), 1);
 	/* Other bytes renamed over it (as the old object is, when a put crashes
 	 * between its sidecar and its data renames): the sidecar no longer matches. */
 	snprintf(other, sizeof(other), "%s/side/other", root);

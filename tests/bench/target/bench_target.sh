@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_target: the s3 target layer (through tests/s3target/s3tool) against
+# bench_target: the s3 target layer (through tests/target_s3/s3tool) against
 # `rclone copy` and `aws s3 cp --recursive`, on the same radosgw, in one run:
 # one big file and many small ones, each uploaded and downloaded by all three.
 # TD_BENCH_SIZE=full: 1 GiB and 2,000 x 256 KiB; tiny (default): 16 MiB and 50.

@@ -1,8 +1,8 @@
 /*
  * test_s3_faults — the s3 backend against fault_peer.py (label unit): 500s,
  * 503 SlowDown, connection resets and truncated bodies are retried and end in
- * the right bytes; stalls, exhausted retries, 403 and malformed XML fail with
- * the right errno within a bounded time.
+ * the right bytes; stalls, exhausted retries, 403, a full target (507) and
+ * malformed XML fail with the right errno within a bounded time.
  */
 #include "s3t.h"
 
@@ -30,7 +30,7 @@ static int peer_start(struct peer *p, const char *actions)
 	ssize_t n;
 	size_t got = 0;
 
-	snprintf(script, sizeof(script), "%s/tests/s3target/fault_peer.py", src ? src : ".");
+	snprintf(script, sizeof(script), "%s/tests/target_s3/fault_peer.py", src ? src : ".");
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
 	posix_spawn_file_actions_init(&fa);
@@ -128,6 +128,26 @@ static struct td_target *peer_target(struct peer *p, unsigned attempts, int64_t 
 	return t;
 }
 
+/* A peer playing `actions` and a target on it; NULL if either failed. */
+static struct td_target *peer_open(struct peer *p, const char *actions, unsigned attempts,
+                                   int64_t stall_s)
+{
+	struct td_target *t;
+
+	if (peer_start(p, actions) < 0)
+		return NULL;
+	t = peer_target(p, attempts, stall_s);
+	if (!t)
+		peer_stop(p);
+	return t;
+}
+
+static void peer_close(struct peer *p, struct td_target *t)
+{
+	s3t_close(&loop, t);
+	peer_stop(p);
+}
+
 static int put_small(struct td_target *t, const char *key, const char *data,
                      struct td_target_error *err)
 {
@@ -187,9 +207,7 @@ static void roundtrip_through(const char *actions, int want_requests)
 	for (size_t i = 0; i < sizeof(data) - 1; i++)
 		data[i] = (char)('a' + i % 26);
 	data[sizeof(data) - 1] = '\0';
-	REQUIRE(peer_start(&p, actions) == 0);
-	t = peer_target(&p, 5, 5);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, actions, 5, 5)));
 	r = put_small(t, "obj", data, &err);
 	if (r < 0)
 		printf("  put: %s\n", err.message);
@@ -201,8 +219,7 @@ static void roundtrip_through(const char *actions, int want_requests)
 	CHECK_INT(got, sizeof(data) - 1);
 	CHECK(memcmp(back, data, sizeof(data) - 1) == 0);
 	CHECK_INT(peer_count(&p), want_requests);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 }
 
 static void test_retried(void)
@@ -225,17 +242,14 @@ static void test_stall(void)
 	int64_t t0, ms;
 
 	memset(data, 'y', sizeof(data) - 1);
-	REQUIRE(peer_start(&p, "ok,stall,stall,stall") == 0);
-	t = peer_target(&p, 2, 1);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, "ok,stall,stall,stall", 2, 1)));
 	CHECK_INT(put_small(t, "obj", data, &err), 0);
 	t0 = td_monotonic_ns();
 	CHECK_INT(get_all(t, "obj", back, sizeof(back), &got, &err), -ETIMEDOUT);
 	ms = (td_monotonic_ns() - t0) / 1000000;
 	printf("  stall: %s (%" PRId64 " ms)\n", err.message, ms);
 	CHECK(ms < 10000);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 }
 
 static void test_exhausted(void)
@@ -245,9 +259,7 @@ static void test_exhausted(void)
 	struct td_target_error err;
 	int64_t t0;
 
-	REQUIRE(peer_start(&p, "500,500,500,500,500") == 0);
-	t = peer_target(&p, 3, 5);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, "500,500,500,500,500", 3, 5)));
 	t0 = td_monotonic_ns();
 	CHECK_INT(put_small(t, "obj", "x", &err), -EAGAIN);
 	CHECK((td_monotonic_ns() - t0) / 1000000 < 5000);
@@ -257,18 +269,31 @@ static void test_exhausted(void)
 	CHECK_CONTAINS(err.message, "after 3 attempts");
 	printf("  exhausted: %s\n", err.message);
 	CHECK_INT(peer_count(&p), 3);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 
 	/* 403 is not retried. */
-	REQUIRE(peer_start(&p, "403") == 0);
-	t = peer_target(&p, 5, 5);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, "403", 5, 5)));
 	CHECK_INT(put_small(t, "obj", "x", &err), -EACCES);
 	CHECK_STR(err.code, "SignatureDoesNotMatch");
 	CHECK_INT(peer_count(&p), 1);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
+}
+
+/* A full target (HTTP 507) is -ENOSPC at once: not retried as a busy one. */
+static void test_full(void)
+{
+	struct peer p;
+	struct td_target *t;
+	struct td_target_error err;
+
+	REQUIRE((t = peer_open(&p, "full,full,full", 5, 5)));
+	CHECK_INT(put_small(t, "obj", "x", &err), -ENOSPC);
+	CHECK_INT(err.http_status, 507);
+	CHECK_CONTAINS(err.message, "target full");
+	CHECK(strstr(err.message, "attempts") == NULL);
+	printf("  full: %s\n", err.message);
+	CHECK_INT(peer_count(&p), 1);
+	peer_close(&p, t);
 }
 
 static void test_clear_errors(void)
@@ -277,9 +302,7 @@ static void test_clear_errors(void)
 	struct td_target *t;
 	struct td_target_error err;
 
-	REQUIRE(peer_start(&p, "skew,nobucket") == 0);
-	t = peer_target(&p, 5, 5);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, "skew,nobucket", 5, 5)));
 	CHECK(td_target_is_plaintext(t));
 	CHECK_INT(put_small(t, "obj", "x", &err), -EACCES);
 	CHECK_STR(err.code, "RequestTimeTooSkewed");
@@ -289,8 +312,7 @@ static void test_clear_errors(void)
 	CHECK_STR(err.code, "NoSuchBucket");
 	CHECK_CONTAINS(err.message, "bucket \"b\" does not exist");
 	CHECK_INT(peer_count(&p), 2);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 }
 
 /* Virtual-host addressing: the bucket goes into the Host header. */
@@ -302,9 +324,8 @@ static void test_virtual_host(void)
 	char back[16], host[16];
 	size_t got = 0;
 
-	REQUIRE(peer_start(&p, "") == 0);
 	virtual_host = true;
-	t = peer_target(&p, 3, 5);
+	t = peer_open(&p, "", 3, 5);
 	virtual_host = false;
 	REQUIRE(t);
 	CHECK_INT(put_small(t, "obj", "virtual", &err), 0);
@@ -313,8 +334,7 @@ static void test_virtual_host(void)
 	CHECK(memcmp(back, "virtual", 7) == 0);
 	peer_ask(&p, "__host", host);
 	CHECK(strncmp(host, "b.localhost:", 12) == 0);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 }
 
 static int each_noop(void *data, const struct td_object_info *info)
@@ -331,16 +351,13 @@ static void test_bad_xml(void)
 	struct td_target_sync s = { 0 };
 	struct td_target_error err;
 
-	REQUIRE(peer_start(&p, "badxml") == 0);
-	t = peer_target(&p, 3, 5);
-	REQUIRE(t);
+	REQUIRE((t = peer_open(&p, "badxml", 3, 5)));
 	CHECK_INT(td_target_sync_wait(&loop, &s,
 	                              td_target_list(t, NULL, "", each_noop, td_target_sync_cb, &s),
 	                              &err),
 	          -EPROTO);
 	printf("  bad xml: %s\n", err.message);
-	s3t_close(&loop, t);
-	peer_stop(&p);
+	peer_close(&p, t);
 }
 
 int main(void)
@@ -351,6 +368,7 @@ int main(void)
 	TD_RUN(test_retried);
 	TD_RUN(test_stall);
 	TD_RUN(test_exhausted);
+	TD_RUN(test_full);
 	TD_RUN(test_bad_xml);
 	TD_RUN(test_clear_errors);
 	TD_RUN(test_virtual_host);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A scripted S3-ish HTTP peer that injects faults, for tests/s3target.
+"""A scripted S3-ish HTTP peer that injects faults, for tests/target_s3.
 
     fault_peer.py ACTION[,ACTION...]
 
@@ -14,6 +14,7 @@ once they are used up every request is served normally ("ok"). Actions:
   403       HTTP 403 SignatureDoesNotMatch
   skew      HTTP 403 RequestTimeTooSkewed
   nobucket  HTTP 404 NoSuchBucket
+  full      HTTP 507 Insufficient Storage, no body (a full target)
   badxml    HTTP 200 with a malformed XML body
 GET /__host answers the Host header of the last S3 request, GET /__count the number of S3 requests seen. No signature checks. The
 peer exits by itself after 60 s, or 10 s without any request.
@@ -90,6 +91,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                      "The difference between the request time and the current time is too large."))
         elif act == "nobucket":
             self.send(404, error_xml("NoSuchBucket", "The specified bucket does not exist"))
+        elif act == "full":
+            self.send(507)
         elif act == "badxml":
             self.send(200, b"<ListBucketResult><Contents><Key>a</Key></Contents")
         elif act == "reset":

@@ -52,6 +52,16 @@ static int do_head(struct td_target *t, const char *key, struct td_object_info *
 	                           td_target_head(t, NULL, key, info, td_target_sync_cb, &s), err);
 }
 
+static int do_get_range(struct td_target *t, const char *key, uint64_t off, uint64_t len, void *buf,
+                        size_t *got, struct td_target_error *err)
+{
+	struct td_target_sync s = { 0 };
+
+	return td_target_sync_wait(
+	    &loop, &s, td_target_get_range(t, NULL, key, off, len, buf, got, td_target_sync_cb, &s),
+	    err);
+}
+
 static int do_delete(struct td_target *t, const char *key)
 {
 	struct td_target_sync s = { 0 };
@@ -175,11 +185,7 @@ static void roundtrip(struct td_target *t, const char *key, uint64_t size)
 		char buf[64], ref[64];
 		size_t got = 999;
 
-		memset(&s, 0, sizeof(s));
-		r = td_target_sync_wait(
-		    &loop, &s,
-		    td_target_get_range(t, NULL, key, off, 64, buf, &got, td_target_sync_cb, &s),
-		    &err);
+		r = do_get_range(t, key, off, 64, buf, &got, &err);
 		if (r < 0)
 			printf("get_range: %s (HTTP %d %s)\n", err.message, err.http_status,
 			       err.code);
@@ -188,11 +194,7 @@ static void roundtrip(struct td_target *t, const char *key, uint64_t size)
 		CHECK(td_pread_full(fd, ref, got, off) == 0);
 		CHECK(memcmp(buf, ref, got) == 0);
 		if (size > 100) {
-			memset(&s, 0, sizeof(s));
-			r = td_target_sync_wait(&loop, &s,
-			                        td_target_get_range(t, NULL, key, size / 2, 50, buf,
-			                                            &got, td_target_sync_cb, &s),
-			                        &err);
+			r = do_get_range(t, key, size / 2, 50, buf, &got, &err);
 			CHECK_INT(r, 0);
 			CHECK_INT(got, 50);
 			CHECK(td_pread_full(fd, ref, 50, size / 2) == 0);
@@ -265,6 +267,8 @@ static void test_errors(void)
 	struct td_object_info info;
 	struct td_target_error err;
 	struct td_s3_tuning tu;
+	char buf[8];
+	size_t got;
 	int64_t t0;
 	int r;
 
@@ -275,22 +279,13 @@ static void test_errors(void)
 	REQUIRE(t);
 	r = do_head(t, "x", &info, &err);
 	CHECK_INT(r, -EACCES);
-	{
-		struct td_target_sync s = { 0 };
-		char buf[8];
-		size_t got;
-
-		r = td_target_sync_wait(
-		    &loop, &s,
-		    td_target_get_range(t, NULL, "x", 0, 8, buf, &got, td_target_sync_cb, &s),
-		    &err);
-		CHECK_INT(r, -EACCES);
-		CHECK_STR(err.code, "SignatureDoesNotMatch");
-		CHECK_CONTAINS(err.message, "secret key is wrong");
-		CHECK_INT(err.http_status, 403);
-		CHECK(strstr(err.message, "wrong-secret") == NULL);
-		printf("  wrong secret: %s\n", err.message);
-	}
+	r = do_get_range(t, "x", 0, 8, buf, &got, &err);
+	CHECK_INT(r, -EACCES);
+	CHECK_STR(err.code, "SignatureDoesNotMatch");
+	CHECK_CONTAINS(err.message, "secret key is wrong");
+	CHECK_INT(err.http_status, 403);
+	CHECK(strstr(err.message, "wrong-secret") == NULL);
+	printf("  wrong secret: %s\n", err.message);
 	s3t_close(&loop, t);
 
 	/* Unknown access key. */
@@ -298,19 +293,10 @@ static void test_errors(void)
 	c.access_key = (char *)"NOSUCHACCESSKEY";
 	t = open_target(&c);
 	REQUIRE(t);
-	{
-		struct td_target_sync s = { 0 };
-		char buf[8];
-		size_t got;
-
-		r = td_target_sync_wait(
-		    &loop, &s,
-		    td_target_get_range(t, NULL, "x", 0, 8, buf, &got, td_target_sync_cb, &s),
-		    &err);
-		CHECK_INT(r, -EACCES);
-		CHECK_STR(err.code, "InvalidAccessKeyId");
-		printf("  unknown key: %s\n", err.message);
-	}
+	r = do_get_range(t, "x", 0, 8, buf, &got, &err);
+	CHECK_INT(r, -EACCES);
+	CHECK_STR(err.code, "InvalidAccessKeyId");
+	printf("  unknown key: %s\n", err.message);
 	s3t_close(&loop, t);
 
 	/* Missing bucket. */
@@ -583,7 +569,7 @@ int main(void)
 	td_random_bytes(rnd, sizeof(rnd));
 	td_hex(hex, rnd, sizeof(rnd));
 	snprintf(prefix, sizeof(prefix), "test-s3-%s/", hex);
-	tmp = td_test_tmpdir("s3target");
+	tmp = td_test_tmpdir("target_s3");
 	printf("prefix %s\n", prefix);
 	TD_RUN(test_sizes);
 	TD_RUN(test_keys);
