@@ -2,17 +2,25 @@
  * mover — the queue and the worker plumbing; see mover.h for the steps of a
  * migration and mover_int.h for how the mover's files divide the work.
  *
- * What this file owns: the mover itself (its catalog handle, the queue and the in-flight list) and
- * the life of a job from td_mover_migrate() to mover_finish(). The steps themselves live in
+ * What this file owns: the mover itself (its catalog handle, the policy root
+ * fds, the queue and the in-flight list) and the life of a job from
+ * td_mover_migrate() to mover_finish(). The steps themselves live in
  * mover_migrate.c, mover_recover.c and mover_recall.c.
  *
  * Threads: the public functions, the queue (td_mover_migrate, mover_pump,
  * mover_start_job), mover_run_work's after-callbacks and mover_finish run on
  * the loop thread. A blocking step runs on a pool thread with the job to
  * itself; the helpers it calls here (mover_open_parent, mover_cat_update,
- * mover_copy_bytes, ...) take cat_lock where they share state.
+ * mover_copy_bytes, ...) take cat_lock or roots_lock where they share state.
+ *
+ * Policy roots are opened once, O_PATH, at their first use by a job, and kept
+ * until the mover closes; every job walks from that fd (td_fsat_open_parent),
+ * so no symlink beneath a root is ever followed. A root replaced (renamed, or
+ * mounted over) while the mover runs is therefore not seen until tierd
+ * restarts, and the mover keeps the root's filesystem busy.
  */
 #include "mover_int.h"
+#include "fsat.h"
 #include "hash.h"
 #include "ns.h"
 #include "util.h"
@@ -240,40 +248,53 @@ int mover_job_set_id(struct job *j, const char *id)
 	return r;
 }
 
-/*
- * Opens the directory holding the job's file beneath its root, one component
- * at a time with O_NOFOLLOW, so no symlink anywhere below the root is ever
- * followed. Returns an fd or -errno (-ELOOP/-ENOTDIR when a component is a
- * symlink).
- */
-int mover_open_parent(struct job *j)
+/* The fd of policy root `root`, opened at its first use (see the note at the
+ * top). *owned: the caller closes it (the table of roots is full). */
+static int root_fd(struct td_mover *m, const char *root, bool *owned)
 {
-	const char *p = j->rel, *end = j->rel + j->rel_len, *slash;
-	char comp[256];
-	int fd, next;
+	int fd = -1;
 
-	fd = open(j->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	*owned = false;
+	uv_mutex_lock(&m->roots_lock);
+	for (size_t i = 0; i < m->n_roots && fd < 0; i++)
+		if (strcmp(m->roots[i].path, root) == 0)
+			fd = m->roots[i].fd;
+	uv_mutex_unlock(&m->roots_lock);
+	if (fd >= 0)
+		return fd;
+
+	/* Opened without the lock: the root may be slow to reach (NFS). */
+	fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	for (;;) {
-		slash = memchr(p, '/', (size_t)(end - p));
-		if (!slash)
-			return fd; /* what is left is the file's name */
-		size_t n = (size_t)(slash - p);
-		if (n == 0 || n >= sizeof(comp) || (n == 1 && p[0] == '.') ||
-		    (n == 2 && p[0] == '.' && p[1] == '.')) {
+	uv_mutex_lock(&m->roots_lock);
+	for (size_t i = 0; i < m->n_roots; i++)
+		if (strcmp(m->roots[i].path, root) == 0) { /* another job was quicker */
 			close(fd);
-			return -EINVAL;
+			fd = m->roots[i].fd;
+			goto out;
 		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(fd);
-		if (next < 0)
-			return errno == ENOTDIR ? -ELOOP : -errno;
-		fd = next;
-		p = slash + 1;
-	}
+	if (m->n_roots < MOVER_ROOTS_MAX && (m->roots[m->n_roots].path = strdup(root)))
+		m->roots[m->n_roots++].fd = fd;
+	else
+		*owned = true;
+out:
+	uv_mutex_unlock(&m->roots_lock);
+	return fd;
+}
+
+int mover_open_parent(struct job *j)
+{
+	const char *name;
+	bool owned;
+	int rootfd = root_fd(j->m, j->root, &owned), fd;
+
+	if (rootfd < 0)
+		return rootfd;
+	fd = td_fsat_open_parent(rootfd, j->rel, j->rel_len, 0, &name);
+	if (owned)
+		close(rootfd);
+	return fd;
 }
 
 void mover_release_file(struct job *j)
@@ -419,6 +440,10 @@ void mover_finish(struct job *j)
 
 static void mover_free(struct td_mover *m)
 {
+	for (size_t i = 0; i < m->n_roots; i++) {
+		close(m->roots[i].fd);
+		free(m->roots[i].path);
+	}
 	free(m->state_dir);
 	free(m->cache_dir);
 	free(m->run_dir);
@@ -435,6 +460,7 @@ void mover_maybe_closed(struct td_mover *m)
 	m->close_cb = NULL;
 	td_catalog_close(m->cat);
 	uv_mutex_destroy(&m->cat_lock);
+	uv_mutex_destroy(&m->roots_lock);
 	mover_free(m);
 	cb(data);
 }
@@ -476,6 +502,7 @@ int td_mover_new(struct td_mover **out, const struct td_mover_opts *o, char *err
 		return r;
 	}
 	uv_mutex_init(&m->cat_lock);
+	uv_mutex_init(&m->roots_lock);
 	*out = m;
 	return 0;
 }

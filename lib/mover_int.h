@@ -15,8 +15,8 @@
  * w_*() functions and whatever they call) run on a pool thread; every a_*()
  * and on_*() function, and every function that touches the mover's lists,
  * runs on the loop thread. The catalog handle is shared by the pool threads
- * under cat_lock. lease_broken is the one field both sides touch at once,
- * hence atomic.
+ * under cat_lock, the root fds under roots_lock. lease_broken is the one
+ * field both sides touch at once, hence atomic.
  */
 #pragma once
 
@@ -31,6 +31,7 @@
 struct td_hash;
 
 #define MOVER_RECOVER_PAGE 64
+#define MOVER_ROOTS_MAX    256 /* root fds kept open; beyond, each job opens its own */
 
 struct td_mover;
 
@@ -123,12 +124,21 @@ struct recover {
 	void *data;
 };
 
+/* A policy root, opened once (O_PATH) and walked from for every job beneath it. */
+struct mover_root {
+	char *path; /* without a trailing '/' */
+	int fd;
+};
+
 struct td_mover {
 	uv_loop_t *loop;
 	struct td_mover_opts o;
 	char *state_dir, *cache_dir, *run_dir;
 	struct td_catalog *cat;
 	uv_mutex_t cat_lock;
+	struct mover_root roots[MOVER_ROOTS_MAX];
+	size_t n_roots;
+	uv_mutex_t roots_lock;
 	struct job *queue_head, *queue_tail;
 	unsigned n_queued;
 	struct job *active; /* in-flight list, grace periods included */
@@ -181,8 +191,9 @@ int mover_job_set_path(struct job *j, const char *root, const char *rel, size_t 
 int mover_job_set_abs_path(struct job *j, const char *root, const char *path, size_t path_len);
 /* Sets the id and the names derived from it (object keys, tmpname, link target). */
 int mover_job_set_id(struct job *j, const char *id);
-/* Opens the job's directory beneath its root (pool thread), symlink-safely.
- * Returns an fd the job owns, or -errno (-ELOOP: a component is a symlink). */
+/* Opens the job's directory beneath its root's fd (pool thread) with
+ * td_fsat_open_parent, so no symlink is followed. Returns an fd the job owns,
+ * or -errno as fsat.h lists them (-ELOOP: a component is a symlink). */
 int mover_open_parent(struct job *j);
 /* Drops the lease and closes the job's fds. */
 void mover_release_file(struct job *j);
