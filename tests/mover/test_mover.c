@@ -173,8 +173,9 @@ static struct res migrate(const char *rel, bool keep_cached)
 	return res;
 }
 
-/* Counts entries under dir whose name contains `needle`, recursively. */
-static int count_named(const char *dir, const char *needle)
+/* Counts entries under dir, recursively: with a needle those whose name
+ * contains it (directories included), without one every non-directory. */
+static int count_under(const char *dir, const char *needle)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -187,44 +188,39 @@ static int count_named(const char *dir, const char *needle)
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (strstr(de->d_name, needle))
+		if (needle ? strstr(de->d_name, needle) != NULL : de->d_type != DT_DIR)
 			n++;
 		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 		if (de->d_type == DT_DIR)
-			n += count_named(p, needle);
+			n += count_under(p, needle);
 	}
 	closedir(d);
 	return n;
+}
+
+static int count_named(const char *dir, const char *needle)
+{
+	return count_under(dir, needle);
+}
+
+static int count_files(const char *dir)
+{
+	return count_under(dir, NULL);
+}
+
+/* Dynamic links left in the state directory. */
+static int count_links(void)
+{
+	char links[4300];
+
+	snprintf(links, sizeof(links), "%s/links", STATE);
+	return count_files(links);
 }
 
 static int count_cb(void *u, const struct td_catalog_entry *e)
 {
 	(*(int *)u)++;
 	return 0;
-}
-
-/* Counts non-directory entries under dir, recursively. */
-static int count_files(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		char p[8192];
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		if (de->d_type == DT_DIR)
-			n += count_files(p);
-		else
-			n++;
-	}
-	closedir(d);
-	return n;
 }
 
 static int count_rows(int state)
@@ -411,12 +407,7 @@ static void race(const char *step, enum td_mover_outcome want)
 	CHECK_INT(count_named(ROOT, ".tierd-"), 0);
 	CHECK_INT(count_named(TIER, "json"), 0);
 	CHECK_INT(count_files(CACHE), 0);
-	{
-		char links[4300];
-
-		snprintf(links, sizeof(links), "%s/links", STATE);
-		CHECK_INT(count_files(links), 0);
-	}
+	CHECK_INT(count_links(), 0);
 	teardown(false);
 }
 
@@ -493,12 +484,7 @@ static void crash_at_step(const char *step, bool keep_cached)
 		CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
 		CHECK_INT(count_named(TIER, "json"), 0);
 		CHECK_INT(count_files(CACHE), 0);
-		{
-			char links[4300];
-
-			snprintf(links, sizeof(links), "%s/links", STATE);
-			CHECK_INT(count_files(links), 0);
-		}
+		CHECK_INT(count_links(), 0);
 	}
 	CHECK_INT(count_rows(TD_CATALOG_MIGRATING), 0);
 	CHECK_INT(count_named(ROOT, ".tierd-"), 0);
@@ -519,32 +505,70 @@ static void test_crash_matrix(void)
 	}
 }
 
-static void test_symlinked_directory(void)
+/* A file outside the policy root, where a planted symlink points: its
+ * directory goes to outside, its path to f, its hash to sha. */
+static void make_outside_secret(char outside[4300], char f[8400], char sha[TD_SHA256_HEX])
 {
-	char outside[4300], link[8192], f[8400], sha[TD_SHA256_HEX], got[TD_SHA256_HEX];
-	struct res r;
-	struct stat st;
-
-	setup("mover-symdir");
-	snprintf(outside, sizeof(outside), "%s/outside", T);
+	snprintf(outside, 4300, "%s/outside", T);
 	mkdir(outside, 0755);
-	snprintf(f, sizeof(f), "%s/secret", outside);
+	snprintf(f, 8400, "%s/secret", outside);
 	{
 		int fd = open(f, O_WRONLY | O_CREAT, 0600);
 		CHECK(write(fd, "secret data", 11) == 11);
 		close(fd);
 	}
 	sha_of_path(f, sha);
-	snprintf(link, sizeof(link), "%s/dir", ROOT);
-	REQUIRE(symlink(outside, link) == 0);
-	r = migrate("dir/secret", true);
-	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
-	CHECK_INT(r.last.status, -ELOOP);
+}
+
+/* The outside file is still a regular file with its bytes, and no row was made. */
+static void check_outside_untouched(const char *f, const char *sha)
+{
+	char got[TD_SHA256_HEX];
+	struct stat st;
+
 	REQUIRE(lstat(f, &st) == 0);
 	CHECK(S_ISREG(st.st_mode));
 	sha_of_path(f, got);
 	CHECK_STR(got, sha);
 	CHECK_INT(count_rows(TD_CATALOG_ANY), 0);
+}
+
+static void test_symlinked_directory(void)
+{
+	char outside[4300], link[8192], f[8400], sha[TD_SHA256_HEX];
+	struct res r;
+
+	setup("mover-symdir");
+	make_outside_secret(outside, f, sha);
+	snprintf(link, sizeof(link), "%s/dir", ROOT);
+	REQUIRE(symlink(outside, link) == 0);
+	r = migrate("dir/secret", true);
+	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
+	CHECK_INT(r.last.status, -ELOOP);
+	check_outside_untouched(f, sha);
+	teardown(false);
+}
+
+/* A symlink, or a file, at a component below the first: the walk beneath the
+ * root refuses it there too, and nothing outside is touched. */
+static void test_symlink_below(void)
+{
+	char outside[4300], f[8400], p[8400], sha[TD_SHA256_HEX];
+	struct res r;
+
+	setup("mover-symbelow");
+	make_outside_secret(outside, f, sha);
+	mkdir((snprintf(p, sizeof(p), "%s/a", ROOT), p), 0755);
+	mkdir((snprintf(p, sizeof(p), "%s/a/b", ROOT), p), 0755);
+	REQUIRE(symlink(outside, (snprintf(p, sizeof(p), "%s/a/b/link", ROOT), p)) == 0);
+	make_file("a/plain", 10, 1, 0640);
+	r = migrate("a/b/link/secret", true);
+	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
+	CHECK_INT(r.last.status, -ELOOP);
+	r = migrate("a/plain/secret", true);
+	CHECK_INT(r.last.outcome, TD_MOVER_SKIPPED);
+	CHECK_INT(r.last.status, -ENOTDIR);
+	check_outside_untouched(f, sha);
 	teardown(false);
 }
 
@@ -557,6 +581,7 @@ int main(void)
 	TD_RUN(test_writer_just_before_swap);
 	TD_RUN(test_writer_during_grace);
 	TD_RUN(test_symlinked_directory);
+	TD_RUN(test_symlink_below);
 	TD_RUN(test_crash_matrix);
 	return td_test_done();
 }
