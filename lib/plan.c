@@ -5,11 +5,11 @@
  * directories there are.
  */
 #include "plan.h"
+#include "ctl.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,34 +206,6 @@ uint64_t td_plan_projected_used(const struct td_plan *p)
 	return moved > used ? 0 : used - moved;
 }
 
-int td_json_set_path(json_t *obj, const char *key, const char *path, size_t len)
-{
-	/* jansson refuses invalid UTF-8, which is exactly the test we need. */
-	json_t *s = json_stringn(path, len);
-	char *esc = NULL, *b64 = NULL, *k64 = NULL;
-	int r = -ENOMEM;
-
-	if (s)
-		return json_object_set_new(obj, key, s) == 0 ? 0 : -ENOMEM;
-	esc = td_escape(path, len);
-	b64 = malloc(4 * ((len + 2) / 3) + 1);
-	k64 = malloc(strlen(key) + sizeof("_b64"));
-	if (!esc || !b64 || !k64 || len > INT32_MAX)
-		goto out;
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)path, (int)len);
-	strcpy(k64, key);
-	strcat(k64, "_b64");
-	if (json_object_set_new(obj, key, json_string(esc)) < 0 ||
-	    json_object_set_new(obj, k64, json_string(b64)) < 0)
-		goto out;
-	r = 0;
-out:
-	free(esc);
-	free(b64);
-	free(k64);
-	return r;
-}
-
 json_t *td_plan_json(const struct td_plan *p)
 {
 	const struct td_scan_stats *st = &p->st;
@@ -260,7 +232,7 @@ json_t *td_plan_json(const struct td_plan *p)
 		json_t *d = json_object();
 		if (!d)
 			goto fail;
-		td_json_set_path(d, "path", p->top[i].path, p->top[i].len);
+		td_ctl_set_path(d, "path", p->top[i].path, p->top[i].len);
 		json_object_set_new(d, "bytes", json_integer((json_int_t)p->top[i].bytes));
 		json_object_set_new(d, "files", json_integer((json_int_t)p->top[i].files));
 		json_array_append_new(top, d);
@@ -288,7 +260,7 @@ json_t *td_plan_json(const struct td_plan *p)
 		json_t *e = json_object();
 		if (!e)
 			goto fail;
-		td_json_set_path(e, "root", p->root_errors[i].root, strlen(p->root_errors[i].root));
+		td_ctl_set_path(e, "root", p->root_errors[i].root, strlen(p->root_errors[i].root));
 		json_object_set_new(e, "error", json_string(strerror(-p->root_errors[i].err)));
 		json_array_append_new(errs, e);
 	}
@@ -300,7 +272,7 @@ json_t *td_plan_json(const struct td_plan *p)
 		for (size_t i = 0; i < p->n_files; i++) {
 			json_t *f = json_object();
 			if (!f ||
-			    td_json_set_path(f, "path", p->files[i].path, p->files[i].len) < 0) {
+			    td_ctl_set_path(f, "path", p->files[i].path, p->files[i].len) < 0) {
 				json_decref(f);
 				json_decref(l);
 				goto fail_o;
