@@ -13,6 +13,10 @@
  * bounded (one capped request line buffered, a capped write queue, an idle
  * timer), and so is the number of connections.
  *
+ * Targets: each configured one has a slot (its td_target, its probe); whether
+ * it answers lives in a td_reach hub, which probes and transfers report to and
+ * which publishes to the log and to the scheduler (runs.c), in that order.
+ *
  * Shutdown (SIGTERM): the socket closes, runs stop feeding the mover, the
  * mover cancels uploads (their rows stay for recovery) and finishes swaps in
  * their grace period, then the targets close and the loop ends.

@@ -108,6 +108,7 @@ void client_unref(struct client *c);
 /* Logs an error and keeps it for `tierctl status`. */
 void svc_error(struct service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct target_slot *svc_target(struct service *s, const char *name);
+/* Publishes what an operation on a target returned (td_reach_report). */
 void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg);
 struct conf_ref *conf_get(struct service *s);
 void conf_put(struct conf_ref *r);
