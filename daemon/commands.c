@@ -7,13 +7,13 @@
  * Streaming replies (migrate, ls) send {"event": ...} lines first and one
  * final line with "ok"; a client reads until that line.
  */
+#include "cache.h"
 #include "log.h"
 #include "ns.h"
 #include "service_int.h"
 #include "util.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,33 +27,6 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* A path as JSON: "path" when it is UTF-8, and always "path_b64" when it is
- * not, so no byte is lost or guessed. */
-static void set_path(json_t *o, const char *key, const char *p, size_t len)
-{
-	json_t *str = json_stringn(p, len);
-	char k[64];
-
-	if (str) {
-		json_object_set_new(o, key, str);
-		return;
-	}
-	{
-		char *b = malloc(4 * ((len + 2) / 3) + 1);
-		char *esc = td_escape(p, len);
-
-		if (b) {
-			EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)p, (int)len);
-			snprintf(k, sizeof(k), "%s_b64", key);
-			json_object_set_new(o, k, json_string(b));
-		}
-		if (esc)
-			json_object_set_new(o, key, json_string(esc));
-		free(b);
-		free(esc);
-	}
-}
-
 static void rfc3339(char *out, size_t n, int64_t ns)
 {
 	time_t t = (time_t)(ns / 1000000000);
@@ -61,88 +34,6 @@ static void rfc3339(char *out, size_t n, int64_t ns)
 
 	gmtime_r(&t, &tm);
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Paths in a request: "paths" (strings) and "paths_b64" (raw bytes, base64). */
-static int request_paths(json_t *args, char ***out, size_t **lens, size_t *n, char *err,
-                         size_t errlen)
-{
-	json_t *a = json_object_get(args, "paths"), *b = json_object_get(args, "paths_b64"), *v;
-	size_t total = json_array_size(a) + json_array_size(b), k = 0, i;
-	char **v_out;
-	size_t *l_out;
-
-	if ((a && !json_is_array(a)) || (b && !json_is_array(b)) || total == 0) {
-		snprintf(err, errlen, "expected \"paths\": a list of absolute paths");
-		return -EINVAL;
-	}
-	if (total > MIGRATE_MAX) {
-		snprintf(err, errlen, "at most %d paths per request", MIGRATE_MAX);
-		return -E2BIG;
-	}
-	v_out = calloc(total, sizeof(char *));
-	l_out = calloc(total, sizeof(size_t));
-	if (!v_out || !l_out)
-		goto nomem;
-	json_array_foreach(a, i, v)
-	{
-		if (!json_is_string(v))
-			goto bad;
-		v_out[k] = malloc(json_string_length(v) + 1);
-		if (!v_out[k])
-			goto nomem;
-		memcpy(v_out[k], json_string_value(v), json_string_length(v) + 1);
-		l_out[k++] = json_string_length(v);
-	}
-	json_array_foreach(b, i, v)
-	{
-		const char *s = json_string_value(v);
-		size_t sl = s ? strlen(s) : 0;
-		int dl;
-
-		if (!s || sl % 4)
-			goto bad;
-		v_out[k] = malloc(sl / 4 * 3 + 1);
-		if (!v_out[k])
-			goto nomem;
-		dl = EVP_DecodeBlock((unsigned char *)v_out[k], (const unsigned char *)s, (int)sl);
-		if (dl < 0)
-			goto bad;
-		while (sl > 0 && s[sl - 1] == '=') { /* DecodeBlock counts padding as zeros */
-			dl--;
-			sl--;
-		}
-		v_out[k][dl] = '\0';
-		l_out[k++] = (size_t)dl;
-	}
-	for (i = 0; i < k; i++)
-		if (l_out[i] == 0 || v_out[i][0] != '/' || memchr(v_out[i], '\0', l_out[i])) {
-			snprintf(err, errlen, "paths must be absolute");
-			goto fail;
-		}
-	*out = v_out;
-	*lens = l_out;
-	*n = k;
-	return 0;
-bad:
-	snprintf(err, errlen, "malformed \"paths\"");
-	goto fail;
-nomem:
-	snprintf(err, errlen, "out of memory");
-fail:
-	for (i = 0; v_out && i < total; i++)
-		free(v_out[i]);
-	free(v_out);
-	free(l_out);
-	return -EINVAL;
-}
-
-static void free_paths(char **v, size_t *l, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-	free(l);
 }
 
 /* ---- ping, reload ------------------------------------------------------- */
@@ -199,11 +90,12 @@ static void a_status(uv_work_t *w, int status)
 	}
 	for (size_t i = 0; i < s->n_targets; i++) {
 		struct target_slot *ts = &s->targets[i];
-		json_t *t = json_pack("{s:b, s:b}", "reachable", ts->t && ts->reachable, "checked",
-		                      ts->checked);
+		const struct td_reach_state *rs = td_reach_get(s->reach, ts->name);
+		json_t *t = json_pack("{s:b, s:b}", "reachable", ts->t && rs->reachable, "checked",
+		                      rs->checked);
 
-		if (ts->last_error[0])
-			json_object_set_new(t, "error", json_string(ts->last_error));
+		if (rs->last_error[0])
+			json_object_set_new(t, "error", json_string(rs->last_error));
 		if (!ts->t)
 			json_object_set_new(t, "error",
 			                    json_string("could not be set up; see the log"));
@@ -217,9 +109,7 @@ static void a_status(uv_work_t *w, int status)
 		json_array_append_new(
 		    errors, json_pack("{s:s, s:s}", "time", when, "message", s->recent[k]));
 	}
-	limit = conf->cache_size.is_pct
-	            ? (uint64_t)((double)j->cache_fs_bytes * conf->cache_size.pct / 100.0)
-	            : conf->cache_size.bytes;
+	limit = td_cache_limit_of(&conf->cache_size, j->cache_fs_bytes);
 	reply = json_pack("{s:b, s:s, s:I, s:i, s:s, s:o, s:{s:I, s:I}, s:o, s:o, s:i, s:i, s:o, "
 	                  "s:o, s:b}",
 	                  "ok", 1, "version", TD_VERSION, "uptime_s",
@@ -329,7 +219,7 @@ static void batch_event(struct batch *b, const char *path, size_t len, const cha
 	json_t *ev = json_pack("{s:s, s:s, s:I}", "event", "file", "outcome", outcome, "size",
 	                       (json_int_t)size);
 
-	set_path(ev, "path", path, len);
+	td_ctl_set_path(ev, "path", path, len);
 	if (id && *id)
 		json_object_set_new(ev, "id", json_string(id));
 	if (msg && *msg)
@@ -391,14 +281,14 @@ static void cmd_migrate(struct service *s, struct client *c, json_t *args)
 		client_send(c, td_ctl_error_reply(-ENOENT, "no target named '%s'", target));
 		return;
 	}
-	r = request_paths(args, &paths, &lens, &n, err, sizeof(err));
+	r = td_ctl_request_paths(args, MIGRATE_MAX, &paths, &lens, &n, err, sizeof(err));
 	if (r < 0) {
 		client_send(c, td_ctl_error_reply(r, "%s", err));
 		return;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
-		free_paths(paths, lens, n);
+		td_ctl_paths_free(paths, lens, n);
 		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
 		return;
 	}
@@ -434,7 +324,7 @@ static void cmd_migrate(struct service *s, struct client *c, json_t *args)
 		}
 		b->pending++;
 	}
-	free_paths(paths, lens, n);
+	td_ctl_paths_free(paths, lens, n);
 	b->started = true;
 	batch_maybe_done(b);
 }
@@ -466,7 +356,7 @@ static json_t *entry_json(const struct td_catalog_entry *e)
 	    (int)(e->mode & 07777), "pinned", json_boolean(e->pinned), "uid", (int)e->uid, "gid",
 	    (int)e->gid, "cache", td_catalog_cache_name(e->cache_state));
 	if (o)
-		set_path(o, "original_path", e->path, e->path_len);
+		td_ctl_set_path(o, "original_path", e->path, e->path_len);
 	if (o && e->state == TD_CATALOG_MIGRATING)
 		json_object_set_new(o, "step", json_integer(e->step));
 	if (o && e->last_error)
@@ -507,7 +397,7 @@ static void w_info(uv_work_t *w)
 				                    json_integer((json_int_t)st.st_size));
 		}
 		td_catalog_entry_free(e);
-		set_path(o, "path", j->paths[i], j->lens[i]);
+		td_ctl_set_path(o, "path", j->paths[i], j->lens[i]);
 		json_array_append_new(j->files, o);
 	}
 }
@@ -518,7 +408,7 @@ static void a_info(uv_work_t *w, int status)
 
 	client_send(j->c, json_pack("{s:b, s:o}", "ok", 1, "files", j->files));
 	client_unref(j->c);
-	free_paths(j->paths, j->lens, j->n);
+	td_ctl_paths_free(j->paths, j->lens, j->n);
 	free(j);
 }
 
@@ -532,7 +422,7 @@ static void cmd_info(struct service *s, struct client *c, json_t *args)
 		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
 		return;
 	}
-	r = request_paths(args, &j->paths, &j->lens, &j->n, err, sizeof(err));
+	r = td_ctl_request_paths(args, MIGRATE_MAX, &j->paths, &j->lens, &j->n, err, sizeof(err));
 	if (r < 0) {
 		free(j);
 		client_send(c, td_ctl_error_reply(r, "%s", err));
@@ -544,7 +434,7 @@ static void cmd_info(struct service *s, struct client *c, json_t *args)
 	client_ref(c);
 	if (uv_queue_work(s->loop, &j->work, w_info, a_info) < 0) {
 		client_unref(c);
-		free_paths(j->paths, j->lens, j->n);
+		td_ctl_paths_free(j->paths, j->lens, j->n);
 		free(j);
 		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
 	}
@@ -692,7 +582,7 @@ static void rbatch_maybe_done(struct rbatch *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->items[i].path);
 	free(b->items);
-	free_paths(b->paths, b->lens, b->n);
+	td_ctl_paths_free(b->paths, b->lens, b->n);
 	free(b);
 }
 
@@ -701,7 +591,7 @@ static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
 	struct rbatch *b = it->b;
 	json_t *ev = json_pack("{s:s, s:s}", "event", "file", "outcome", outcome);
 
-	set_path(ev, "path", it->path, it->len);
+	td_ctl_set_path(ev, "path", it->path, it->len);
 	if (it->id[0])
 		json_object_set_new(ev, "id", json_string(it->id));
 	if (msg && *msg)
@@ -866,10 +756,10 @@ static void files_cmd(struct service *s, struct client *c, json_t *args, enum ra
 		client_send(c, td_ctl_error_reply(-EAGAIN, "tierd is still recovering; try again"));
 		return;
 	}
-	r = request_paths(args, &b->paths, &b->lens, &b->n, err, sizeof(err));
+	r = td_ctl_request_paths(args, MIGRATE_MAX, &b->paths, &b->lens, &b->n, err, sizeof(err));
 	if (r < 0 || !(b->items = calloc(b->n, sizeof(*b->items)))) {
 		if (r == 0)
-			free_paths(b->paths, b->lens, b->n);
+			td_ctl_paths_free(b->paths, b->lens, b->n);
 		free(b);
 		client_send(c, td_ctl_error_reply(r < 0 ? r : -ENOMEM, "%s",
 		                                  r < 0 ? err : "out of memory"));
@@ -883,7 +773,7 @@ static void files_cmd(struct service *s, struct client *c, json_t *args, enum ra
 	if (uv_queue_work(s->loop, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
 		client_unref(c);
 		free(b->items);
-		free_paths(b->paths, b->lens, b->n);
+		td_ctl_paths_free(b->paths, b->lens, b->n);
 		free(b);
 		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
 	}

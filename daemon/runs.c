@@ -1,15 +1,16 @@
 /*
- * runs — policy runs. A run walks the policy's roots on a thread of its own
- * (td_scan_run starts its workers there) and hands candidates to the loop
- * through a bounded queue: when the mover falls behind, the scanner waits, so
- * memory stays flat however many files qualify. Link sightings go straight to
- * the catalog from the scan threads (their own handle, under a lock).
+ * runs — the daemon's side of policy runs and their schedule. The pipeline
+ * itself is lib/run, the decisions when to run are lib/sched; this file starts
+ * the runs they ask for, keeps the configuration a run started with alive until
+ * it ends (a reload may replace it meanwhile), logs and counts each file, and
+ * turns runs into status JSON. Loop thread only.
  *
- * Schedules and watermark checks are driven by the service's one-second tick.
+ * The scheduler hears of target reachability as a td_reach subscriber
+ * (runs_init): a run that met its target down runs again once it answers.
  */
 #include "log.h"
-#include "policy.h"
-#include "scan.h"
+#include "run.h"
+#include "scheduler.h"
 #include "service_int.h"
 #include "util.h"
 
@@ -17,316 +18,98 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
-#include <time.h>
 
-#define RUN_QUEUE_CAP     1024 /* candidates waiting between the scanner and the loop */
-#define MOVER_FEED        64   /* files handed to the mover ahead of need */
-#define WATERMARK_EVERY_S 60
-
-struct cand {
-	struct cand *next;
-	size_t root;
-	uint64_t dev, ino, size;
-	int64_t mtime_ns, ctime_ns;
-	size_t len;
-	char path[];
-};
-
-struct run {
+struct svc_run {
+	struct svc_run *next;
 	struct service *s;
-	struct run *next;
-	struct conf_ref *conf;
+	struct conf_ref *conf; /* held until the run ends */
 	const struct td_policy_conf *pc;
-	struct td_policy *policy;
-	char *name;
-	uv_thread_t thread;
-	bool thread_started;
-	uv_async_t async;
-
-	uv_mutex_t lock; /* guards the fields up to `stats` */
-	uv_cond_t cond;
-	struct cand *head, *tail;
-	unsigned n_q;
-	bool scan_done;
-	bool stop;
-	uint64_t progress_files;
-	struct td_scan_stats stats;
-	int scan_r;
-
-	struct td_catalog *lcat; /* link sightings, under lcat_lock */
-	uv_mutex_t lcat_lock;
-
-	/* Loop thread only. */
-	unsigned in_mover;
-	uint64_t tiered, skipped, failed, bytes;
-	int64_t start_ns;
-	bool target_down;
-	bool finishing;
+	struct td_run *run;
 };
 
-/* ---- the scan thread ------------------------------------------------------ */
+/* ---- one run's events --------------------------------------------------------- */
 
-static void on_candidate(void *ctx, const struct td_scan_entry *e)
+static void on_file(void *data, struct td_run *run, const struct td_mover_result *res)
 {
-	struct run *r = ctx;
-	struct cand *c = malloc(sizeof(*c) + e->path_len + 1);
-
-	if (!c)
-		return; /* retried on the next run */
-	c->next = NULL;
-	c->root = e->root;
-	c->dev = e->dev;
-	c->ino = e->ino;
-	c->size = e->meta->size;
-	c->mtime_ns = e->meta->mtime_ns;
-	c->ctime_ns = e->meta->ctime_ns;
-	c->len = e->path_len;
-	memcpy(c->path, e->path, e->path_len);
-	c->path[e->path_len] = '\0';
-	uv_mutex_lock(&r->lock);
-	while (r->n_q >= RUN_QUEUE_CAP && !r->stop)
-		uv_cond_wait(&r->cond, &r->lock);
-	if (r->stop) {
-		uv_mutex_unlock(&r->lock);
-		free(c);
-		return;
-	}
-	if (r->tail)
-		r->tail->next = c;
-	else
-		r->head = c;
-	r->tail = c;
-	r->n_q++;
-	uv_mutex_unlock(&r->lock);
-	uv_async_send(&r->async);
-}
-
-static void on_link(void *ctx, size_t root, const char *id, const char *path, size_t len)
-{
-	struct run *r = ctx;
-	const char *rp = r->pc->paths.v[root];
-	size_t rl = strlen(rp);
-	struct td_catalog_error ce;
-	char *abs = malloc(rl + 1 + len + 1);
-
-	if (!abs || !r->lcat) {
-		free(abs);
-		return;
-	}
-	memcpy(abs, rp, rl);
-	abs[rl] = '/';
-	memcpy(abs + rl + 1, path, len);
-	uv_mutex_lock(&r->lcat_lock);
-	td_catalog_link_seen(r->lcat, id, abs, rl + 1 + len, td_now_ns(), &ce);
-	uv_mutex_unlock(&r->lcat_lock);
-	free(abs);
-}
-
-static void on_progress(void *ctx, uint64_t files, uint64_t dirs, int64_t elapsed_ns)
-{
-	struct run *r = ctx;
-
-	uv_mutex_lock(&r->lock);
-	r->progress_files = files;
-	uv_mutex_unlock(&r->lock);
-}
-
-static void scan_thread(void *arg)
-{
-	struct run *r = arg;
-	const struct td_config *c = r->conf->c;
-	struct td_scan_opts o = { 0 };
-	struct td_scan_stats st;
-	int rc;
-
-	o.policy = r->policy;
-	o.state_dir = c->state_dir;
-	o.cache_dir = c->cache_dir;
-	o.run_dir = c->run_dir;
-	o.ctx = r;
-	o.on_candidate = on_candidate;
-	o.on_link = on_link;
-	o.on_progress = on_progress;
-	rc = td_scan_run(&st, &o);
-	uv_mutex_lock(&r->lock);
-	r->stats = st;
-	r->scan_r = rc;
-	r->scan_done = true;
-	uv_mutex_unlock(&r->lock);
-	uv_async_send(&r->async);
-}
-
-/* ---- the loop side ---------------------------------------------------------- */
-
-static void drain(struct run *r);
-
-static void run_closed(uv_handle_t *h)
-{
-	struct run *r = h->data;
-
-	while (r->head) {
-		struct cand *c = r->head;
-
-		r->head = c->next;
-		free(c);
-	}
-	if (r->lcat)
-		td_catalog_close(r->lcat);
-	uv_mutex_destroy(&r->lcat_lock);
-	uv_mutex_destroy(&r->lock);
-	uv_cond_destroy(&r->cond);
-	td_policy_free(r->policy);
-	conf_put(r->conf);
-	free(r->name);
-	free(r);
-}
-
-static void maybe_finish(struct run *r)
-{
-	struct service *s = r->s;
-	struct run **pp;
-	bool done;
-
-	uv_mutex_lock(&r->lock);
-	done = r->scan_done && (r->n_q == 0 || r->stop);
-	uv_mutex_unlock(&r->lock);
-	if (!done || r->in_mover || r->finishing)
-		return;
-	r->finishing = true;
-	uv_thread_join(&r->thread);
-	for (pp = &s->runs; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			break;
-		}
-	if (r->scan_r < 0)
-		svc_error(s, "policy %s: a root could not be scanned: %s", r->name,
-		          strerror(-r->scan_r));
-	log_notice("policy %s: scanned %llu files (%llu bytes) in %.1f s; tiered %llu "
-	           "(%llu bytes), skipped %llu, failed %llu",
-	           r->name, (unsigned long long)r->stats.scanned_files,
-	           (unsigned long long)r->stats.scanned_bytes,
-	           (double)(td_monotonic_ns() - r->start_ns) / 1e9, (unsigned long long)r->tiered,
-	           (unsigned long long)r->bytes, (unsigned long long)r->skipped,
-	           (unsigned long long)r->failed);
-	if (r->target_down && !s->stopping)
-		for (size_t i = 0; i < s->n_sched; i++)
-			if (strcmp(s->sched[i].name, r->name) == 0)
-				s->sched[i].rerun_when_reachable = true;
-	uv_close((uv_handle_t *)&r->async, run_closed);
-}
-
-static void on_file(void *data, const struct td_mover_result *res)
-{
-	struct run *r = data;
-	struct service *s = r->s;
+	struct svc_run *sr = data;
+	struct service *s = sr->s;
 	char *esc = td_escape(res->path, res->path_len);
 
-	r->in_mover--;
 	switch (res->outcome) {
 	case TD_MOVER_TIERED:
-		r->tiered++;
-		r->bytes += res->size_bytes;
 		s->files_tiered++;
 		s->bytes_tiered += res->size_bytes;
 		log_info("tiered %s (%s)", esc ? esc : "?", res->id);
 		break;
 	case TD_MOVER_FAILED:
-		r->failed++;
 		s->files_failed++;
-		if (res->status == -ECONNREFUSED || res->status == -EHOSTUNREACH ||
-		    res->status == -ETIMEDOUT || res->status == -EAGAIN) {
-			struct target_slot *ts = svc_target(s, r->pc->target);
+		if (td_reach_unreachable(res->status)) {
+			struct target_slot *ts = svc_target(s, sr->pc->target);
 
-			r->target_down = true;
 			if (ts)
 				svc_target_result(s, ts, res->status, res->message);
 		}
-		svc_error(s, "policy %s: %s: %s", r->name, esc ? esc : "?", res->message);
+		svc_error(s, "policy %s: %s: %s", td_run_policy(run), esc ? esc : "?",
+		          res->message);
 		break;
 	default:
-		r->skipped++;
-		if (res->status == -EHOSTDOWN)
-			r->target_down = true; /* skipped: rerun when it is back */
 		log_info("not tiered: %s: %s", esc ? esc : "?", res->message);
 	}
 	free(esc);
-	drain(r);
-	maybe_finish(r);
 }
 
-static void drain(struct run *r)
+static void on_queue_failed(void *data, struct td_run *run, const char *path, size_t len, int err)
 {
-	struct service *s = r->s;
+	struct svc_run *sr = data;
+	char *esc = td_escape(path, len);
 
-	while (!s->stopping && s->mover && td_mover_queued(s->mover) < MOVER_FEED) {
-		struct td_mover_file f = { 0 };
-		struct cand *c;
-		int rc;
+	svc_error(sr->s, "policy %s: cannot queue %s: %s", td_run_policy(run), esc ? esc : "?",
+	          strerror(-err));
+	free(esc);
+}
 
-		uv_mutex_lock(&r->lock);
-		c = r->head;
-		if (c) {
-			r->head = c->next;
-			if (!r->head)
-				r->tail = NULL;
-			r->n_q--;
-			uv_cond_signal(&r->cond);
-		}
-		uv_mutex_unlock(&r->lock);
-		if (!c)
+static void on_done(void *data, struct td_run *run)
+{
+	struct svc_run *sr = data, **pp;
+	struct service *s = sr->s;
+	const char *name = td_run_policy(run);
+	struct td_run_stats st;
+
+	td_run_stats(run, &st);
+	for (pp = &s->runs; *pp; pp = &(*pp)->next)
+		if (*pp == sr) {
+			*pp = sr->next;
 			break;
-		f.root = r->pc->paths.v[c->root];
-		f.rel = c->path;
-		f.rel_len = c->len;
-		f.policy = r->name;
-		f.target = r->pc->target;
-		f.keep_cached = r->pc->keep_cached;
-		f.check_stat = true;
-		f.dev = c->dev;
-		f.ino = c->ino;
-		f.size_bytes = c->size;
-		f.mtime_ns = c->mtime_ns;
-		f.ctime_ns = c->ctime_ns;
-		rc = td_mover_migrate(s->mover, &f, on_file, r);
-		if (rc == 0) {
-			r->in_mover++;
-		} else {
-			char *esc = td_escape(c->path, c->len);
-
-			r->failed++;
-			svc_error(s, "policy %s: cannot queue %s: %s", r->name, esc ? esc : "?",
-			          strerror(-rc));
-			free(esc);
 		}
-		free(c);
-	}
+	if (st.scan_status < 0)
+		svc_error(s, "policy %s: a root could not be scanned: %s", name,
+		          strerror(-st.scan_status));
+	log_notice("policy %s: scanned %llu files (%llu bytes) in %.1f s; tiered %llu "
+	           "(%llu bytes), skipped %llu, failed %llu",
+	           name, (unsigned long long)st.scan.scanned_files,
+	           (unsigned long long)st.scan.scanned_bytes, (double)st.elapsed_ns / 1e9,
+	           (unsigned long long)st.tiered, (unsigned long long)st.tiered_bytes,
+	           (unsigned long long)st.skipped, (unsigned long long)st.failed);
+	if (!s->stopping)
+		td_scheduler_run_ended(s->sched, name, st.target_down);
+	conf_put(sr->conf);
+	free(sr);
 }
 
-static void on_async(uv_async_t *a)
-{
-	struct run *r = a->data;
-
-	drain(r);
-	maybe_finish(r);
-}
+/* ---- starting and stopping -------------------------------------------------- */
 
 bool run_active(struct service *s, const char *policy)
 {
-	for (struct run *r = s->runs; r; r = r->next)
-		if (strcmp(r->name, policy) == 0)
+	for (struct svc_run *r = s->runs; r; r = r->next)
+		if (strcmp(td_run_policy(r->run), policy) == 0)
 			return true;
 	return false;
 }
 
-int run_start(struct service *s, const char *policy, char *err, size_t errlen)
+/* Why `policy` may not start now, into err; 0 when it may. */
+static int run_refused(struct service *s, const struct td_policy_conf *pc, const char *policy,
+                       char *err, size_t errlen)
 {
-	const struct td_policy_conf *pc = td_config_policy(s->conf->c, policy);
-	struct td_catalog_error ce;
-	struct run *r;
-	int rc;
-
 	if (!pc) {
 		snprintf(err, errlen, "no policy named '%s'", policy);
 		return -ENOENT;
@@ -343,46 +126,52 @@ int run_start(struct service *s, const char *policy, char *err, size_t errlen)
 		snprintf(err, errlen, "policy %s: target %s is not available", policy, pc->target);
 		return -ENOENT;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r || !(r->name = strdup(policy))) {
-		free(r);
+	return 0;
+}
+
+int run_start(struct service *s, const char *policy, char *err, size_t errlen)
+{
+	const struct td_policy_conf *pc = td_config_policy(s->conf->c, policy);
+	struct td_run_opts o = { 0 };
+	struct td_run_stats st;
+	struct svc_run *sr;
+	int rc;
+
+	rc = run_refused(s, pc, policy, err, errlen);
+	if (rc < 0)
+		return rc;
+	sr = calloc(1, sizeof(*sr));
+	if (!sr) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	r->s = s;
-	r->conf = conf_get(s);
-	r->pc = pc;
-	r->start_ns = td_monotonic_ns();
-	rc = td_policy_new(&r->policy, pc, td_now_ns());
+	sr->s = s;
+	sr->conf = conf_get(s);
+	sr->pc = pc;
+	o.loop = s->loop;
+	o.mover = s->mover;
+	o.pc = pc;
+	o.state_dir = sr->conf->c->state_dir;
+	o.cache_dir = sr->conf->c->cache_dir;
+	o.run_dir = sr->conf->c->run_dir;
+	o.catalog_path = s->catalog_path;
+	o.now_ns = td_now_ns();
+	o.data = sr;
+	o.on_file = on_file;
+	o.on_queue_failed = on_queue_failed;
+	o.on_done = on_done;
+	rc = td_run_start(&sr->run, &o, err, errlen);
 	if (rc < 0) {
-		snprintf(err, errlen, "policy %s: %s", policy, strerror(-rc));
-		conf_put(r->conf);
-		free(r->name);
-		free(r);
+		conf_put(sr->conf);
+		free(sr);
 		return rc;
 	}
-	uv_mutex_init(&r->lock);
-	uv_mutex_init(&r->lcat_lock);
-	uv_cond_init(&r->cond);
-	if (td_catalog_open(&r->lcat, s->catalog_path, TD_CATALOG_NO_CHECK, &ce) < 0) {
+	td_run_stats(sr->run, &st);
+	if (st.link_error[0])
 		log_warning("policy %s: link sightings not recorded this run: %s", policy,
-		            ce.message);
-		r->lcat = NULL;
-	}
-	uv_async_init(s->loop, &r->async, on_async);
-	r->async.data = r;
-	r->next = s->runs;
-	s->runs = r;
-	rc = uv_thread_create(&r->thread, scan_thread, r);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot start the scan: %s", uv_strerror(rc));
-		r->scan_done = true;
-		r->finishing = true;
-		s->runs = r->next;
-		uv_close((uv_handle_t *)&r->async, run_closed);
-		return rc;
-	}
-	r->thread_started = true;
+		            st.link_error);
+	sr->next = s->runs;
+	s->runs = sr;
 	log_notice("policy %s: run started", policy);
 	snprintf(err, errlen, "policy %s: run started", policy);
 	return 0;
@@ -390,130 +179,67 @@ int run_start(struct service *s, const char *policy, char *err, size_t errlen)
 
 void runs_stop(struct service *s)
 {
-	for (struct run *r = s->runs; r; r = r->next) {
-		uv_mutex_lock(&r->lock);
-		r->stop = true;
-		uv_cond_broadcast(&r->cond);
-		uv_mutex_unlock(&r->lock);
-	}
+	for (struct svc_run *r = s->runs; r; r = r->next)
+		td_run_stop(r->run);
 }
 
 json_t *runs_status(struct service *s)
 {
 	json_t *a = json_array();
 
-	for (struct run *r = s->runs; r; r = r->next) {
-		uint64_t files;
-		unsigned q;
+	for (struct svc_run *r = s->runs; r; r = r->next) {
+		struct td_run_stats st;
 
-		uv_mutex_lock(&r->lock);
-		files = r->progress_files;
-		q = r->n_q;
-		uv_mutex_unlock(&r->lock);
+		td_run_stats(r->run, &st);
 		json_array_append_new(
-		    a, json_pack("{s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:f}", "policy", r->name,
-		                 "scanned_files", (json_int_t)files, "queued", (int)q, "in_flight",
-		                 (int)r->in_mover, "tiered", (json_int_t)r->tiered, "tiered_bytes",
-		                 (json_int_t)r->bytes, "skipped", (json_int_t)r->skipped, "failed",
-		                 (json_int_t)r->failed, "elapsed_s",
-		                 (double)(td_monotonic_ns() - r->start_ns) / 1e9));
+		    a,
+		    json_pack("{s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:f}", "policy",
+		              td_run_policy(r->run), "scanned_files", (json_int_t)st.scanned_files,
+		              "queued", (int)st.queued, "in_flight", (int)st.in_mover, "tiered",
+		              (json_int_t)st.tiered, "tiered_bytes", (json_int_t)st.tiered_bytes,
+		              "skipped", (json_int_t)st.skipped, "failed", (json_int_t)st.failed,
+		              "elapsed_s", (double)st.elapsed_ns / 1e9));
 	}
 	return a;
 }
 
-/* ---- schedules and watermarks ------------------------------------------------ */
+/* ---- the schedule --------------------------------------------------------------- */
 
-static int64_t next_fire(const struct td_schedule *sc, int64_t now)
+/* What the scheduler asks for; runs start only once recovery is over. */
+static void on_sched_start(void *data, const struct td_scheduler_start *st)
 {
-	time_t t = (time_t)now;
-	struct tm tm;
+	struct service *s = data;
+	char err[256];
 
-	switch (sc->kind) {
-	case TD_SCHEDULE_EVERY:
-		return now + (sc->every_s > 0 ? sc->every_s : 60);
-	case TD_SCHEDULE_HOURLY:
-		localtime_r(&t, &tm);
-		tm.tm_min = sc->minute;
-		tm.tm_sec = 0;
-		t = mktime(&tm);
-		return t > now ? t : t + 3600;
-	case TD_SCHEDULE_DAILY:
-	case TD_SCHEDULE_WEEKLY:
-		localtime_r(&t, &tm);
-		tm.tm_hour = sc->hour;
-		tm.tm_min = sc->minute;
-		tm.tm_sec = 0;
-		if (sc->kind == TD_SCHEDULE_WEEKLY)
-			tm.tm_mday += (sc->weekday - tm.tm_wday + 7) % 7;
-		tm.tm_isdst = -1;
-		t = mktime(&tm);
-		while (t <= now) {
-			tm.tm_mday += sc->kind == TD_SCHEDULE_WEEKLY ? 7 : 1;
-			tm.tm_isdst = -1;
-			t = mktime(&tm);
-		}
-		return t;
-	default:
-		return 0;
+	if (s->stopping || !s->mover_ready)
+		return;
+	if (st->why == TD_SCHEDULER_TARGET_BACK) {
+		if (run_start(s, st->policy, err, sizeof(err)) == 0)
+			log_notice("policy %s: target back, running again", st->policy);
+		return;
 	}
+	if (st->why == TD_SCHEDULER_WATERMARK)
+		log_notice("policy %s: %s is %.1f%% full (high watermark %.0f%%)", st->policy,
+		           st->root, st->used_pct, st->high_pct);
+	if (!run_active(s, st->policy) && run_start(s, st->policy, err, sizeof(err)) < 0)
+		svc_error(s, "%s", err);
+}
+
+int runs_init(struct service *s)
+{
+	int r = td_scheduler_new(&s->sched, s->loop, on_sched_start, s);
+
+	if (r == 0)
+		r = td_reach_subscribe(s->reach, td_scheduler_on_reach, s->sched);
+	return r;
 }
 
 void runs_reschedule(struct service *s)
 {
-	const struct td_config *c = s->conf->c;
-	struct policy_sched *n = calloc(c->n_policies ? c->n_policies : 1, sizeof(*n));
-	int64_t now = td_now_ns() / 1000000000;
-
-	if (!n)
-		return;
-	for (size_t i = 0; i < c->n_policies; i++) {
-		n[i].name = strdup(c->policies[i].name);
-		n[i].next_s = next_fire(&c->policies[i].schedule, now);
-		for (size_t k = 0; k < s->n_sched; k++)
-			if (strcmp(s->sched[k].name, c->policies[i].name) == 0)
-				n[i].rerun_when_reachable = s->sched[k].rerun_when_reachable;
-	}
-	for (size_t k = 0; k < s->n_sched; k++)
-		free(s->sched[k].name);
-	free(s->sched);
-	s->sched = n;
-	s->n_sched = c->n_policies;
+	td_scheduler_reschedule(s->sched, s->conf->c, td_now_ns() / 1000000000);
 }
 
-void runs_tick(struct service *s, int64_t now)
+void runs_tick(struct service *s, int64_t now_s)
 {
-	const struct td_config *c = s->conf->c;
-	bool check_marks = now - s->last_watermark_s >= WATERMARK_EVERY_S;
-	char err[256];
-
-	if (check_marks)
-		s->last_watermark_s = now;
-	for (size_t i = 0; i < s->n_sched && i < c->n_policies; i++) {
-		const struct td_policy_conf *pc = &c->policies[i];
-		bool start = false;
-
-		if (s->sched[i].next_s && now >= s->sched[i].next_s) {
-			s->sched[i].next_s = next_fire(&pc->schedule, now);
-			start = true;
-		}
-		if (check_marks && pc->has_watermarks && pc->paths.n) {
-			struct statvfs v;
-
-			if (statvfs(pc->paths.v[0], &v) == 0 && v.f_blocks) {
-				double used =
-				    100.0 * (double)(v.f_blocks - v.f_bfree) / (double)v.f_blocks;
-
-				if (used > pc->high_watermark_pct) {
-					log_notice("policy %s: %s is %.1f%% full (high watermark "
-					           "%.0f%%)",
-					           pc->name, pc->paths.v[0], used,
-					           pc->high_watermark_pct);
-					start = true;
-				}
-			}
-		}
-		if (start && !run_active(s, pc->name) &&
-		    run_start(s, pc->name, err, sizeof(err)) < 0)
-			svc_error(s, "%s", err);
-	}
+	td_scheduler_tick(s->sched, s->conf->c, now_s);
 }

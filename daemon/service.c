@@ -13,11 +13,16 @@
  * bounded (one capped request line buffered, a capped write queue, an idle
  * timer), and so is the number of connections.
  *
+ * Targets: each configured one has a slot (its td_target, its probe); whether
+ * it answers lives in a td_reach hub, which probes and transfers report to and
+ * which publishes to the log and to the scheduler (runs.c), in that order.
+ *
  * Shutdown (SIGTERM): the socket closes, runs stop feeding the mover, the
  * mover cancels uploads (their rows stay for recovery) and finishes swaps in
  * their grace period, then the targets close and the loop ends.
  */
 #include "service.h"
+#include "cache.h"
 #include "log.h"
 #include "ns.h"
 #include "notify.h"
@@ -32,7 +37,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,40 +107,30 @@ static struct td_target *target_for(void *ctx, const char *name)
  * worth a full round of upload retries per file. */
 static bool target_usable(void *ctx, const char *name)
 {
-	struct target_slot *ts = svc_target(ctx, name);
+	struct service *s = ctx;
 
-	return !ts || !ts->checked || ts->reachable;
+	return !s->reach || td_reach_usable(s->reach, name);
 }
 
-/* Connection-level failures mean "unreachable"; anything the server answered
- * (even an error) means it is there. */
+/* What a probe or a transfer said about a target: td_reach classifies it and
+ * tells its subscribers (on_reach below first, then the scheduler). */
 void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg)
 {
-	bool reachable =
-	    !(status == -ECONNREFUSED || status == -EHOSTUNREACH || status == -ETIMEDOUT ||
-	      status == -ENETUNREACH || status == -EAGAIN || status == -ECONNRESET);
+	if (s->reach)
+		td_reach_report(s->reach, ts->name, status, msg, td_now_ns());
+}
 
-	if (ts->checked && ts->reachable && !reachable)
-		svc_error(s, "target %s is unreachable: %s", ts->name,
-		          msg ? msg : strerror(-status));
-	else if (ts->checked && !ts->reachable && reachable)
-		log_notice("target %s is reachable again", ts->name);
-	ts->checked = true;
-	ts->reachable = reachable;
-	ts->checked_ns = td_now_ns();
-	snprintf(ts->last_error, sizeof(ts->last_error), "%s",
-	         reachable ? "" : (msg && *msg ? msg : strerror(-status)));
-	if (reachable)
-		for (size_t i = 0; i < s->n_sched; i++)
-			if (s->sched[i].rerun_when_reachable) {
-				char err[256];
+/* The first subscriber: the admin hears of every change. */
+static void on_reach(void *data, const struct td_reach_event *ev)
+{
+	struct service *s = data;
+	const struct td_reach_state *st = td_reach_get(s->reach, ev->target);
 
-				s->sched[i].rerun_when_reachable = false;
-				if (!s->stopping && s->mover_ready &&
-				    run_start(s, s->sched[i].name, err, sizeof(err)) == 0)
-					log_notice("policy %s: target back, running again",
-					           s->sched[i].name);
-			}
+	if (ev->change == TD_REACH_LOST)
+		svc_error(s, "target %s is unreachable: %s", ev->target,
+		          ev->message ? ev->message : st->last_error);
+	else if (ev->change == TD_REACH_BACK)
+		log_notice("target %s is reachable again", ev->target);
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -315,43 +309,6 @@ static void on_idle(uv_timer_t *t)
 		client_close(c);
 }
 
-/* Root, the admin group as primary group, or as a supplementary group (read
- * from /proc/PID/status, which the kernel fills from the peer's credentials). */
-static bool peer_is_admin(const struct service *s, uid_t uid, gid_t gid, pid_t pid)
-{
-	const struct td_config *conf = s->conf->c;
-	char path[64], line[4096];
-	bool admin = false;
-	FILE *f;
-
-	if (uid == 0)
-		return true;
-	if (!conf->has_admin_gid)
-		return false;
-	if (gid == conf->admin_gid)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		char *p, *end;
-
-		if (strncmp(line, "Groups:", 7) != 0)
-			continue;
-		for (p = line + 7;; p = end) {
-			unsigned long g = strtoul(p, &end, 10);
-
-			if (end == p)
-				break;
-			if ((gid_t)g == conf->admin_gid)
-				admin = true;
-		}
-	}
-	fclose(f);
-	return admin;
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct service *s = server->data;
@@ -394,7 +351,8 @@ static void on_connection(uv_stream_t *server, int status)
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
-	c->privileged = peer_is_admin(s, cred.uid, cred.gid, cred.pid);
+	c->privileged = td_ctl_peer_is_admin(cred.uid, cred.gid, cred.pid,
+	                                     s->conf->c->has_admin_gid, s->conf->c->admin_gid);
 	uv_timer_start(&c->idle, on_idle, CLIENT_IDLE_MS, CLIENT_IDLE_MS);
 	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
@@ -486,6 +444,28 @@ static void probe_targets(struct service *s)
 	}
 }
 
+/* The reachability hub over every configured target (set up or not), with
+ * the log and the scheduler subscribed, in that order. */
+static int open_reach(struct service *s)
+{
+	const char **names = calloc(s->n_targets ? s->n_targets : 1, sizeof(*names));
+	int r;
+
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_targets; i++)
+		names[i] = s->targets[i].name;
+	r = td_reach_new(&s->reach, names, s->n_targets);
+	free(names);
+	if (r == 0)
+		r = td_reach_subscribe(s->reach, on_reach, s);
+	if (r == 0)
+		r = runs_init(s);
+	if (r < 0)
+		log_error("cannot set up the scheduler: %s", strerror(-r));
+	return r;
+}
+
 static int open_targets(struct service *s)
 {
 	const struct td_config *conf = s->conf->c;
@@ -517,7 +497,7 @@ static int open_targets(struct service *s)
 		}
 		s->targets_open++;
 	}
-	return 0;
+	return open_reach(s);
 }
 
 static void on_target_closed(void *data)
@@ -717,17 +697,6 @@ static int open_mover(struct service *s)
 
 /* ---- the remote view ---------------------------------------------------- */
 
-uint64_t svc_cache_limit(const struct td_config *c)
-{
-	struct statvfs v;
-
-	if (!c->cache_size.is_pct)
-		return c->cache_size.bytes;
-	if (statvfs(c->cache_dir, &v) < 0)
-		return 0;
-	return (uint64_t)((double)v.f_blocks * (double)v.f_frsize * c->cache_size.pct / 100.0);
-}
-
 static void on_rview_error(void *ctx, const char *id, const char *message)
 {
 	svc_error(ctx, "remote view: %s: %s", id, message);
@@ -791,87 +760,28 @@ static void on_rview_dirty(void *ctx, const char *id)
 }
 
 /* Copies written after their link was rebound to them (the kernel follows
- * the link; tierd is not in the path) are found by comparing each copy with
- * its catalog row: a changed one is dirty and goes back to primary storage
- * once nobody has it open for writing. */
+ * the link; tierd is not in the path) are found by lib/cache's scan: a changed
+ * one is dirty and goes back to primary storage once nobody has it open for
+ * writing. */
 #define DIRTY_SCAN_EVERY_S 30
-#define DIRTY_BATCH        64
 
-struct dirty_scan {
-	uv_work_t work;
-	struct service *s;
-	char after[TD_CATALOG_ID_HEX];
-	char ids[DIRTY_BATCH][TD_CATALOG_ID_HEX];
-	unsigned n, visited;
-};
-
-static int dirty_check(void *data, const struct td_catalog_entry *e)
+static void on_dirty_found(void *data, const char (*ids)[TD_CATALOG_ID_HEX], unsigned n)
 {
-	struct dirty_scan *d = data;
-	char path[4096];
-	struct stat st;
-
-	memcpy(d->after, e->id, sizeof(d->after));
-	d->visited++;
-	if (d->n >= DIRTY_BATCH)
-		return 1;
-	if (e->state == TD_CATALOG_DIRTY ||
-	    (td_ns_cache_path(path, sizeof(path), d->s->conf->c->cache_dir, e->id) == 0 &&
-	     stat(path, &st) == 0 &&
-	     ((uint64_t)st.st_size != e->size ||
-	      (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns)))
-		memcpy(d->ids[d->n++], e->id, TD_CATALOG_ID_HEX);
-	return 0;
-}
-
-static void w_dirty(uv_work_t *w)
-{
-	struct dirty_scan *d = w->data;
-	struct td_catalog_error ce;
-
-	for (int state = TD_CATALOG_CACHED; state <= TD_CATALOG_DIRTY && d->n < DIRTY_BATCH;
-	     state++) {
-		struct td_catalog_filter f = { .state = state, .limit = 2000 };
-		int r;
-
-		d->after[0] = '\0';
-		do { /* pages, so the catalog is not held for long */
-			d->visited = 0;
-			f.after_id = d->after[0] ? d->after : NULL;
-			uv_mutex_lock(&d->s->rcat_lock);
-			r = td_catalog_foreach(d->s->rcat, &f, dirty_check, d, &ce);
-			uv_mutex_unlock(&d->s->rcat_lock);
-		} while (r == 0 && d->visited == f.limit && d->n < DIRTY_BATCH);
-	}
-}
-
-static void a_dirty(uv_work_t *w, int status)
-{
-	struct dirty_scan *d = w->data;
-	struct service *s = d->s;
+	struct service *s = data;
 
 	s->dirty_scanning = false;
-	for (unsigned i = 0; i < d->n && !s->stopping; i++)
-		svc_recall(s, d->ids[i], NULL, NULL);
+	for (unsigned i = 0; i < n && !s->stopping; i++)
+		svc_recall(s, ids[i], NULL, NULL);
 	s->dirty_scans++; /* after the recalls: they count in in_flight now */
-	free(d);
 }
 
 void svc_dirty_scan(struct service *s)
 {
-	struct dirty_scan *d;
-
 	if (s->dirty_scanning || !s->rcat || !s->mover_ready || s->stopping)
 		return;
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return;
-	d->s = s;
-	d->work.data = d;
-	if (uv_queue_work(s->loop, &d->work, w_dirty, a_dirty) == 0)
+	if (td_cache_dirty_scan(s->loop, s->rcat, &s->rcat_lock, s->conf->c->cache_dir,
+	                        on_dirty_found, s) == 0)
 		s->dirty_scanning = true;
-	else
-		free(d);
 }
 
 static int open_rview(struct service *s)
@@ -888,7 +798,7 @@ static int open_rview(struct service *s)
 	o.state_dir = conf->state_dir;
 	o.cache_dir = conf->cache_dir;
 	o.run_dir = conf->run_dir;
-	o.cache_limit_bytes = svc_cache_limit(conf);
+	o.cache_limit_bytes = td_cache_limit(conf);
 	o.no_hydrate = (const char *const *)conf->no_hydrate.v;
 	o.n_no_hydrate = conf->no_hydrate.n;
 	o.stream_direct_io = conf->stream_direct_io;
@@ -951,7 +861,7 @@ static void reload_done(uv_work_t *w, int status)
 					            s->conf->c->targets[i].name);
 			td_log_set_level(s->conf->c->log_level);
 			if (s->rview)
-				td_rview_set_limits(s->rview, svc_cache_limit(s->conf->c),
+				td_rview_set_limits(s->rview, td_cache_limit(s->conf->c),
 				                    (const char *const *)s->conf->c->no_hydrate.v,
 				                    s->conf->c->no_hydrate.n,
 				                    s->conf->c->stream_direct_io);
@@ -1202,9 +1112,8 @@ int td_service_run(const char *config_path, struct td_config *conf)
 	for (size_t i = 0; i < s.n_targets; i++)
 		free(s.targets[i].name);
 	free(s.targets);
-	for (size_t i = 0; i < s.n_sched; i++)
-		free(s.sched[i].name);
-	free(s.sched);
+	td_scheduler_free(s.sched);
+	td_reach_free(s.reach);
 	conf_put(s.conf);
 	free(s.config_path);
 	return status;

@@ -9,7 +9,9 @@
 #include "config.h"
 #include "ctl.h"
 #include "mover.h"
+#include "reach.h"
 #include "rview.h"
+#include "scheduler.h"
 #include "target.h"
 
 #include <jansson.h>
@@ -26,25 +28,16 @@ struct conf_ref {
 	unsigned refs;
 };
 
+/* A configured target; whether it answers is kept in service.reach. */
 struct target_slot {
 	struct service *svc;
 	char *name;
 	struct td_target *t;
-	bool checked; /* a probe or a transfer has told us something */
-	bool reachable;
-	int64_t checked_ns;
-	char last_error[256];
 	bool probing;
 	struct td_object_info probe_info;
 };
 
-struct run; /* a policy run: runs.c */
-
-struct policy_sched {
-	char *name;
-	int64_t next_s; /* next scheduled start, epoch seconds; 0 = none */
-	bool rerun_when_reachable;
-};
+struct svc_run; /* a policy run: runs.c */
 
 struct service {
 	uv_loop_t *loop;
@@ -58,7 +51,7 @@ struct service {
 
 	uv_signal_t sig_term, sig_int, sig_hup, sig_io;
 	uv_timer_t tick;
-	int64_t last_probe_s, last_watermark_s;
+	int64_t last_probe_s;
 	uv_pipe_t server;
 	bool server_open;
 	bool sock_owned;
@@ -69,6 +62,7 @@ struct service {
 	struct target_slot *targets;
 	size_t n_targets;
 	unsigned targets_open;
+	struct td_reach *reach; /* every target's reachability, published to subscribers */
 	struct td_mover *mover;
 	struct td_rview *rview;
 	bool mover_ready; /* start-up recovery finished */
@@ -77,9 +71,8 @@ struct service {
 	struct td_catalog *rcat; /* queries, on the thread pool, under rcat_lock */
 	uv_mutex_t rcat_lock;
 
-	struct run *runs;
-	struct policy_sched *sched;
-	size_t n_sched;
+	struct svc_run *runs;
+	struct td_scheduler *sched;
 
 	char recent[MAX_RECENT_ERRORS][320];
 	int64_t recent_ns[MAX_RECENT_ERRORS];
@@ -115,12 +108,12 @@ void client_unref(struct client *c);
 /* Logs an error and keeps it for `tierctl status`. */
 void svc_error(struct service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct target_slot *svc_target(struct service *s, const char *name);
+/* Publishes what an operation on a target returned (td_reach_report). */
 void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg);
 struct conf_ref *conf_get(struct service *s);
 void conf_put(struct conf_ref *r);
 
 void svc_reload(struct service *s);
-uint64_t svc_cache_limit(const struct td_config *c);
 /* Recalls `id` (its cache copy replaces the link); done may be NULL. */
 int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
 void svc_dirty_scan(struct service *s);
@@ -134,11 +127,13 @@ struct command {
 extern const struct command svc_commands[];
 extern const size_t svc_n_commands;
 
-/* Policy runs (runs.c). */
+/* Policy runs and their schedule (runs.c). runs_init creates the scheduler and
+ * subscribes it to s->reach. */
+int runs_init(struct service *s);
 int run_start(struct service *s, const char *policy, char *err, size_t errlen);
 bool run_active(struct service *s, const char *policy);
 json_t *runs_status(struct service *s);
 void runs_stop(struct service *s);
-/* Schedules, watermarks: called every tick. */
+/* Schedules, watermarks: called every tick once recovery is over. */
 void runs_tick(struct service *s, int64_t now_s);
 void runs_reschedule(struct service *s);

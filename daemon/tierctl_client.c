@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "ctl.h"
+#include "plan.h"
 #include "tierctl.h"
 
 #include <errno.h>
@@ -173,18 +174,6 @@ static void print_json(json_t *doc)
 	fputc('\n', stdout);
 }
 
-static void human_bytes(char *out, size_t n, double b)
-{
-	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 5) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static void print_status(json_t *st)
 {
 	json_t *files = json_object_get(st, "files"), *bytes = json_object_get(st, "bytes"), *v;
@@ -209,19 +198,20 @@ static void print_status(json_t *st)
 		                                                       : "UNREACHABLE",
 		       err ? ": " : "", err ? err : "");
 	}
-	human_bytes(b1, sizeof(b1),
-	            (double)json_integer_value(
-	                json_object_get(json_object_get(st, "cache"), "used_bytes")));
-	human_bytes(b2, sizeof(b2),
-	            (double)json_integer_value(
-	                json_object_get(json_object_get(st, "cache"), "limit_bytes")));
+	td_human_bytes(b1, sizeof(b1),
+	               (uint64_t)json_integer_value(
+	                   json_object_get(json_object_get(st, "cache"), "used_bytes")));
+	td_human_bytes(b2, sizeof(b2),
+	               (uint64_t)json_integer_value(
+	                   json_object_get(json_object_get(st, "cache"), "limit_bytes")));
 	printf("cache:   %s used of %s\n", b1, b2);
 	printf("files:\n");
 	json_object_foreach(files, k, v)
 	{
 		if (!json_integer_value(v))
 			continue;
-		human_bytes(b1, sizeof(b1), (double)json_integer_value(json_object_get(bytes, k)));
+		td_human_bytes(b1, sizeof(b1),
+		               (uint64_t)json_integer_value(json_object_get(bytes, k)));
 		printf("  %-10s %10lld  %s\n", k, (long long)json_integer_value(v), b1);
 	}
 	printf("in flight: %lld, queued: %lld\n",
@@ -229,8 +219,8 @@ static void print_status(json_t *st)
 	       (long long)json_integer_value(json_object_get(st, "queued")));
 	json_array_foreach(json_object_get(st, "runs"), i, v)
 	{
-		human_bytes(b1, sizeof(b1),
-		            (double)json_integer_value(json_object_get(v, "tiered_bytes")));
+		td_human_bytes(b1, sizeof(b1),
+		               (uint64_t)json_integer_value(json_object_get(v, "tiered_bytes")));
 		printf("run:     policy %s: %lld files scanned, %lld tiered (%s), %lld skipped, "
 		       "%lld failed, %.0f s\n",
 		       json_string_value(json_object_get(v, "policy")),

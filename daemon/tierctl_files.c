@@ -4,12 +4,12 @@
  * "." and ".." lexically, never resolved: tierd itself refuses to follow
  * symlinks below a policy root). Names that are not UTF-8 travel as base64.
  */
+#include "ctl.h"
 #include "tierctl.h"
 #include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,31 +73,7 @@ static char *absolute(const char *p)
 
 static void add_path(json_t *args, const char *p)
 {
-	json_t *str = json_string(p);
-
-	if (str) {
-		json_t *a = json_object_get(args, "paths");
-
-		if (!a) {
-			a = json_array();
-			json_object_set_new(args, "paths", a);
-		}
-		json_array_append_new(a, str);
-	} else {
-		size_t n = strlen(p);
-		char *b = malloc(4 * ((n + 2) / 3) + 1);
-		json_t *a = json_object_get(args, "paths_b64");
-
-		if (!b)
-			return;
-		EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)p, (int)n);
-		if (!a) {
-			a = json_array();
-			json_object_set_new(args, "paths_b64", a);
-		}
-		json_array_append_new(a, json_string(b));
-		free(b);
-	}
+	td_ctl_add_path(args, p, strlen(p)); /* on ENOMEM the request goes without it */
 }
 
 /* The path of an event or entry for printing: escaped when it had to travel

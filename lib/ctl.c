@@ -1,7 +1,10 @@
-/* ctl — see ctl.h. */
+/* ctl — see ctl.h. Any thread; no state of its own: each function works on what
+ * it is given (a framer belongs to its connection). */
 #include "ctl.h"
+#include "util.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,4 +203,232 @@ char *td_ctl_encode(const json_t *msg, size_t *len_out)
 	if (len_out)
 		*len_out = n + 1;
 	return line;
+}
+
+/* ---- paths on the wire ---------------------------------------------------- */
+
+char *td_ctl_b64_encode(const void *data, size_t n)
+{
+	char *b;
+
+	if (n > INT32_MAX)
+		return NULL;
+	b = malloc(4 * ((n + 2) / 3) + 1);
+	if (b)
+		EVP_EncodeBlock((unsigned char *)b, data, (int)n);
+	return b;
+}
+
+int td_ctl_b64_decode(const char *s, char **out, size_t *len_out)
+{
+	size_t sl = strlen(s);
+	char *v;
+	int dl;
+
+	if (sl % 4 || sl > INT32_MAX)
+		return -EINVAL;
+	v = malloc(sl / 4 * 3 + 1);
+	if (!v)
+		return -ENOMEM;
+	dl = EVP_DecodeBlock((unsigned char *)v, (const unsigned char *)s, (int)sl);
+	if (dl < 0) {
+		free(v);
+		return -EINVAL;
+	}
+	while (sl > 0 && s[sl - 1] == '=') { /* DecodeBlock counts padding as zeros */
+		dl--;
+		sl--;
+	}
+	v[dl] = '\0';
+	*out = v;
+	*len_out = (size_t)dl;
+	return 0;
+}
+
+int td_ctl_set_path(json_t *obj, const char *key, const char *path, size_t len)
+{
+	/* jansson refuses invalid UTF-8, which is exactly the test we need. */
+	json_t *s = json_stringn(path, len);
+	char *esc = NULL, *b64 = NULL, *k64 = NULL;
+	int r = -ENOMEM;
+
+	if (s)
+		return json_object_set_new(obj, key, s) == 0 ? 0 : -ENOMEM;
+	esc = td_escape(path, len);
+	b64 = td_ctl_b64_encode(path, len);
+	k64 = malloc(strlen(key) + sizeof("_b64"));
+	if (!esc || !b64 || !k64)
+		goto out;
+	strcpy(k64, key);
+	strcat(k64, "_b64");
+	if (json_object_set_new(obj, key, json_string(esc)) < 0 ||
+	    json_object_set_new(obj, k64, json_string(b64)) < 0)
+		goto out;
+	r = 0;
+out:
+	free(esc);
+	free(b64);
+	free(k64);
+	return r;
+}
+
+static int append(json_t *args, const char *key, json_t *v)
+{
+	json_t *a = json_object_get(args, key);
+
+	if (!v)
+		return -ENOMEM;
+	if (!a) {
+		a = json_array();
+		if (!a || json_object_set_new(args, key, a) < 0) {
+			json_decref(v);
+			return -ENOMEM;
+		}
+	}
+	return json_array_append_new(a, v) == 0 ? 0 : -ENOMEM;
+}
+
+int td_ctl_add_path(json_t *args, const char *path, size_t len)
+{
+	json_t *str = json_stringn(path, len);
+	char *b;
+	int r;
+
+	if (str)
+		return append(args, "paths", str);
+	b = td_ctl_b64_encode(path, len);
+	if (!b)
+		return -ENOMEM;
+	r = append(args, "paths_b64", json_string(b));
+	free(b);
+	return r;
+}
+
+void td_ctl_paths_free(char **paths, size_t *lens, size_t n)
+{
+	for (size_t i = 0; paths && i < n; i++)
+		free(paths[i]);
+	free(paths);
+	free(lens);
+}
+
+/* Copies the strings of "paths", then decodes "paths_b64", into v/l from *k. */
+static int collect_paths(json_t *a, json_t *b, char **v, size_t *l, size_t *k)
+{
+	size_t i;
+	json_t *e;
+	int r;
+
+	json_array_foreach(a, i, e)
+	{
+		if (!json_is_string(e))
+			return -EINVAL;
+		v[*k] = malloc(json_string_length(e) + 1);
+		if (!v[*k])
+			return -ENOMEM;
+		memcpy(v[*k], json_string_value(e), json_string_length(e) + 1);
+		l[(*k)++] = json_string_length(e);
+	}
+	json_array_foreach(b, i, e)
+	{
+		if (!json_is_string(e))
+			return -EINVAL;
+		r = td_ctl_b64_decode(json_string_value(e), &v[*k], &l[*k]);
+		if (r < 0)
+			return r;
+		(*k)++;
+	}
+	return 0;
+}
+
+int td_ctl_request_paths(json_t *args, size_t max, char ***paths_out, size_t **lens_out,
+                         size_t *n_out, char *err, size_t errlen)
+{
+	json_t *a = json_object_get(args, "paths"), *b = json_object_get(args, "paths_b64");
+	size_t total = json_array_size(a) + json_array_size(b), k = 0;
+	char **v;
+	size_t *l;
+	int r;
+
+	if ((a && !json_is_array(a)) || (b && !json_is_array(b)) || total == 0)
+		return fail(err, errlen, -EINVAL, "expected \"paths\": a list of absolute paths");
+	if (total > max) {
+		snprintf(err, errlen, "at most %zu paths per request", max);
+		return -E2BIG;
+	}
+	v = calloc(total, sizeof(char *));
+	l = calloc(total, sizeof(size_t));
+	r = v && l ? collect_paths(a, b, v, l, &k) : -ENOMEM;
+	if (r < 0) {
+		fail(err, errlen, 0, r == -ENOMEM ? "out of memory" : "malformed \"paths\"");
+		goto fail;
+	}
+	for (size_t i = 0; i < k; i++)
+		if (l[i] == 0 || v[i][0] != '/' || memchr(v[i], '\0', l[i])) {
+			fail(err, errlen, 0, "paths must be absolute");
+			goto fail;
+		}
+	*paths_out = v;
+	*lens_out = l;
+	*n_out = k;
+	return 0;
+fail:
+	td_ctl_paths_free(v, l, total);
+	return -EINVAL;
+}
+
+/* ---- who may change things ------------------------------------------------- */
+
+bool td_ctl_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, bool has_admin_gid,
+                     gid_t admin_gid)
+{
+	if (uid == 0)
+		return true;
+	if (!has_admin_gid)
+		return false;
+	if (gid == admin_gid)
+		return true;
+	for (size_t i = 0; i < n_groups; i++)
+		if (groups[i] == admin_gid)
+			return true;
+	return false;
+}
+
+/* The numbers of a "Groups:" line of /proc/PID/status, into g (at most max). */
+static size_t parse_groups(const char *p, gid_t *g, size_t max)
+{
+	size_t n = 0;
+	char *end;
+
+	for (;; p = end) {
+		unsigned long v = strtoul(p, &end, 10);
+
+		if (end == p || n >= max)
+			break;
+		g[n++] = (gid_t)v;
+	}
+	return n;
+}
+
+bool td_ctl_peer_is_admin(uid_t uid, gid_t gid, pid_t pid, bool has_admin_gid, gid_t admin_gid)
+{
+	char path[64], line[4096];
+	gid_t groups[sizeof(line) / 2]; /* each takes a digit and a blank at least */
+	bool admin = false;
+	FILE *f;
+
+	if (uid == 0 || !has_admin_gid || gid == admin_gid)
+		return td_ctl_is_admin(uid, gid, NULL, 0, has_admin_gid, admin_gid);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "Groups:", 7) == 0 &&
+		    td_ctl_is_admin(uid, gid, groups,
+		                    parse_groups(line + 7, groups, TD_ARRAY_SIZE(groups)),
+		                    has_admin_gid, admin_gid))
+			admin = true;
+	fclose(f);
+	return admin;
 }

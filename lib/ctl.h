@@ -7,12 +7,18 @@
  * The framer never buffers more than one capped line, so a peer that sends
  * garbage or never sends a newline costs a bounded amount of memory.
  * Any thread; each framer is owned by one connection.
+ *
+ * Paths are bytes, not text: one that is valid UTF-8 travels as a string, any
+ * other as base64 under the key with "_b64" appended, so no byte is lost or
+ * guessed. The helpers for that, and for who counts as an admin on the
+ * socket, are here too.
  */
 #pragma once
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define TD_CTL_MAX_LINE (64u * 1024)
 #define TD_CTL_MAX_CMD  64
@@ -53,3 +59,43 @@ char *td_ctl_encode(const json_t *msg, size_t *len_out);
 
 /* "EPERM" for EPERM, …; "E?" for numbers it does not know. */
 const char *td_errno_name(int errnum);
+
+/* ---- paths on the wire ---------------------------------------------------- */
+
+/* Base64 of n bytes, NUL-terminated and malloc'd; NULL on ENOMEM or n > INT32_MAX. */
+char *td_ctl_b64_encode(const void *data, size_t n);
+/* Decodes base64 (a multiple of 4 characters) into *out (malloc'd, NUL-terminated)
+ * and *len_out. Returns 0, -EINVAL for malformed input, or -ENOMEM. */
+int td_ctl_b64_decode(const char *s, char **out, size_t *len_out);
+
+/*
+ * Sets obj[key] to the path when it is valid UTF-8; otherwise obj[key] is the
+ * td_escape()'d path (\xHH for the bad bytes) and obj[key "_b64"] holds the raw
+ * bytes in base64, so consumers that need the exact bytes use the _b64 key when
+ * present. Returns 0 or -ENOMEM.
+ */
+int td_ctl_set_path(json_t *obj, const char *key, const char *path, size_t len);
+
+/* Appends a path to a request's "paths" (UTF-8) or "paths_b64" (anything else)
+ * array, creating it. Returns 0 or -ENOMEM. */
+int td_ctl_add_path(json_t *args, const char *path, size_t len);
+
+/*
+ * The paths of a request: "paths" (strings) and "paths_b64" (raw bytes,
+ * base64), at most `max`, each absolute and free of NULs. Returns 0 with
+ * malloc'd arrays (td_ctl_paths_free), or -EINVAL / -E2BIG with a sentence in
+ * err; outputs are untouched on failure.
+ */
+int td_ctl_request_paths(json_t *args, size_t max, char ***paths_out, size_t **lens_out,
+                         size_t *n_out, char *err, size_t errlen);
+void td_ctl_paths_free(char **paths, size_t *lens, size_t n);
+
+/* ---- who may change things ------------------------------------------------- */
+
+/* Root, the admin group as primary group, or as one of `groups`. Without an
+ * admin group (has_admin_gid false) only root. */
+bool td_ctl_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, bool has_admin_gid,
+                     gid_t admin_gid);
+/* td_ctl_is_admin for a socket peer (SO_PEERCRED), whose supplementary groups
+ * are read from /proc/PID/status (the kernel fills it from its credentials). */
+bool td_ctl_peer_is_admin(uid_t uid, gid_t gid, pid_t pid, bool has_admin_gid, gid_t admin_gid);

@@ -5,11 +5,11 @@
  * directories there are.
  */
 #include "plan.h"
+#include "ctl.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,32 +206,87 @@ uint64_t td_plan_projected_used(const struct td_plan *p)
 	return moved > used ? 0 : used - moved;
 }
 
-int td_json_set_path(json_t *obj, const char *key, const char *path, size_t len)
+static void set_int(json_t *o, const char *key, uint64_t v)
 {
-	/* jansson refuses invalid UTF-8, which is exactly the test we need. */
-	json_t *s = json_stringn(path, len);
-	char *esc = NULL, *b64 = NULL, *k64 = NULL;
-	int r = -ENOMEM;
+	json_object_set_new(o, key, json_integer((json_int_t)v));
+}
 
-	if (s)
-		return json_object_set_new(obj, key, s) == 0 ? 0 : -ENOMEM;
-	esc = td_escape(path, len);
-	b64 = malloc(4 * ((len + 2) / 3) + 1);
-	k64 = malloc(strlen(key) + sizeof("_b64"));
-	if (!esc || !b64 || !k64 || len > INT32_MAX)
-		goto out;
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)path, (int)len);
-	strcpy(k64, key);
-	strcat(k64, "_b64");
-	if (json_object_set_new(obj, key, json_string(esc)) < 0 ||
-	    json_object_set_new(obj, k64, json_string(b64)) < 0)
-		goto out;
-	r = 0;
-out:
-	free(esc);
-	free(b64);
-	free(k64);
-	return r;
+static void set_counts(json_t *o, const struct td_scan_stats *st)
+{
+	set_int(o, "scanned_files", st->scanned_files);
+	set_int(o, "scanned_bytes", st->scanned_bytes);
+	set_int(o, "candidate_files", st->candidate_files);
+	set_int(o, "candidate_bytes", st->candidate_bytes);
+	set_int(o, "eligible_files", st->eligible_files);
+	set_int(o, "eligible_bytes", st->eligible_bytes);
+	set_int(o, "scanned_dirs", st->dirs);
+	set_int(o, "links_seen", st->links_seen);
+}
+
+static int top_dirs_json(json_t *top, const struct td_plan *p)
+{
+	for (size_t i = 0; i < p->n_top; i++) {
+		json_t *d = json_object();
+		if (!d)
+			return -ENOMEM;
+		td_ctl_set_path(d, "path", p->top[i].path, p->top[i].len);
+		set_int(d, "bytes", p->top[i].bytes);
+		set_int(d, "files", p->top[i].files);
+		json_array_append_new(top, d);
+	}
+	return 0;
+}
+
+static void filesystem_json(json_t *fs, const struct td_plan *p)
+{
+	const struct td_scan_stats *st = &p->st;
+
+	set_int(fs, "total_bytes", st->fs_total_bytes);
+	set_int(fs, "used_bytes", st->fs_used_bytes);
+	set_int(fs, "projected_used_bytes", td_plan_projected_used(p));
+	json_object_set_new(
+	    fs, "projected_used_pct",
+	    json_real(st->fs_total_bytes
+	                  ? 100.0 * (double)td_plan_projected_used(p) / (double)st->fs_total_bytes
+	                  : 0.0));
+}
+
+static int errors_json(json_t *errs, const struct td_plan *p)
+{
+	for (size_t i = 0; i < p->n_root_errors; i++) {
+		json_t *e = json_object();
+		if (!e)
+			return -ENOMEM;
+		td_ctl_set_path(e, "root", p->root_errors[i].root, strlen(p->root_errors[i].root));
+		json_object_set_new(e, "error", json_string(strerror(-p->root_errors[i].err)));
+		json_array_append_new(errs, e);
+	}
+	return 0;
+}
+
+/* "candidates" and "candidates_truncated", when the plan kept a list. */
+static int candidates_json(json_t *o, const struct td_plan *p)
+{
+	json_t *l;
+
+	if (!p->files && !p->files_truncated)
+		return 0;
+	l = json_array();
+	if (!l)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_files; i++) {
+		json_t *f = json_object();
+		if (!f || td_ctl_set_path(f, "path", p->files[i].path, p->files[i].len) < 0) {
+			json_decref(f);
+			json_decref(l);
+			return -ENOMEM;
+		}
+		set_int(f, "size", p->files[i].size);
+		json_array_append_new(l, f);
+	}
+	json_object_set_new(o, "candidates", l);
+	json_object_set_new(o, "candidates_truncated", json_boolean(p->files_truncated));
+	return 0;
 }
 
 json_t *td_plan_json(const struct td_plan *p)
@@ -244,77 +299,33 @@ json_t *td_plan_json(const struct td_plan *p)
 	if (!o || !hist || !top || !skipped || !fs || !errs)
 		goto fail;
 	json_object_set_new(o, "name", json_string(p->name));
-	json_object_set_new(o, "scanned_files", json_integer((json_int_t)st->scanned_files));
-	json_object_set_new(o, "scanned_bytes", json_integer((json_int_t)st->scanned_bytes));
-	json_object_set_new(o, "candidate_files", json_integer((json_int_t)st->candidate_files));
-	json_object_set_new(o, "candidate_bytes", json_integer((json_int_t)st->candidate_bytes));
-	json_object_set_new(o, "eligible_files", json_integer((json_int_t)st->eligible_files));
-	json_object_set_new(o, "eligible_bytes", json_integer((json_int_t)st->eligible_bytes));
-	json_object_set_new(o, "scanned_dirs", json_integer((json_int_t)st->dirs));
-	json_object_set_new(o, "links_seen", json_integer((json_int_t)st->links_seen));
+	set_counts(o, st);
 	for (int b = 0; b < TD_AGE__MAX; b++)
-		json_object_set_new(hist, td_age_bucket_name(b),
-		                    json_integer((json_int_t)st->age_bytes[b]));
+		set_int(hist, td_age_bucket_name(b), st->age_bytes[b]);
 	json_object_set_new(o, "age_histogram", hist);
-	for (size_t i = 0; i < p->n_top; i++) {
-		json_t *d = json_object();
-		if (!d)
-			goto fail;
-		td_json_set_path(d, "path", p->top[i].path, p->top[i].len);
-		json_object_set_new(d, "bytes", json_integer((json_int_t)p->top[i].bytes));
-		json_object_set_new(d, "files", json_integer((json_int_t)p->top[i].files));
-		json_array_append_new(top, d);
-	}
+	hist = NULL;
+	if (top_dirs_json(top, p) < 0)
+		goto fail;
 	json_object_set_new(o, "top_dirs", top);
+	top = NULL;
 	for (int r = TD_SKIP_NONE + 1; r < TD_SKIP__MAX; r++)
-		json_object_set_new(skipped, td_skip_name(r),
-		                    json_integer((json_int_t)st->skipped[r]));
+		set_int(skipped, td_skip_name(r), st->skipped[r]);
 	json_object_set_new(o, "skipped", skipped);
-	json_object_set_new(fs, "total_bytes", json_integer((json_int_t)st->fs_total_bytes));
-	json_object_set_new(fs, "used_bytes", json_integer((json_int_t)st->fs_used_bytes));
-	json_object_set_new(fs, "projected_used_bytes",
-	                    json_integer((json_int_t)td_plan_projected_used(p)));
-	json_object_set_new(
-	    fs, "projected_used_pct",
-	    json_real(st->fs_total_bytes
-	                  ? 100.0 * (double)td_plan_projected_used(p) / (double)st->fs_total_bytes
-	                  : 0.0));
+	skipped = NULL;
+	filesystem_json(fs, p);
 	json_object_set_new(o, "filesystem", fs);
+	fs = NULL;
 	json_object_set_new(o, "watermark_active", json_boolean(st->watermark_active));
 	json_object_set_new(o, "elapsed_s", json_real(secs));
 	json_object_set_new(o, "files_per_s",
 	                    json_real(secs > 0 ? (double)st->scanned_files / secs : 0.0));
-	for (size_t i = 0; i < p->n_root_errors; i++) {
-		json_t *e = json_object();
-		if (!e)
-			goto fail;
-		td_json_set_path(e, "root", p->root_errors[i].root, strlen(p->root_errors[i].root));
-		json_object_set_new(e, "error", json_string(strerror(-p->root_errors[i].err)));
-		json_array_append_new(errs, e);
-	}
+	if (errors_json(errs, p) < 0)
+		goto fail;
 	json_object_set_new(o, "errors", errs);
-	if (p->files || p->files_truncated) {
-		json_t *l = json_array();
-		if (!l)
-			goto fail_o;
-		for (size_t i = 0; i < p->n_files; i++) {
-			json_t *f = json_object();
-			if (!f ||
-			    td_json_set_path(f, "path", p->files[i].path, p->files[i].len) < 0) {
-				json_decref(f);
-				json_decref(l);
-				goto fail_o;
-			}
-			json_object_set_new(f, "size", json_integer((json_int_t)p->files[i].size));
-			json_array_append_new(l, f);
-		}
-		json_object_set_new(o, "candidates", l);
-		json_object_set_new(o, "candidates_truncated", json_boolean(p->files_truncated));
-	}
+	errs = NULL;
+	if (candidates_json(o, p) < 0)
+		goto fail;
 	return o;
-fail_o:
-	json_decref(o);
-	return NULL;
 fail:
 	json_decref(o);
 	json_decref(hist);

@@ -72,15 +72,11 @@ uint64_t td_plan_projected_used(const struct td_plan *p);
  * skipped, filesystem {total_bytes, used_bytes, projected_used_bytes,
  * projected_used_pct}, watermark_active, elapsed_s, files_per_s, errors, and
  * with list_max, "candidates" [{path, size}] and "candidates_truncated".
- * Paths: "path" is the path itself when it is valid UTF-8; otherwise "path" is
- * td_escape()'d (\xHH for the bad bytes) and "path_b64" holds the raw bytes in
- * base64, so consumers that need the exact bytes use path_b64 when present.
+ * Paths are set with td_ctl_set_path ("path", or "path" escaped and
+ * "path_b64" for names that are not UTF-8).
  * Returns a new reference or NULL on ENOMEM.
  */
 json_t *td_plan_json(const struct td_plan *p);
-
-/* Sets obj[key] (and obj[key "_b64"] when needed) as described above. */
-int td_json_set_path(json_t *obj, const char *key, const char *path, size_t len);
 
 /* The human report. */
 void td_plan_print(const struct td_plan *p, FILE *f);

@@ -1,4 +1,5 @@
 /* Table-driven tests of glob matching and the policy rules. */
+#include "ctl.h"
 #include "glob.h"
 #include "plan.h"
 #include "policy.h"
@@ -285,11 +286,11 @@ static void test_units_and_json_paths(void)
 	CHECK_STR(td_human_bytes(b, sizeof(b), 5ULL << 40), "5.0 TiB");
 	REQUIRE(o);
 	/* valid UTF-8, even with control characters: as is, no _b64 */
-	CHECK(td_json_set_path(o, "path", "a\nb\xc3\xa9", 5) == 0);
+	CHECK(td_ctl_set_path(o, "path", "a\nb\xc3\xa9", 5) == 0);
 	CHECK_STR(json_string_value(json_object_get(o, "path")), "a\nb\xc3\xa9");
 	CHECK(json_object_get(o, "path_b64") == NULL);
 	/* invalid: escaped text plus the exact bytes */
-	CHECK(td_json_set_path(o, "root", "x\xff\\", 3) == 0);
+	CHECK(td_ctl_set_path(o, "root", "x\xff\\", 3) == 0);
 	CHECK_STR(json_string_value(json_object_get(o, "root")), "x\\xff\\\\");
 	CHECK_STR(json_string_value(json_object_get(o, "root_b64")), "eP9c");
 	json_decref(o);

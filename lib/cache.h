@@ -1,0 +1,35 @@
+/*
+ * cache — the local cache copies seen from the daemon: how large the cache may
+ * grow, and which copies were written to behind tierd's back.
+ *
+ * A copy is "dirty" when it was written after its link was rebound to it: the
+ * kernel follows the link and tierd is not in the path, so the only way to
+ * know is to compare each copy with its catalog row (size, mtime). The scan
+ * reads the catalog in pages on libuv's thread pool, under the caller's lock,
+ * and reports at most TD_CACHE_DIRTY_BATCH ids on the loop; the caller recalls
+ * them. td_cache_limit() may block on statvfs of the cache directory.
+ */
+#pragma once
+
+#include "catalog.h"
+#include "config.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+#define TD_CACHE_DIRTY_BATCH 64
+
+/* The cache's size limit in bytes: the configured bytes, or the configured
+ * percentage of a filesystem of fs_bytes bytes. */
+uint64_t td_cache_limit_of(const struct td_size_or_pct *size, uint64_t fs_bytes);
+/* The same for c->cache_size against c->cache_dir's filesystem (0 when it
+ * cannot be measured). */
+uint64_t td_cache_limit(const struct td_config *c);
+
+/* Called on the loop with up to TD_CACHE_DIRTY_BATCH ids of dirty copies. */
+typedef void (*td_cache_dirty_cb)(void *data, const char (*ids)[TD_CATALOG_ID_HEX], unsigned n);
+
+/* Starts a scan of cat (used under *lock) for dirty copies below cache_dir
+ * (copied). Returns 0 (cb is called once), or -errno (it is not). */
+int td_cache_dirty_scan(uv_loop_t *loop, struct td_catalog *cat, uv_mutex_t *lock,
+                        const char *cache_dir, td_cache_dirty_cb cb, void *data);

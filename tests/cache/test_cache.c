@@ -1,0 +1,183 @@
+/* The cache limit (bytes and percent) and the dirty-copy scan: copies that
+ * differ from their catalog row in size or mtime, and rows already marked
+ * dirty, are reported; unchanged and absent copies are not. */
+#include "cache.h"
+#include "catalog.h"
+#include "ns.h"
+#include "testlib.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+static void test_limit(void)
+{
+	struct td_size_or_pct bytes = { .is_pct = false, .bytes = 123456789 };
+	struct td_size_or_pct pct = { .is_pct = true, .pct = 10 };
+	struct td_size_or_pct half = { .is_pct = true, .pct = 50 };
+	struct td_config c = { 0 };
+	struct statvfs v;
+
+	CHECK_INT(td_cache_limit_of(&bytes, 1000), 123456789); /* the filesystem does not matter */
+	CHECK_INT(td_cache_limit_of(&pct, 1000), 100);
+	CHECK_INT(td_cache_limit_of(&half, 1ull << 40), 1ull << 39);
+	CHECK_INT(td_cache_limit_of(&pct, 0), 0);
+
+	c.cache_dir = (char *)td_test_tmpdir("cache-limit");
+	c.cache_size = bytes;
+	CHECK_INT(td_cache_limit(&c), 123456789);
+	c.cache_size = half;
+	REQUIRE(statvfs(c.cache_dir, &v) == 0);
+	CHECK_INT(td_cache_limit(&c), (uint64_t)v.f_blocks * v.f_frsize / 2);
+	td_test_rmtree(c.cache_dir);
+	c.cache_dir = "/nonexistent/tierd-cache";
+	CHECK_INT(td_cache_limit(&c), 0);
+}
+
+static char CACHE[4200];
+
+/* A row in `state` whose cache copy (when size >= 0) holds `size` bytes with
+ * mtime 1e9 + mtime_off ns; the row says 10 bytes at 1e9 ns. */
+static void add(struct td_catalog *cat, unsigned n, enum td_catalog_state state, int size,
+                int mtime_off, char id_out[TD_CATALOG_ID_HEX])
+{
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_error err;
+	char path[64], cpath[4400];
+
+	snprintf(e.id, sizeof(e.id), "%032x", n);
+	snprintf(path, sizeof(path), "/srv/f%u", n);
+	e.state = state;
+	e.path = path;
+	e.path_len = strlen(path);
+	e.name = path + 5;
+	e.name_len = strlen(e.name);
+	e.size = 10;
+	e.mtime_ns = 1000000000;
+	CHECK_INT(td_catalog_insert(cat, &e, &err), 0);
+	memcpy(id_out, e.id, TD_CATALOG_ID_HEX);
+	if (size < 0)
+		return;
+	REQUIRE(td_ns_cache_path(cpath, sizeof(cpath), CACHE, e.id) == 0);
+	{
+		char dir[4400];
+		int fd;
+		struct timespec ts[2] = { { 1, mtime_off }, { 1, mtime_off } };
+
+		snprintf(dir, sizeof(dir), "%s", cpath);
+		*strrchr(dir, '/') = '\0';
+		mkdir(dir, 0700);
+		fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		REQUIRE(fd >= 0);
+		CHECK_INT(td_write_full(fd, "0123456789abcdef", (size_t)size), 0);
+		futimens(fd, ts);
+		close(fd);
+	}
+}
+
+struct found {
+	int calls;
+	char ids[TD_CACHE_DIRTY_BATCH][TD_CATALOG_ID_HEX];
+	unsigned n;
+};
+
+static void on_dirty(void *data, const char (*ids)[TD_CATALOG_ID_HEX], unsigned n)
+{
+	struct found *f = data;
+
+	f->calls++;
+	f->n = n;
+	memcpy(f->ids, ids, n * sizeof(ids[0]));
+}
+
+static bool reported(const struct found *f, const char *id)
+{
+	for (unsigned i = 0; i < f->n; i++)
+		if (strcmp(f->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+static void test_dirty_scan(void)
+{
+	const char *t = td_test_tmpdir("cache-dirty");
+	char db[4200], same[33], grown[33], touched[33], marked[33], gone[33], tiered[33];
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error err;
+	struct found f = { 0 };
+	uv_mutex_t lock;
+	uv_loop_t loop;
+
+	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
+	snprintf(db, sizeof(db), "%s/catalog.db", t);
+	mkdir(CACHE, 0700);
+	{
+		char objects[4300];
+
+		snprintf(objects, sizeof(objects), "%s/objects", CACHE);
+		mkdir(objects, 0700);
+	}
+	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
+	add(cat, 1, TD_CATALOG_CACHED, 10, 0, same);
+	add(cat, 2, TD_CATALOG_CACHED, 16, 0, grown);
+	add(cat, 3, TD_CATALOG_CACHED, 10, 1, touched);
+	add(cat, 4, TD_CATALOG_DIRTY, 10, 0, marked);
+	add(cat, 5, TD_CATALOG_CACHED, -1, 0, gone);
+	add(cat, 6, TD_CATALOG_TIERED, 16, 0, tiered); /* not a cached state: not looked at */
+	uv_mutex_init(&lock);
+	uv_loop_init(&loop);
+	CHECK_INT(td_cache_dirty_scan(&loop, cat, &lock, CACHE, on_dirty, &f), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(f.calls, 1);
+	CHECK_INT(f.n, 3);
+	CHECK(reported(&f, grown));
+	CHECK(reported(&f, touched));
+	CHECK(reported(&f, marked));
+	CHECK(!reported(&f, same));
+	CHECK(!reported(&f, gone));
+	CHECK(!reported(&f, tiered));
+	CHECK_INT(uv_loop_close(&loop), 0);
+	uv_mutex_destroy(&lock);
+	td_catalog_close(cat);
+	td_test_rmtree(t);
+}
+
+/* More dirty copies than one batch: the first TD_CACHE_DIRTY_BATCH come now,
+ * the rest on a later scan. */
+static void test_dirty_batch(void)
+{
+	const char *t = td_test_tmpdir("cache-batch");
+	char db[4200], id[33];
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error err;
+	struct found f = { 0 };
+	uv_mutex_t lock;
+	uv_loop_t loop;
+
+	snprintf(db, sizeof(db), "%s/catalog.db", t);
+	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
+	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
+	for (unsigned i = 0; i < TD_CACHE_DIRTY_BATCH + 10; i++)
+		add(cat, 100 + i, TD_CATALOG_DIRTY, -1, 0, id);
+	uv_mutex_init(&lock);
+	uv_loop_init(&loop);
+	CHECK_INT(td_cache_dirty_scan(&loop, cat, &lock, CACHE, on_dirty, &f), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(f.calls, 1);
+	CHECK_INT(f.n, TD_CACHE_DIRTY_BATCH);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	uv_mutex_destroy(&lock);
+	td_catalog_close(cat);
+	td_test_rmtree(t);
+}
+
+int main(void)
+{
+	TD_RUN(test_limit);
+	TD_RUN(test_dirty_scan);
+	TD_RUN(test_dirty_batch);
+	return td_test_done();
+}
