@@ -27,15 +27,7 @@ total=$(find "$T/data" -type f | wc -l)
 
 conf() { # [extra target lines]
 	e2e_conf "$(s3_target_conf s3)
-$*" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
+$*" "$(e2e_policy s3 "$T/data")"
 }
 conf
 

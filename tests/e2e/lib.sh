@@ -3,13 +3,15 @@
 #   e2e_init NAME [s3]   temp dir $T, trap, counters; with "s3" requires the
 #                        S3 server (tests/lib/missing.sh: fails under CI and
 #                        in scripts/test when missing, else skips)
-#   e2e_conf             writes $T/tierd.conf from $TARGET_CONF and $POLICY_CONF
+#   e2e_conf ARGS...     writes $T/tierd.conf: [tierd] under $T, then ARGS
+#   e2e_policy TARGET PATHS [KEY=VALUE..]  the manual policy "p" the tests share
 #   tierd_start [ENV=..] starts tierd (pid in $TDPID) and waits for "ready"
+#   e2e_start [ENV=..]   tierd_start, a pass, or fail and end the test
 #   tierd_stop           SIGTERM and wait
 #   wait_idle [secs]     polls status until no run is active and nothing in flight
 #   ctl ARGS...          $TIERCTL -c $T/tierd.conf ARGS
 #   s3api ARGS...        aws s3api against the test server
-#   pass / fail / finish
+#   pass / fail / finish / e2e_abort MSG (fail and end the test)
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +26,12 @@ fail() {
 finish() {
 	echo "$fails failed"
 	[ "$fails" = 0 ]
+}
+# A failure nothing after it can survive: counted, summed up, the test ends.
+e2e_abort() { # MSG
+	fail "$@"
+	finish
+	exit 1
 }
 . "$E2E_LIB_DIR/../lib/missing.sh"
 
@@ -93,6 +101,23 @@ CONF
 	} >"$T/tierd.conf"
 }
 
+# Prints policy "p": PATHS to TARGET by a manual run, files of any size older
+# than a day by mtime, copies kept cached. KEY=VALUE replaces a default (an
+# empty VALUE drops the key: tierd's default applies) or adds a key.
+e2e_policy() { # TARGET PATHS [KEY=VALUE ...]
+	local keys=(age_by min_age min_size schedule keep_cached) kv k
+	local -A v=([age_by]=mtime [min_age]=1d [min_size]=0 [schedule]=manual [keep_cached]=yes)
+	for kv in "${@:3}"; do
+		k=${kv%%=*}
+		[ -n "${v[$k]+set}" ] || keys+=("$k")
+		v[$k]=${kv#*=}
+	done
+	printf '\n[policy "p"]\npaths = %s\ntarget = %s\n' "$2" "$1"
+	for k in "${keys[@]}"; do
+		[ -z "${v[$k]}" ] || printf '%s = %s\n' "$k" "${v[$k]}"
+	done
+}
+
 ctl() { "$TIERCTL" -c "$T/tierd.conf" "$@"; }
 
 s3api() { aws --endpoint-url "$TD_S3_ENDPOINT" s3api "$@"; }
@@ -134,6 +159,12 @@ tierd_start() { # [VAR=VALUE ...] : extra environment
 	echo "tierd not ready after 60 s"
 	tail -20 "$T/tierd.log"
 	return 1
+}
+
+# Starts tierd (tierd_start's arguments) as a test's first step: a pass, or a
+# failure that ends the test, since nothing after it can run.
+e2e_start() { # [VAR=VALUE ...]
+	tierd_start "$@" && pass "tierd ready" || e2e_abort "tierd did not start"
 }
 
 tierd_stop() {

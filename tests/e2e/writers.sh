@@ -21,15 +21,8 @@ for i in $(seq 12); do
 done
 
 e2e_conf "$(s3_target_conf s3)
-bandwidth_limit = 24M" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-min_age = 0s
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start TD_ROLLBACK_RETRY_S=1 && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+bandwidth_limit = 24M" "$(e2e_policy s3 "$T/data" age_by= min_age=0s)"
+e2e_start TD_ROLLBACK_RETRY_S=1
 
 # a) appender during the upload.
 ctl migrate "$T/data/big/f" >"$T/mig1.out" 2>&1 &
