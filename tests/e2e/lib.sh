@@ -34,6 +34,7 @@ e2e_abort() { # MSG
 	exit 1
 }
 . "$E2E_LIB_DIR/../lib/missing.sh"
+. "$E2E_LIB_DIR/../lib/conf.sh"
 
 e2e_cleanup() {
 	local h
@@ -67,21 +68,13 @@ e2e_init() {
 	mkdir -p "$T/data"
 }
 
+# The test's s3 target, under its own prefix, multipart from 5 MiB on.
 s3_target_conf() { # NAME
-	cat <<CONF
-[target "${1:-s3}"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-bucket = $TD_S3_BUCKET
-region = ${TD_S3_REGION:-us-east-1}
-prefix = $E2E_PREFIX
-part_size = 5M
-multipart_threshold = 5M
-CONF
+	td_conf_s3_target "${1:-s3}" "$E2E_PREFIX" "part_size = 5M" "multipart_threshold = 5M"
 }
 
 dir_target_conf() { # NAME PATH
-	printf '[target "%s"]\ntype = dir\npath = %s\n' "$1" "$2"
+	td_conf_dir_target "$1" "$2"
 }
 
 # Writes $T/tierd.conf: [tierd] with paths under $T, then "$@" appended verbatim.

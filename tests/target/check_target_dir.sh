@@ -5,6 +5,7 @@
 #   - a missing directory and a read-only one: exit 1 and a clear message.
 set -u
 tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
+. "$(dirname "$0")/../lib/conf.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target.XXXXXX")
 ro_immutable=
 cleanup() {
@@ -18,24 +19,12 @@ fail() {
 }
 
 mkdir -p "$work/tier" "$work/ro" "$work/state" "$work/cache" "$work/run"
-cat >"$work/tierd.conf" <<CONF
-[tierd]
-state_dir = $work/state
-cache_dir = $work/cache
-run_dir   = $work/run
-
-[target "nas"]
-type = dir
-path = $work/tier
-
-[target "gone"]
-type = dir
-path = $work/missing
-
-[target "ro"]
-type = dir
-path = $work/ro
-CONF
+{
+	td_conf_tierd "$work"
+	td_conf_dir_target nas "$work/tier"
+	td_conf_dir_target gone "$work/missing"
+	td_conf_dir_target ro "$work/ro"
+} >"$work/tierd.conf"
 
 # The missing path is only missing when checked (the config parser may insist
 # that a dir target exists when it loads).

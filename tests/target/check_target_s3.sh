@@ -6,6 +6,7 @@
 set -u
 tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
 . "$(dirname "$0")/../lib/missing.sh"
+. "$(dirname "$0")/../lib/conf.sh"
 td_need_s3
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target-s3.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -15,18 +16,10 @@ fail() {
 }
 prefix="ct-$$-$RANDOM/"
 mkdir -p "$work/state" "$work/cache" "$work/run"
-cat >"$work/tierd.conf" <<CONF
-[tierd]
-state_dir = $work/state
-cache_dir = $work/cache
-run_dir   = $work/run
-
-[target "rgw"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-region = ${TD_S3_REGION:-us-east-1}
-bucket = $TD_S3_BUCKET
-prefix = $prefix
+{
+	td_conf_tierd "$work"
+	td_conf_s3_target rgw "$prefix"
+	cat <<CONF
 
 [target "nobucket"]
 type = s3
@@ -39,6 +32,7 @@ type = s3
 endpoint = http://127.0.0.1:1
 bucket = tierd-closed
 CONF
+} >"$work/tierd.conf"
 export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
 
 out=$("$tierctl" -c "$work/tierd.conf" check-target rgw 2>&1)
