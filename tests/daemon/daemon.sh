@@ -4,6 +4,7 @@
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 . "$(dirname "$0")/../lib/conf.sh"
+. "$(dirname "$0")/../lib/report.sh"
 t=$(mktemp -d /tmp/tierd-daemon.XXXXXX)
 pid=
 cleanup() {
@@ -12,9 +13,6 @@ cleanup() {
 	rm -rf "$t"
 }
 trap cleanup EXIT
-fails=0
-pass() { echo "ok $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 mkdir -p "$t/data" "$t/tier"
 chmod 755 "$t" # the unprivileged checks below must reach the socket
@@ -133,5 +131,4 @@ rc=$?
 set -e
 [ $rc = 3 ] && pass "tierctl exits 3 when the daemon is down" || fail "tierctl exit $rc with the daemon down"
 
-echo "$fails failed"
-[ $fails = 0 ]
+finish

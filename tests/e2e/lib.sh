@@ -15,18 +15,9 @@
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-fails=0
 TDPID=
 E2E_CLEANUP_HOOKS=()
-pass() { echo "ok $*"; }
-fail() {
-	echo "FAIL $*"
-	fails=$((fails + 1))
-}
-finish() {
-	echo "$fails failed"
-	[ "$fails" = 0 ]
-}
+. "$E2E_LIB_DIR/../lib/report.sh"
 # A failure nothing after it can survive: counted, summed up, the test ends.
 e2e_abort() { # MSG
 	fail "$@"
