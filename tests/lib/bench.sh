@@ -1,5 +1,8 @@
 # Sourced by the benchmarks (tests/bench/*/*.sh): the clock and the reference
-# S3 clients they share.
+# S3 clients they share, with missing.sh (td_need_*) and conf.sh (td_conf_*).
+BENCH_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_LIB_DIR/missing.sh"
+. "$BENCH_LIB_DIR/conf.sh"
 
 td_now() { date +%s.%N; }
 

@@ -16,8 +16,6 @@
 # of every contender's objects is fetched back and compared with the original.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-. "$(dirname "$0")/../../lib/missing.sh"
-. "$(dirname "$0")/../../lib/conf.sh"
 . "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 td_need_cmds aws rclone sha256sum python3

@@ -17,8 +17,6 @@
 # `ratio ...:` lines (tierd / reference).
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-. "$(dirname "$0")/../../lib/missing.sh"
-. "$(dirname "$0")/../../lib/conf.sh"
 . "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 [ "$(id -u)" = 0 ] || td_missing "root (FUSE mount, drop_caches)"

@@ -7,7 +7,6 @@
 # Every download is checked against the source's SHA-256. Usage: bench_target.sh S3TOOL
 set -euo pipefail
 tool=$1
-. "$(dirname "$0")/../../lib/missing.sh"
 . "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 td_need_cmds aws rclone sha256sum python3
