@@ -11,6 +11,7 @@
 #   wait_idle [secs]     polls status until no run is active and nothing in flight
 #   ctl ARGS...          $TIERCTL -c $T/tierd.conf ARGS
 #   s3api ARGS...        aws s3api against the test server
+#   n_migrating, check_no_orphans, check_ns_rows: catalog vs bucket and namespace
 #   pass / fail / finish / e2e_abort MSG (fail and end the test)
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
@@ -209,6 +210,24 @@ s3get() { # KEY [curl args]
 	curl -sf -m 30 --aws-sigv4 "aws:amz:${TD_S3_REGION:-us-east-1}:s3" \
 		--user "$TD_S3_ACCESS_KEY:$TD_S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
 		"$@" "$TD_S3_ENDPOINT/$TD_S3_BUCKET/$k"
+}
+
+# Rows in the migrating state, from tierctl ls.
+n_migrating() {
+	ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))'
+}
+
+# Every object listed in $T/keys (s3_keys) has a catalog row in $T/ls.json
+# (ctl --json ls): a pass, or a failure and the orphans.
+check_no_orphans() { # PASS-MSG FAIL-MSG
+	python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
+		pass "$1" || { fail "$2"; cat "$T/orph"; }
+}
+
+# Every namespace entry under STATE_DIR has a catalog row in $T/ls.json.
+check_ns_rows() { # STATE_DIR PASS-MSG FAIL-MSG
+	python3 "$E2E_LIB_DIR/tree.py" nscheck "$1" "$T/ls.json" >"$T/nso" &&
+		pass "$2" || { fail "$3"; cat "$T/nso"; }
 }
 
 # verify DIR SNAP [tree.py verify options]: pass/fail with a message.

@@ -92,26 +92,22 @@ up=$(s3_uploads)
 [ -z "$up" ] && pass "no open multipart upload" || fail "open uploads: $up"
 ctl --json ls >"$T/ls.json"
 s3_keys >"$T/keys"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row" orphans
 # Rows whose rollback could not delete from the dead gateway (step 9) are
 # retried by the daemon once it answers again (every 2 s here): no restart.
-migrating_left() { ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))'; }
-for _ in $(seq 150); do [ "$(migrating_left)" = 0 ] && break; sleep 0.2; done
-[ "$(migrating_left)" = 0 ] && pass "nothing left migrating without a restart ($pending_down pending rollback(s) retried)" ||
+for _ in $(seq 150); do [ "$(n_migrating)" = 0 ] && break; sleep 0.2; done
+[ "$(n_migrating)" = 0 ] && pass "nothing left migrating without a restart ($pending_down pending rollback(s) retried)" ||
 	{ fail "rows left migrating"; ctl ls --state migrating; }
 s3_keys >"$T/keys"
 ctl --json ls >"$T/ls.json"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row after the retries" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row after the retries" orphans
 tierd_stop
 tierd_start && pass "restarted" || fail "restart failed"
 ctl --json ls >"$T/ls.json"
 s3_keys >"$T/keys"
 [ "$(python3 -c "import json; print(sum(f['state']=='migrating' for f in json.load(open('$T/ls.json'))['files']))")" = 0 ] &&
 	pass "after the restart nothing is migrating" || fail "rows still migrating after recovery"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row after recovery" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row after recovery" orphans
 tree_verify "still every file tiered and readable" "$T/data" "$T/snap" --all-tiered
 tierd_stop
 finish

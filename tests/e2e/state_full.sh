@@ -77,10 +77,9 @@ tierd_stop
 tierd_start && pass "restarted with space (recovery finishes or rolls back the rest)" || fail "restart"
 ctl run p >/dev/null && wait_idle 120 || fail "second run"
 tree_verify "space freed: every file tiered and readable" "$T/data" "$T/snap" --all-tiered
-[ "$(ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')" = 0 ] &&
+[ "$(n_migrating)" = 0 ] &&
 	pass "nothing left migrating" || fail "rows left migrating"
 ctl --json ls >"$T/ls.json"
-python3 "$E2E_LIB_DIR/tree.py" nscheck "$STATE_DIR" "$T/ls.json" >"$T/nso" && pass "no namespace entry without a row" ||
-	{ fail "namespace orphans"; cat "$T/nso"; }
+check_ns_rows "$STATE_DIR" "no namespace entry without a row" "namespace orphans"
 tierd_stop
 finish
