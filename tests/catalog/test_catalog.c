@@ -126,6 +126,18 @@ static struct td_catalog *open_new(const char *name)
 	return cat;
 }
 
+/* Creates catalog `name`, empty, and closes it: returns its path (tpath's
+ * ring: copy it to keep it), or NULL when it cannot be created. */
+static const char *make_closed(const char *name)
+{
+	struct td_catalog *cat = open_new(name);
+
+	if (!cat)
+		return NULL;
+	td_catalog_close(cat);
+	return tpath(name);
+}
+
 static bool opt_eq(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -934,11 +946,9 @@ static void kill_round(const char *p, int round, int signal_t, bool hold)
 
 static void test_sigkill(void)
 {
-	const char *p = tpath("kill.db");
-	struct td_catalog *cat = open_new("kill.db");
+	const char *p = make_closed("kill.db");
 
-	REQUIRE(cat);
-	td_catalog_close(cat);
+	REQUIRE(p);
 	/* Held mid-transaction (a big one, spilled to the WAL), then killed. */
 	kill_round(p, 0, 4, true);
 	kill_round(p, 1, 3, true);
@@ -1060,19 +1070,15 @@ static void test_corrupt(void)
 
 static void test_newer_version(void)
 {
-	const char *p = tpath("newer.db");
-	struct td_catalog *cat = open_new("newer.db");
+	const char *p = make_closed("newer.db");
+	struct td_catalog *cat = NULL;
+	struct td_catalog_error err;
 
-	REQUIRE(cat);
-	td_catalog_close(cat);
+	REQUIRE(p);
 	REQUIRE(raw_sql(p, "PRAGMA user_version = 99") == SQLITE_OK);
 	check_refused(p, -ENOTSUP, "newer tierd");
-	{
-		struct td_catalog_error err;
-		cat = NULL;
-		CHECK_INT(td_catalog_open(&cat, p, 0, &err), -ENOTSUP);
-		CHECK_CONTAINS(err.message, "version 99");
-	}
+	CHECK_INT(td_catalog_open(&cat, p, 0, &err), -ENOTSUP);
+	CHECK_CONTAINS(err.message, "version 99");
 }
 
 static void test_migrations(void)

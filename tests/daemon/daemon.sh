@@ -3,6 +3,8 @@
 # SIGHUP with a broken config, sd_notify, a second instance, SIGTERM.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
+. "$(dirname "$0")/../lib/conf.sh"
+. "$(dirname "$0")/../lib/report.sh"
 t=$(mktemp -d /tmp/tierd-daemon.XXXXXX)
 pid=
 cleanup() {
@@ -11,29 +13,14 @@ cleanup() {
 	rm -rf "$t"
 }
 trap cleanup EXIT
-fails=0
-pass() { echo "ok $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 mkdir -p "$t/data" "$t/tier"
 chmod 755 "$t" # the unprivileged checks below must reach the socket
-cat >"$t/tierd.conf" <<CONF
-[tierd]
-state_dir = $t/state
-cache_dir = $t/cache
-run_dir   = $t/run
-log_level = debug
-admin_group = root
-
-[target "nas"]
-type = dir
-path = $t/tier
-
-[policy "data"]
-paths  = $t/data
-target = nas
-schedule = manual
-CONF
+{
+	td_conf_tierd "$t" "log_level = debug" "admin_group = root"
+	td_conf_dir_target nas "$t/tier"
+	printf '\n[policy "data"]\npaths = %s\ntarget = nas\nschedule = manual\n' "$t/data"
+} >"$t/tierd.conf"
 cp "$t/tierd.conf" "$t/good.conf"
 
 # sd_notify: a datagram socket that records what tierd says.
@@ -144,5 +131,4 @@ rc=$?
 set -e
 [ $rc = 3 ] && pass "tierctl exits 3 when the daemon is down" || fail "tierctl exit $rc with the daemon down"
 
-echo "$fails failed"
-[ $fails = 0 ]
+finish

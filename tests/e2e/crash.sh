@@ -27,15 +27,7 @@ total=$(find "$T/data" -type f | wc -l)
 
 conf() { # [extra target lines]
 	e2e_conf "$(s3_target_conf s3)
-$*" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
+$*" "$(e2e_policy s3 "$T/data")"
 }
 conf
 
@@ -52,10 +44,8 @@ print(len(m)); sys.exit(1 if m else 0)" >/dev/null && pass "$l: nothing migratin
 	up=$(s3_uploads)
 	[ -z "$up" ] && pass "$l: no open multipart upload" || fail "$l: open multipart uploads: $up"
 	s3_keys >"$T/keys"
-	python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-		pass "$l: every object in the bucket has a catalog row ($(wc -l <"$T/keys") keys)" || { fail "$l: orphaned objects"; cat "$T/orph"; }
-	python3 "$E2E_LIB_DIR/tree.py" nscheck "$T/state" "$T/ls.json" >"$T/nso" &&
-		pass "$l: every namespace entry has a catalog row" || { fail "$l: namespace orphans"; cat "$T/nso"; }
+	check_no_orphans "$l: every object in the bucket has a catalog row ($(wc -l <"$T/keys") keys)" "$l: orphaned objects"
+	check_ns_rows "$T/state" "$l: every namespace entry has a catalog row" "$l: namespace orphans"
 	n_links=$(find "$T/data" -type l | wc -l)
 	n_rows=$(python3 -c "
 import json

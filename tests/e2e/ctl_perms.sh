@@ -4,20 +4,13 @@
 # both; garbage gets an error reply and the daemon keeps serving.
 . "$(dirname "$0")/lib.sh"
 e2e_init ctlperms
-command -v setpriv >/dev/null || { fail "setpriv (util-linux) missing"; finish; exit 1; }
+command -v setpriv >/dev/null || e2e_abort "setpriv (util-linux) missing"
 mkdir -p "$T/tier"
 for i in 1 2 3; do head -c 5000 /dev/urandom >"$T/data/f$i"; done
 chmod 644 "$T/data/f"*
 snapshot "$T/data" "$T/snap"
-e2e_conf "$(dir_target_conf nas "$T/tier")" "
-[policy \"p\"]
-paths = $T/data
-target = nas
-min_age = 0s
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(dir_target_conf nas "$T/tier")" "$(e2e_policy nas "$T/data" age_by= min_age=0s)"
+e2e_start
 nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 sock=$T/run/tierd.sock
 

@@ -3,29 +3,30 @@
 #   e2e_init NAME [s3]   temp dir $T, trap, counters; with "s3" requires the
 #                        S3 server (tests/lib/missing.sh: fails under CI and
 #                        in scripts/test when missing, else skips)
-#   e2e_conf             writes $T/tierd.conf from $TARGET_CONF and $POLICY_CONF
+#   e2e_conf ARGS...     writes $T/tierd.conf: [tierd] under $T, then ARGS
+#   e2e_policy TARGET PATHS [KEY=VALUE..]  the manual policy "p" the tests share
 #   tierd_start [ENV=..] starts tierd (pid in $TDPID) and waits for "ready"
+#   e2e_start [ENV=..]   tierd_start, a pass, or fail and end the test
 #   tierd_stop           SIGTERM and wait
 #   wait_idle [secs]     polls status until no run is active and nothing in flight
 #   ctl ARGS...          $TIERCTL -c $T/tierd.conf ARGS
 #   s3api ARGS...        aws s3api against the test server
-#   pass / fail / finish
+#   n_migrating, check_no_orphans, check_ns_rows: catalog vs bucket and namespace
+#   pass / fail / finish / e2e_abort MSG (fail and end the test)
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-fails=0
 TDPID=
 E2E_CLEANUP_HOOKS=()
-pass() { echo "ok $*"; }
-fail() {
-	echo "FAIL $*"
-	fails=$((fails + 1))
-}
-finish() {
-	echo "$fails failed"
-	[ "$fails" = 0 ]
+. "$E2E_LIB_DIR/../lib/report.sh"
+# A failure nothing after it can survive: counted, summed up, the test ends.
+e2e_abort() { # MSG
+	fail "$@"
+	finish
+	exit 1
 }
 . "$E2E_LIB_DIR/../lib/missing.sh"
+. "$E2E_LIB_DIR/../lib/conf.sh"
 
 e2e_cleanup() {
 	local h
@@ -59,21 +60,13 @@ e2e_init() {
 	mkdir -p "$T/data"
 }
 
+# The test's s3 target, under its own prefix, multipart from 5 MiB on.
 s3_target_conf() { # NAME
-	cat <<CONF
-[target "${1:-s3}"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-bucket = $TD_S3_BUCKET
-region = ${TD_S3_REGION:-us-east-1}
-prefix = $E2E_PREFIX
-part_size = 5M
-multipart_threshold = 5M
-CONF
+	td_conf_s3_target "${1:-s3}" "$E2E_PREFIX" "part_size = 5M" "multipart_threshold = 5M"
 }
 
 dir_target_conf() { # NAME PATH
-	printf '[target "%s"]\ntype = dir\npath = %s\n' "$1" "$2"
+	td_conf_dir_target "$1" "$2"
 }
 
 # Writes $T/tierd.conf: [tierd] with paths under $T, then "$@" appended verbatim.
@@ -91,6 +84,23 @@ max_transfers = ${MAX_TRANSFERS:-4}
 CONF
 		printf '%s\n' "$@"
 	} >"$T/tierd.conf"
+}
+
+# Prints policy "p": PATHS to TARGET by a manual run, files of any size older
+# than a day by mtime, copies kept cached. KEY=VALUE replaces a default (an
+# empty VALUE drops the key: tierd's default applies) or adds a key.
+e2e_policy() { # TARGET PATHS [KEY=VALUE ...]
+	local keys=(age_by min_age min_size schedule keep_cached) kv k
+	local -A v=([age_by]=mtime [min_age]=1d [min_size]=0 [schedule]=manual [keep_cached]=yes)
+	for kv in "${@:3}"; do
+		k=${kv%%=*}
+		[ -n "${v[$k]+set}" ] || keys+=("$k")
+		v[$k]=${kv#*=}
+	done
+	printf '\n[policy "p"]\npaths = %s\ntarget = %s\n' "$2" "$1"
+	for k in "${keys[@]}"; do
+		[ -z "${v[$k]}" ] || printf '%s = %s\n' "$k" "${v[$k]}"
+	done
 }
 
 ctl() { "$TIERCTL" -c "$T/tierd.conf" "$@"; }
@@ -134,6 +144,12 @@ tierd_start() { # [VAR=VALUE ...] : extra environment
 	echo "tierd not ready after 60 s"
 	tail -20 "$T/tierd.log"
 	return 1
+}
+
+# Starts tierd (tierd_start's arguments) as a test's first step: a pass, or a
+# failure that ends the test, since nothing after it can run.
+e2e_start() { # [VAR=VALUE ...]
+	tierd_start "$@" && pass "tierd ready" || e2e_abort "tierd did not start"
 }
 
 tierd_stop() {
@@ -194,6 +210,24 @@ s3get() { # KEY [curl args]
 	curl -sf -m 30 --aws-sigv4 "aws:amz:${TD_S3_REGION:-us-east-1}:s3" \
 		--user "$TD_S3_ACCESS_KEY:$TD_S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
 		"$@" "$TD_S3_ENDPOINT/$TD_S3_BUCKET/$k"
+}
+
+# Rows in the migrating state, from tierctl ls.
+n_migrating() {
+	ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))'
+}
+
+# Every object listed in $T/keys (s3_keys) has a catalog row in $T/ls.json
+# (ctl --json ls): a pass, or a failure and the orphans.
+check_no_orphans() { # PASS-MSG FAIL-MSG
+	python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
+		pass "$1" || { fail "$2"; cat "$T/orph"; }
+}
+
+# Every namespace entry under STATE_DIR has a catalog row in $T/ls.json.
+check_ns_rows() { # STATE_DIR PASS-MSG FAIL-MSG
+	python3 "$E2E_LIB_DIR/tree.py" nscheck "$1" "$T/ls.json" >"$T/nso" &&
+		pass "$2" || { fail "$3"; cat "$T/nso"; }
 }
 
 # verify DIR SNAP [tree.py verify options]: pass/fail with a message.

@@ -29,16 +29,8 @@ PY
 # A sample to read back later (every 97th file).
 find "$T/data" -type f -name 'file-*' | sort | awk 'NR % 97 == 1' >"$T/sample"
 while read -r f; do sha256sum "$f"; done <"$T/sample" >"$T/sample.sha"
-e2e_conf "$(dir_target_conf nas "$T/tier")" "
-[policy \"p\"]
-paths = $T/data
-target = nas
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(dir_target_conf nas "$T/tier")" "$(e2e_policy nas "$T/data")"
+e2e_start
 base_kb=$(awk '/VmRSS/ {print $2}' "/proc/$TDPID/status")
 t0=$SECONDS
 ctl run p >/dev/null || fail "run refused"

@@ -23,16 +23,8 @@ PY
 find "$T/data" -type f -exec touch -m -d '2020-01-01' {} +
 snapshot "$T/data" "$T/snap"
 total=$(find "$T/data" -type f -printf . | wc -c)
-e2e_conf "$(s3_target_conf s3)" "
-[policy \"p\"]
-paths = $T/data/run $T/data/mig
-target = s3
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(s3_target_conf s3)" "$(e2e_policy s3 "$T/data/run $T/data/mig")"
+e2e_start
 
 mapfile -d '' mig < <(find "$T/data/mig" -type f -print0)
 ctl migrate "${mig[@]}" >"$T/mig.out" 2>&1 && pass "migrate of ${#mig[@]} hostile names: exit 0" ||

@@ -9,12 +9,12 @@
 # and every file ends tiered; no upload left open, no orphaned object.
 . "$(dirname "$0")/lib.sh"
 e2e_init rgwdown s3
-command -v radosgw >/dev/null || { fail "radosgw not installed"; finish; exit 1; }
+command -v radosgw >/dev/null || e2e_abort "radosgw not installed"
 RGW=$T/rgw
 E2E_CLEANUP_HOOKS+=('"$TD_SOURCE_DIR/tests/s3/radosgw.sh" stop "$RGW" >/dev/null 2>&1; E2E_PREFIX=')
 : "${TD_SOURCE_DIR:=$(cd "$E2E_LIB_DIR/../.." && pwd)}"
 TD_RGW_MEM_MB=1024 "$TD_SOURCE_DIR/tests/s3/radosgw.sh" start "$RGW" >"$T/rgw-start.log" 2>&1 &&
-	pass "private radosgw started" || { fail "private radosgw: $(tail -5 "$T/rgw-start.log")"; finish; exit 1; }
+	pass "private radosgw started" || e2e_abort "private radosgw: $(tail -5 "$T/rgw-start.log")"
 set -a
 . "$RGW/env"
 set +a
@@ -33,16 +33,8 @@ snapshot "$T/data" "$T/snap"
 total=$(find "$T/data" -type f | wc -l)
 
 e2e_conf "$(s3_target_conf s3)
-bandwidth_limit = 3M" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start TD_ROLLBACK_RETRY_S=2 && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+bandwidth_limit = 3M" "$(e2e_policy s3 "$T/data")"
+e2e_start TD_ROLLBACK_RETRY_S=2
 [ "$(status_get 'd["targets"]["s3"]["reachable"]')" = True ] && pass "target reachable at start" ||
 	fail "target not reachable at start: $(status_get 'd["targets"]')"
 
@@ -100,26 +92,22 @@ up=$(s3_uploads)
 [ -z "$up" ] && pass "no open multipart upload" || fail "open uploads: $up"
 ctl --json ls >"$T/ls.json"
 s3_keys >"$T/keys"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row" orphans
 # Rows whose rollback could not delete from the dead gateway (step 9) are
 # retried by the daemon once it answers again (every 2 s here): no restart.
-migrating_left() { ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))'; }
-for _ in $(seq 150); do [ "$(migrating_left)" = 0 ] && break; sleep 0.2; done
-[ "$(migrating_left)" = 0 ] && pass "nothing left migrating without a restart ($pending_down pending rollback(s) retried)" ||
+for _ in $(seq 150); do [ "$(n_migrating)" = 0 ] && break; sleep 0.2; done
+[ "$(n_migrating)" = 0 ] && pass "nothing left migrating without a restart ($pending_down pending rollback(s) retried)" ||
 	{ fail "rows left migrating"; ctl ls --state migrating; }
 s3_keys >"$T/keys"
 ctl --json ls >"$T/ls.json"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row after the retries" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row after the retries" orphans
 tierd_stop
 tierd_start && pass "restarted" || fail "restart failed"
 ctl --json ls >"$T/ls.json"
 s3_keys >"$T/keys"
 [ "$(python3 -c "import json; print(sum(f['state']=='migrating' for f in json.load(open('$T/ls.json'))['files']))")" = 0 ] &&
 	pass "after the restart nothing is migrating" || fail "rows still migrating after recovery"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object without a catalog row after recovery" || { fail "orphans"; cat "$T/orph"; }
+check_no_orphans "no object without a catalog row after recovery" orphans
 tree_verify "still every file tiered and readable" "$T/data" "$T/snap" --all-tiered
 tierd_stop
 finish

@@ -38,16 +38,8 @@ snapshot "$T/data" "$T/snap"
 total=$(find "$T/data" -type f | wc -l)
 fresh=$(find "$T/data/fresh" -type f | wc -l)
 
-e2e_conf "$(s3_target_conf s3)" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-age_by = mtime
-min_age = 30d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(s3_target_conf s3)" "$(e2e_policy s3 "$T/data" min_age=30d)"
+e2e_start
 
 ctl run p >/dev/null && pass "run p accepted" || fail "run p refused"
 wait_idle 150 && pass "run finished" || fail "run did not finish"

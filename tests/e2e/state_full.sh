@@ -11,7 +11,7 @@
 e2e_init statefull
 STATE_DIR=$T/state
 mkdir -p "$STATE_DIR" "$T/tier"
-mount -t tmpfs -o size=32m,nr_inodes=8000 tmpfs "$STATE_DIR" || { fail "cannot mount a tmpfs (root needed)"; finish; exit 1; }
+mount -t tmpfs -o size=32m,nr_inodes=8000 tmpfs "$STATE_DIR" || e2e_abort "cannot mount a tmpfs (root needed)"
 E2E_CLEANUP_HOOKS+=('[ -n "$TDPID" ] && kill -KILL "$TDPID" 2>/dev/null; wait 2>/dev/null; umount -l "$STATE_DIR"')
 for d in a b c; do
 	mkdir -p "$T/data/$d"
@@ -20,16 +20,8 @@ done
 find "$T/data" -type f -exec touch -m -d '2020-01-01' {} +
 snapshot "$T/data" "$T/snap"
 total=300
-e2e_conf "$(dir_target_conf nas "$T/tier")" "
-[policy \"p\"]
-paths = $T/data
-target = nas
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready (state_dir on a 32 MiB tmpfs)" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(dir_target_conf nas "$T/tier")" "$(e2e_policy nas "$T/data")"
+e2e_start
 # Tier a first directory so the state holds some rows and links.
 mapfile -t first < <(find "$T/data/a" -type f | head -20)
 ctl migrate "${first[@]}" >/dev/null && pass "20 files tiered before the disk fills" || fail "first migrate"
@@ -85,10 +77,9 @@ tierd_stop
 tierd_start && pass "restarted with space (recovery finishes or rolls back the rest)" || fail "restart"
 ctl run p >/dev/null && wait_idle 120 || fail "second run"
 tree_verify "space freed: every file tiered and readable" "$T/data" "$T/snap" --all-tiered
-[ "$(ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')" = 0 ] &&
+[ "$(n_migrating)" = 0 ] &&
 	pass "nothing left migrating" || fail "rows left migrating"
 ctl --json ls >"$T/ls.json"
-python3 "$E2E_LIB_DIR/tree.py" nscheck "$STATE_DIR" "$T/ls.json" >"$T/nso" && pass "no namespace entry without a row" ||
-	{ fail "namespace orphans"; cat "$T/nso"; }
+check_ns_rows "$STATE_DIR" "no namespace entry without a row" "namespace orphans"
 tierd_stop
 finish

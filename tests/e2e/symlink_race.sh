@@ -32,16 +32,8 @@ snapshot "$T/data" "$T/snap"
 snapshot "$T/outside" "$T/osnap"
 find "$T/outside" -printf '%y %m %u %g %p\n' | sort >"$T/olist"
 
-e2e_conf "$(s3_target_conf s3)" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-age_by = mtime
-min_age = 1d
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+e2e_conf "$(s3_target_conf s3)" "$(e2e_policy s3 "$T/data")"
+e2e_start
 
 # The swapper: victim <-> symlink to ../outside, by renames (the name always
 # exists), for 10 s.

@@ -21,15 +21,8 @@ for i in $(seq 12); do
 done
 
 e2e_conf "$(s3_target_conf s3)
-bandwidth_limit = 24M" "
-[policy \"p\"]
-paths = $T/data
-target = s3
-min_age = 0s
-min_size = 0
-schedule = manual
-keep_cached = yes"
-tierd_start TD_ROLLBACK_RETRY_S=1 && pass "tierd ready" || { fail "tierd did not start"; finish; exit 1; }
+bandwidth_limit = 24M" "$(e2e_policy s3 "$T/data" age_by= min_age=0s)"
+e2e_start TD_ROLLBACK_RETRY_S=1
 
 # a) appender during the upload.
 ctl migrate "$T/data/big/f" >"$T/mig1.out" 2>&1 &
@@ -55,7 +48,7 @@ wait "$mpid" || rc=$?
 cmp -s "$T/data/big/f" "$T/big.expected" && pass "appended file holds the original plus every appended byte" ||
 	fail "appended file content differs"
 [ -z "$(find "$T/data" -name '.tierd-*')" ] && pass "no temp names left" || fail "temp names: $(find "$T/data" -name '.tierd-*')"
-[ "$(ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')" = 0 ] &&
+[ "$(n_migrating)" = 0 ] &&
 	pass "nothing left migrating" || fail "rows left migrating"
 
 ctl migrate "$T/data/big/f" >"$T/mig2.out" 2>&1 && [ -L "$T/data/big/f" ] &&
@@ -115,18 +108,16 @@ echo "  $rounds migrate rounds; outcomes: $(grep -oE 'tiered|skipped|restored|fa
 [ -z "$(find "$T/data" -name '.tierd-*')" ] && pass "no temp names left" || fail "temp names left"
 # A rollback whose target copy could not be deleted at once leaves its row at
 # step 9; the daemon retries those (every second here) without a restart.
-migrating_left() { ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))'; }
-for _ in $(seq 100); do [ "$(migrating_left)" = 0 ] && break; sleep 0.2; done
-[ "$(migrating_left)" = 0 ] && pass "nothing left migrating, rollbacks included, before any restart" ||
+for _ in $(seq 100); do [ "$(n_migrating)" = 0 ] && break; sleep 0.2; done
+[ "$(n_migrating)" = 0 ] && pass "nothing left migrating, rollbacks included, before any restart" ||
 	{ fail "rows left migrating"; ctl ls --state migrating; }
 tierd_stop
 tierd_start TD_DIRTY_SCAN_S=1 && pass "restarted" || fail "restart"
-[ "$(ctl --json ls --state migrating | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')" = 0 ] &&
+[ "$(n_migrating)" = 0 ] &&
 	pass "after the restart nothing is migrating" || fail "rows left migrating after recovery"
 ctl --json ls >"$T/ls.json"
 s3_keys >"$T/keys"
-python3 "$E2E_LIB_DIR/tree.py" orphans "$E2E_PREFIX" "$T/ls.json" "$T/keys" >"$T/orph" &&
-	pass "no object in the bucket without a catalog row" || { fail "orphaned objects"; cat "$T/orph"; }
+check_no_orphans "no object in the bucket without a catalog row" "orphaned objects"
 
 # Quiet now (copies written after their swap are recalled by the scans after
 # the restart; wait for those): everything still local is tiered and reads

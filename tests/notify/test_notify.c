@@ -1,4 +1,5 @@
-/* td_notify speaks systemd's notify protocol: a datagram on $NOTIFY_SOCKET. */
+/* Unit tests for lib/notify.c: td_notify speaks systemd's notify protocol, a
+ * datagram on $NOTIFY_SOCKET (a path or an abstract "@name"). */
 #include "notify.h"
 #include "testlib.h"
 
@@ -30,39 +31,42 @@ static int bind_dgram(const char *path, int abstract)
 	return fd;
 }
 
+/* td_notify(addr, msg) returns 0 and `fd`, bound at addr, receives exactly msg. */
+static void check_delivered(int fd, const char *addr, const char *msg)
+{
+	char buf[256];
+	ssize_t n;
+
+	CHECK_INT(td_notify(addr, msg), 0);
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	REQUIRE(n > 0);
+	buf[n] = '\0';
+	CHECK_STR(buf, msg);
+}
+
 static void test_path_socket(void)
 {
-	char path[4200], buf[256];
+	char path[4200];
 	const char *dir = td_test_tmpdir("notify");
 	int fd;
-	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/notify.sock", dir);
 	fd = bind_dgram(path, 0);
 	REQUIRE(fd >= 0);
-	CHECK_INT(td_notify(path, "READY=1\nSTATUS=idle"), 0);
-	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-	REQUIRE(n > 0);
-	buf[n] = '\0';
-	CHECK_STR(buf, "READY=1\nSTATUS=idle");
+	check_delivered(fd, path, "READY=1\nSTATUS=idle");
 	close(fd);
 	td_test_rmtree(dir);
 }
 
 static void test_abstract_socket(void)
 {
-	char name[64], buf[64];
+	char name[64];
 	int fd;
-	ssize_t n;
 
 	snprintf(name, sizeof(name), "@tierd-test-notify-%d", (int)getpid());
 	fd = bind_dgram(name, 1);
 	REQUIRE(fd >= 0);
-	CHECK_INT(td_notify(name, "STOPPING=1"), 0);
-	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-	REQUIRE(n > 0);
-	buf[n] = '\0';
-	CHECK_STR(buf, "STOPPING=1");
+	check_delivered(fd, name, "STOPPING=1");
 	close(fd);
 }
 

@@ -5,6 +5,7 @@
 # root exits 1; an unknown policy or a bad config exits 2.
 set -euo pipefail
 : "${TIERCTL:?}"
+. "$(dirname "$0")/../lib/conf.sh"
 tmp=$(mktemp -d /tmp/tierd-plan-hostile.XXXXXX)
 trap 'rm -rf -- "$tmp"' EXIT
 root="$tmp/data"
@@ -25,14 +26,10 @@ done
 mkdir -p "$deep"
 old "$deep/deepfile"
 printf 'young' >"$root/young"
-cat >"$tmp/t.conf" <<CONF
-[tierd]
-state_dir = $tmp/state
-cache_dir = $tmp/cache
-run_dir = $tmp/run
-[target "nas"]
-type = dir
-path = $tmp/nas
+{
+	td_conf_tierd "$tmp"
+	td_conf_dir_target nas "$tmp/nas"
+	cat <<CONF
 [policy "hostile"]
 paths = $root
 target = nas
@@ -40,6 +37,7 @@ age_by = mtime
 min_age = 30d
 min_size = 1
 CONF
+} >"$tmp/t.conf"
 "$TIERCTL" -c "$tmp/t.conf" plan --list >"$tmp/out.txt"
 cat "$tmp/out.txt"
 grep -q 'would move:  7 files' "$tmp/out.txt"

@@ -4,7 +4,7 @@
 #   - an unknown name: exit 2 and the defined targets listed;
 #   - a missing directory and a read-only one: exit 1 and a clear message.
 set -u
-tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target.XXXXXX")
 ro_immutable=
 cleanup() {
@@ -12,41 +12,20 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	exit 1
-}
 
 mkdir -p "$work/tier" "$work/ro" "$work/state" "$work/cache" "$work/run"
-cat >"$work/tierd.conf" <<CONF
-[tierd]
-state_dir = $work/state
-cache_dir = $work/cache
-run_dir   = $work/run
-
-[target "nas"]
-type = dir
-path = $work/tier
-
-[target "gone"]
-type = dir
-path = $work/missing
-
-[target "ro"]
-type = dir
-path = $work/ro
-CONF
+{
+	td_conf_tierd "$work"
+	td_conf_dir_target nas "$work/tier"
+	td_conf_dir_target gone "$work/missing"
+	td_conf_dir_target ro "$work/ro"
+} >"$work/tierd.conf"
 
 # The missing path is only missing when checked (the config parser may insist
 # that a dir target exists when it loads).
 mkdir -p "$work/missing"
-out=$("$tierctl" -c "$work/tierd.conf" check-target nas 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 0 ] || fail "check-target nas: exit $rc, want 0"
-for step in open put head clock "range get" "get \\(sha256 verified\\)" list multipart delete; do
-	grep -qE "^  ok +$step" <<<"$out" || fail "step '$step' not ok"
-done
+ct_expect 0 "check-target nas" nas
+ct_steps_ok open put head clock "range get" "get \\(sha256 verified\\)" list multipart delete
 grep -q FAILED <<<"$out" && fail "a FAILED line on a good target"
 left=$(find "$work/tier" -mindepth 1 | wc -l)
 [ "$left" -eq 0 ] || fail "scratch left behind: $(find "$work/tier" -mindepth 1)"
@@ -66,18 +45,13 @@ for s in d["steps"]:
 PY
 
 # Unknown target: usage/config error, naming the targets there are.
-out=$("$tierctl" -c "$work/tierd.conf" check-target nosuch 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 2 ] || fail "unknown target: exit $rc, want 2"
+ct_expect 2 "unknown target" nosuch
 grep -q "nosuch" <<<"$out" || fail "unknown target not named"
 grep -q "nas" <<<"$out" || fail "defined targets not listed"
 
 # Missing directory: a failure, saying why.
 rmdir "$work/missing"
-out=$("$tierctl" -c "$work/tierd.conf" check-target gone 2>&1)
-rc=$?
-echo "$out"
+ct_run gone
 if [ $rc -eq 2 ]; then
 	# The parser may refuse a dir target whose path is gone: that is a clear
 	# configuration error too, as long as it says so.
@@ -97,10 +71,7 @@ else
 	ro_immutable=
 fi
 if [ "$(id -u)" -ne 0 ] || [ -n "$ro_immutable" ]; then
-	out=$("$tierctl" -c "$work/tierd.conf" check-target ro 2>&1)
-	rc=$?
-	echo "$out"
-	[ $rc -eq 1 ] || fail "read-only dir: exit $rc, want 1"
+	ct_expect 1 "read-only dir" ro
 	grep -qE "FAILED +put .*(Operation not permitted|Permission denied)" <<<"$out" ||
 		fail "read-only dir: no clear put failure"
 else

@@ -4,29 +4,16 @@
 # so, nothing is left under the scratch prefix; a wrong secret, a missing
 # bucket and a closed port each fail with exit 1 and their own message.
 set -u
-tierctl=${TIERCTL:?TIERCTL not set (run under ctest)}
-. "$(dirname "$0")/../lib/missing.sh"
+. "$(dirname "$0")/lib.sh"
 td_need_s3
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target-s3.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-fail() {
-	echo "FAIL: $*"
-	exit 1
-}
 prefix="ct-$$-$RANDOM/"
 mkdir -p "$work/state" "$work/cache" "$work/run"
-cat >"$work/tierd.conf" <<CONF
-[tierd]
-state_dir = $work/state
-cache_dir = $work/cache
-run_dir   = $work/run
-
-[target "rgw"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-region = ${TD_S3_REGION:-us-east-1}
-bucket = $TD_S3_BUCKET
-prefix = $prefix
+{
+	td_conf_tierd "$work"
+	td_conf_s3_target rgw "$prefix"
+	cat <<CONF
 
 [target "nobucket"]
 type = s3
@@ -39,15 +26,11 @@ type = s3
 endpoint = http://127.0.0.1:1
 bucket = tierd-closed
 CONF
+} >"$work/tierd.conf"
 export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
 
-out=$("$tierctl" -c "$work/tierd.conf" check-target rgw 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 0 ] || fail "check-target rgw: exit $rc, want 0"
-for step in credentials open "bucket reachable" put head clock latency "range get" list multipart delete; do
-	grep -qE "^  ok +$step" <<<"$out" || fail "step '$step' not ok"
-done
+ct_expect 0 "check-target rgw" rgw
+ct_steps_ok credentials open "bucket reachable" put head clock latency "range get" list multipart delete
 case $TD_S3_ENDPOINT in
 http://*) grep -q "plain http" <<<"$out" || fail "no plain-http warning" ;;
 esac
@@ -72,23 +55,14 @@ if command -v aws >/dev/null; then
 	[ "$ups" = "0" ] || fail "multipart uploads left open under $prefix: $ups"
 fi
 
-out=$(AWS_SECRET_ACCESS_KEY=wrong-secret "$tierctl" -c "$work/tierd.conf" check-target rgw 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 1 ] || fail "wrong secret: exit $rc, want 1"
+ct_expect 1 "wrong secret" env AWS_SECRET_ACCESS_KEY=wrong-secret rgw
 grep -qiE "SignatureDoesNotMatch|authentication|credentials" <<<"$out" ||
 	fail "wrong secret: no clear message"
 grep -q "wrong-secret" <<<"$out" && fail "the secret was printed"
 
-out=$("$tierctl" -c "$work/tierd.conf" check-target nobucket 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 1 ] || fail "missing bucket: exit $rc, want 1"
+ct_expect 1 "missing bucket" nobucket
 grep -qiE "NoSuchBucket|does not exist" <<<"$out" || fail "missing bucket: no clear message"
 
-out=$(timeout 100 "$tierctl" -c "$work/tierd.conf" check-target closed 2>&1)
-rc=$?
-echo "$out"
-[ $rc -eq 1 ] || fail "closed port: exit $rc, want 1"
+ct_expect 1 "closed port" timeout 100 closed
 grep -qiE "connect|refused|unreachable" <<<"$out" || fail "closed port: no clear message"
 echo "PASS"

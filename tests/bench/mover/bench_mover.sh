@@ -16,7 +16,7 @@
 # of every contender's objects is fetched back and compared with the original.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-. "$(dirname "$0")/../../lib/missing.sh"
+. "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 td_need_cmds aws rclone sha256sum python3
 size=${TD_BENCH_SIZE:-tiny}
@@ -33,8 +33,7 @@ pfx="bench-mover-$$-$RANDOM/"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-bench-mover.XXXXXX")
 pid=
 
-export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
-export AWS_DEFAULT_REGION=${TD_S3_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+td_bench_s3_clients
 # The aws cli's transfer settings, from a private config file (never ~/.aws).
 export AWS_CONFIG_FILE=$work/aws.conf AWS_SHARED_CREDENTIALS_FILE=/dev/null
 cat >"$AWS_CONFIG_FILE" <<EOF
@@ -44,11 +43,6 @@ s3 =
   multipart_threshold = 64MB
   multipart_chunksize = ${part_mib}MB
 EOF
-export RCLONE_CONFIG_X_TYPE=s3 RCLONE_CONFIG_X_PROVIDER=Ceph RCLONE_CONFIG_X_ENV_AUTH=false
-export RCLONE_CONFIG_X_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY RCLONE_CONFIG_X_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
-export RCLONE_CONFIG_X_ENDPOINT=$TD_S3_ENDPOINT RCLONE_CONFIG_X_REGION=$AWS_DEFAULT_REGION
-awsc() { aws --endpoint-url "$TD_S3_ENDPOINT" "$@"; }
-rcl() { env -u AWS_CA_BUNDLE rclone --config /dev/null "$@"; }
 tctl() { "$TIERCTL" -c "$work/tierd.conf" "$@"; }
 # drop KEYS: deletes a contender's objects, then has radosgw collect their
 # garbage now (multipart tails otherwise wait hours for rgw gc, in memstore).
@@ -71,7 +65,6 @@ fail() {
 	echo "FAIL: $*"
 	exit 1
 }
-now() { date +%s.%N; }
 
 echo "bench_mover: size=$size small=${n_small}x${small_kib} KiB big=${n_big}x${big_mib} MiB" \
 	"concurrency=$conc part=${part_mib} MiB grace=${grace_ms} ms endpoint=$TD_S3_ENDPOINT"
@@ -104,14 +97,7 @@ copy() {
 
 declare -A T
 # timed NAME CMD...: runs CMD, its time in seconds into T[NAME].
-timed() {
-	local name=$1 t0 t1
-	shift
-	t0=$(now)
-	"$@"
-	t1=$(now)
-	T[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-}
+timed() { td_time "T[$1]" 3 "${@:2}"; }
 
 # gone WHO: the contender's input files are all gone from the disk.
 gone() {
@@ -141,28 +127,28 @@ count_objects() {
 		python3 -c 'import json,sys; c=json.load(sys.stdin).get("Contents",[]); print(len(c), sum(o["Size"] for o in c))'
 }
 
+# moved WHO: after a reference tool's move, its input is gone from the disk, every
+# file is in the bucket under its prefix (count and bytes), and a sample reads
+# back right; then its objects and its copy are deleted.
+moved() {
+	local who=$1 n bytes
+	gone "$who"
+	read -r n bytes < <(count_objects "$pfx$who/")
+	[ "$n" = $((n_small + n_big)) ] && [ "$bytes" = $((small_bytes + big_bytes)) ] ||
+		fail "$who: $n objects, $bytes bytes in the bucket"
+	sample "$who" "$pfx$who/"
+	drop "$who/"
+	rm -rf "${work:?}/$who"
+}
+
 # ---- (a) tierd ---------------------------------------------------------------
 copy tierd
 mkdir -p "$work/state"
-cat >"$work/tierd.conf" <<CONF
-[tierd]
-state_dir = $work/state
-cache_dir = $work/cache
-run_dir   = $work/run
-log_level = info
-admin_group = root
-max_transfers = $conc
-
-[target "s3"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-region = $AWS_DEFAULT_REGION
-bucket = $b
-prefix = ${pfx}tierd/
-addressing = path
-multipart_threshold = 64M
-part_size = ${part_mib}M
-max_connections = $conc
+{
+	td_conf_tierd "$work" "log_level = info" "admin_group = root" "max_transfers = $conc"
+	td_conf_s3_target s3 "${pfx}tierd/" "addressing = path" "multipart_threshold = 64M" \
+		"part_size = ${part_mib}M" "max_connections = $conc"
+	cat <<CONF
 
 [policy "bench"]
 paths = $work/tierd
@@ -170,6 +156,7 @@ target = s3
 schedule = manual
 keep_cached = no
 CONF
+} >"$work/tierd.conf"
 TD_SWAP_GRACE_MS=$grace_ms "$TIERD" -f -c "$work/tierd.conf" 2>"$work/tierd.log" &
 pid=$!
 ready=0
@@ -256,25 +243,13 @@ timed rclone_small rcl move --transfers "$conc" --s3-chunk-size ${part_mib}M \
 	--s3-upload-cutoff 64M "$work/rclone/small" "x:$b/${pfx}rclone/small/"
 timed rclone_big rcl move --transfers "$conc" --s3-chunk-size ${part_mib}M \
 	--s3-upload-cutoff 64M "$work/rclone/big" "x:$b/${pfx}rclone/big/"
-gone rclone
-read -r n bytes < <(count_objects "${pfx}rclone/")
-[ "$n" = $((n_small + n_big)) ] && [ "$bytes" = $((small_bytes + big_bytes)) ] ||
-	fail "rclone: $n objects, $bytes bytes in the bucket"
-sample rclone "${pfx}rclone/"
-drop rclone/
-rm -rf "${work:?}/rclone"
+moved rclone
 
 # ---- (c) aws s3 mv --recursive -----------------------------------------------
 copy aws
 timed aws_small awsc s3 mv --recursive --only-show-errors "$work/aws/small" "s3://$b/${pfx}aws/small/"
 timed aws_big awsc s3 mv --recursive --only-show-errors "$work/aws/big" "s3://$b/${pfx}aws/big/"
-gone aws
-read -r n bytes < <(count_objects "${pfx}aws/")
-[ "$n" = $((n_small + n_big)) ] && [ "$bytes" = $((small_bytes + big_bytes)) ] ||
-	fail "aws: $n objects, $bytes bytes in the bucket"
-sample aws "${pfx}aws/"
-drop aws/
-rm -rf "${work:?}/aws"
+moved aws
 
 # ---- figures -------------------------------------------------------------------
 mibs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1048576 / t }'; }

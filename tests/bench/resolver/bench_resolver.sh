@@ -17,7 +17,7 @@
 # `ratio ...:` lines (tierd / reference).
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
-. "$(dirname "$0")/../../lib/missing.sh"
+. "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 [ "$(id -u)" = 0 ] || td_missing "root (FUSE mount, drop_caches)"
 [ -c /dev/fuse ] || td_missing "/dev/fuse"
@@ -68,21 +68,13 @@ PY
 }
 trap cleanup EXIT
 trap "exit 143" TERM INT
-now() { date +%s.%N; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 treesum() { (cd "$1" && find . -name 'f*' -print0 | sort -z | xargs -0 cat | sha256sum | cut -d' ' -f1); }
 fail() { echo "FAIL: $*"; [ -f "$w/tierd.log" ] && tail -20 "$w/tierd.log"; exit 1; }
 check() { [ "$1" = "$2" ] || fail "$3: wrong bytes"; }
 dropc() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # tm VAR CMD...: wall time of CMD (stdout to /dev/null) into VAR
-tm() {
-	local __v=$1 t0 t1
-	shift
-	t0=$(now)
-	"$@" >/dev/null
-	t1=$(now)
-	printf -v "$__v" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')"
-}
+tm() { td_time "$1" 4 "${@:2}" >/dev/null; }
 mibs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1048576 / t }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 minof() { printf '%s\n' "$@" | sort -g | head -1; }
@@ -114,22 +106,10 @@ small_sha=$(treesum "$w/direct/small")
 streamer=rvb_stream
 ln -s "$(command -v dd)" "$w/$streamer"
 
-cat >"$w/tierd.conf" <<CONF
-[tierd]
-state_dir = $w/state
-cache_dir = $w/cache
-run_dir   = $w/run
-log_level = info
-cache_size = 100%
-no_hydrate = $streamer
-
-[target "rgw"]
-type = s3
-endpoint = $TD_S3_ENDPOINT
-region = $region
-bucket = $TD_S3_BUCKET
-prefix = $pfx/
-addressing = path
+{
+	td_conf_tierd "$w" "log_level = info" "cache_size = 100%" "no_hydrate = $streamer"
+	td_conf_s3_target rgw "$pfx/" "addressing = path"
+	cat <<CONF
 
 [policy "hot"]
 paths = $w/hot
@@ -147,6 +127,7 @@ min_age = 0s
 min_size = 0
 keep_cached = no
 CONF
+} >"$w/tierd.conf"
 export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
 TD_SWAP_GRACE_MS=100 "$TIERD" -f -c "$w/tierd.conf" 2>"$w/tierd.log" &
 pid=$!
@@ -156,10 +137,10 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 tctl() { "$TIERCTL" -c "$w/tierd.conf" "$@"; }
-t0=$(now)
+t0=$(td_now)
 tctl migrate "$w/hot/big" "$w/cold/cold_big" >/dev/null
 find "$w/hot/small" "$w/cold/ttfb" -type f -print0 | xargs -0 -n 500 "$TIERCTL" -c "$w/tierd.conf" migrate >/dev/null
-echo "tiered in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s"
+echo "tiered in $(awk -v a="$t0" -v b="$(td_now)" 'BEGIN { printf "%.1f", b - a }') s"
 n_links=$(find "$w/hot" "$w/cold" -type l | wc -l)
 [ "$n_links" = $((n_small + 2 * n_ttfb + 2)) ] || fail "$n_links links, expected $((n_small + 2 * n_ttfb + 2))"
 # Wait for every swap's grace period to end.

@@ -7,7 +7,7 @@
 # Every download is checked against the source's SHA-256. Usage: bench_target.sh S3TOOL
 set -euo pipefail
 tool=$1
-. "$(dirname "$0")/../../lib/missing.sh"
+. "$(dirname "$0")/../../lib/bench.sh"
 td_need_s3
 td_need_cmds aws rclone sha256sum python3
 size=${TD_BENCH_SIZE:-tiny}
@@ -15,23 +15,16 @@ if [ "$size" = full ]; then big_mib=1024; n_small=2000; else big_mib=16; n_small
 small_kib=256
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-bench-target.XXXXXX")
 pfx="bench-$$-$RANDOM/"
-export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
-export AWS_DEFAULT_REGION=${TD_S3_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
-export RCLONE_CONFIG_X_TYPE=s3 RCLONE_CONFIG_X_PROVIDER=Ceph RCLONE_CONFIG_X_ENV_AUTH=false
-export RCLONE_CONFIG_X_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY RCLONE_CONFIG_X_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
-export RCLONE_CONFIG_X_ENDPOINT=$TD_S3_ENDPOINT RCLONE_CONFIG_X_REGION=$AWS_DEFAULT_REGION
+td_bench_s3_clients
 # tierd's target: part_size = 8M and max_connections = 16 (settings an admin would use
 # for a fast local cluster; TD_BENCH_PART / TD_BENCH_CONN override them).
 export TD_S3_PART_SIZE=${TD_BENCH_PART:-$((8 * 1024 * 1024))} TD_S3_MAX_CONN=${TD_BENCH_CONN:-16}
 b=$TD_S3_BUCKET
-awsc() { aws --endpoint-url "$TD_S3_ENDPOINT" "$@"; }
-rcl() { env -u AWS_CA_BUNDLE rclone --config /dev/null "$@"; }
 cleanup() {
 	awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx" >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 treesum() { (cd "$1" && sha256sum -- * | sort -k2 | sha256sum | cut -d' ' -f1); }
 drop() { awsc s3 rm --recursive --only-show-errors "s3://$b/$pfx$1" >/dev/null || echo "warning: could not delete $pfx$1"; }
@@ -53,14 +46,7 @@ sync
 
 declare -A T
 # run NAME CMD...: times one phase into T[NAME]
-run() {
-	local name=$1 t0 t1
-	shift
-	t0=$(now)
-	"$@" >/dev/null
-	t1=$(now)
-	T[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-}
+run() { td_time "T[$1]" 3 "${@:2}" >/dev/null; }
 check() { [ "$1" = "$2" ] || { echo "FAIL: $3: wrong bytes"; exit 1; }; }
 
 for who in tierd aws rclone; do
