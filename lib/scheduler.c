@@ -1,5 +1,5 @@
 /*
- * scheduler — see sched.h. The scheduler owns one entry per policy of the last
+ * scheduler — see scheduler.h. The scheduler owns one entry per policy of the last
  * configuration it was given (a copy of the name, the next start, the re-run
  * mark) and, while a measurement is out, the copies of the roots it measures.
  * It never starts anything itself: its decisions go to the start callback.
