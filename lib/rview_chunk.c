@@ -41,10 +41,8 @@ struct chunk *rv_chunk_find(struct td_rview *rv, struct node *n, uint64_t idx)
 	return NULL;
 }
 
-void rv_lru_remove(struct td_rview *rv, struct chunk *c)
+static void lru_unlink(struct td_rview *rv, struct chunk *c)
 {
-	if (!c->in_lru)
-		return;
 	if (c->lru_prev)
 		c->lru_prev->lru_next = c->lru_next;
 	else
@@ -58,11 +56,26 @@ void rv_lru_remove(struct td_rview *rv, struct chunk *c)
 	rv->n_idle--;
 }
 
-void rv_chunk_drop(struct td_rview *rv, struct chunk *c)
+/* To the young end. */
+static void lru_link(struct td_rview *rv, struct chunk *c)
+{
+	c->lru_prev = rv->lru_tail;
+	c->lru_next = NULL;
+	if (rv->lru_tail)
+		rv->lru_tail->lru_next = c;
+	else
+		rv->lru_head = c;
+	rv->lru_tail = c;
+	c->in_lru = true;
+	rv->n_idle++;
+}
+
+/* Out of the table, its buffer back to the pool. Its last reference is gone;
+ * the caller deals with the node reference a busy chunk held. */
+static void chunk_free(struct td_rview *rv, struct chunk *c)
 {
 	struct chunk **pp;
 
-	rv_lru_remove(rv, c);
 	for (pp = &rv->chunks[chunk_bucket(c->n, c->idx)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
@@ -73,34 +86,60 @@ void rv_chunk_drop(struct td_rview *rv, struct chunk *c)
 	free(c);
 }
 
-/* A chunk nobody is using goes to the idle LRU (or away, if it failed). */
-void rv_chunk_settle(struct td_rview *rv, struct chunk *c)
+/* The LRU lets go of an idle chunk: its reference was the last. */
+static void lru_evict(struct td_rview *rv, struct chunk *c)
 {
-	if (c->pins || c->waiters || c->st == C_FETCHING || c->hyd_wanted)
-		return;
-	/* A chunk a stream has read through is not kept (nobody else has the
-	 * file open, and no hydration wants it): its buffer goes straight back
-	 * to the pool, where the read-ahead finds it, instead of new memory. */
-	if (c->st == C_FAILED || rv->closing || (c->read_out && c->n->opens <= 1 && !c->n->hyd)) {
-		struct node *n = c->n;
+	lru_unlink(rv, c);
+	c->refs--;
+	chunk_free(rv, c);
+}
 
-		rv_chunk_drop(rv, c);
-		rv_node_maybe_free(rv, n);
+void rv_chunk_hold(struct td_rview *rv, struct chunk *c)
+{
+	if (c->in_lru) { /* the LRU's reference becomes the caller's */
+		lru_unlink(rv, c);
+		rv_node_hold(c->n);
 		return;
 	}
-	if (!c->in_lru) {
-		c->lru_prev = rv->lru_tail;
-		c->lru_next = NULL;
-		if (rv->lru_tail)
-			rv->lru_tail->lru_next = c;
-		else
-			rv->lru_head = c;
-		rv->lru_tail = c;
-		c->in_lru = true;
-		rv->n_idle++;
+	c->refs++;
+}
+
+/* Whether an idle chunk goes to the LRU. A chunk a stream has read through is
+ * not kept (nobody else has the file open, and no hydration wants it): its
+ * buffer goes straight back to the pool, where the read-ahead finds it,
+ * instead of new memory. */
+static bool chunk_worth_keeping(const struct td_rview *rv, const struct chunk *c)
+{
+	return c->st == C_READY && !rv->closing && !(c->read_out && c->n->opens <= 1 && !c->n->hyd);
+}
+
+void rv_chunk_put(struct td_rview *rv, struct chunk *c)
+{
+	struct node *n = c->n;
+
+	if (c->refs == 1 && chunk_worth_keeping(rv, c)) {
+		lru_link(rv, c); /* the last reference passes to the LRU */
+		while (rv->n_idle > CHUNKS_SOFT_MAX)
+			lru_evict(rv, rv->lru_head);
+		rv_node_put(n); /* an idle chunk does not keep its node */
+		return;
 	}
-	while (rv->n_idle > CHUNKS_SOFT_MAX)
-		rv_chunk_drop(rv, rv->lru_head);
+	if (--c->refs == 0) {
+		chunk_free(rv, c);
+		rv_node_put(n);
+	}
+}
+
+/* The node n is being freed: its chunks are all idle (a busy one would hold
+ * it), and go with it. */
+void rv_chunks_drop_idle(struct td_rview *rv, const struct node *n)
+{
+	for (unsigned b = 0; b < HASH_BUCKETS; b++)
+		for (struct chunk *c = rv->chunks[b], *next; c; c = next) {
+			next = c->hnext;
+			if (c->n == n && c->in_lru)
+				lru_evict(rv, c);
+		}
 }
 
 /* Bytes of a chunk arrive: a reader whose part of it is in already is
@@ -124,6 +163,7 @@ static void on_chunk_progress(void *data, size_t got)
 		rv_pread_copy_n(pr, c, got);
 		if (--pr->missing == 0)
 			rv_pread_finish(pr);
+		rv_chunk_put(c->n->rv, c); /* the waiter's; the fetch still holds c */
 	}
 }
 
@@ -162,22 +202,16 @@ static void chunk_done(struct chunk *c, int status, const struct td_target_error
 			pr->err = c->err;
 		if (--pr->missing == 0)
 			rv_pread_finish(pr);
+		rv_chunk_put(rv, c); /* the waiter's */
 	}
-	if (c->hyd_wanted) {
-		/* A failed hydration releases its pins and may drop c: hold it. */
-		c->pins++;
+	if (c->hyd_wanted)
 		rv_hyd_chunk_ready(c);
-		c->pins--;
-	}
 	if (c->ra_deferred) {
 		c->ra_deferred = false;
-		if (c->st == C_READY && n->opens && !rv->closing) {
-			c->pins++; /* rv_read_ahead may trim idle chunks */
+		if (c->st == C_READY && n->opens && !rv->closing)
 			rv_read_ahead(rv, n, c->ra_from);
-			c->pins--;
-		}
 	}
-	rv_chunk_settle(rv, c);
+	rv_chunk_put(rv, c); /* the fetch's: c may be gone now */
 }
 
 static void on_chunk(void *data, struct td_target_req *req, int status,
@@ -241,7 +275,8 @@ static void on_group(void *data, struct td_target_req *req, int status,
 	rv_maybe_closed(rv);
 }
 
-/* A new chunk in the table, fetching (by the caller). NULL on ENOMEM. */
+/* A new chunk in the table, fetching (by the caller): its one reference is
+ * the fetch's, and it holds its node. NULL on ENOMEM. */
 static struct chunk *chunk_add(struct td_rview *rv, struct node *n, uint64_t idx)
 {
 	struct chunk *c = calloc(1, sizeof(*c));
@@ -255,6 +290,8 @@ static struct chunk *chunk_add(struct td_rview *rv, struct node *n, uint64_t idx
 		return NULL;
 	}
 	c->n = n;
+	rv_node_hold(n);
+	c->refs = 1;
 	c->idx = idx;
 	c->len = (size_t)TD_MIN((uint64_t)CHUNK, n->size - idx * CHUNK);
 	c->st = C_FETCHING;
@@ -278,6 +315,7 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 {
 	uint64_t last = n->size ? (n->size - 1) / CHUNK : 0;
 	struct iovec iov[GROUP_CHUNKS];
+	struct chunk *c0;
 	struct group *g;
 	int r;
 
@@ -308,35 +346,40 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 	}
 	r = td_target_get_range_v(n->t, &g->req, n->key, idx * CHUNK, iov, g->n, &g->got, on_group,
 	                          g);
+	c0 = g->c[0];
+	c0->refs++; /* the caller's */
 	if (r == 0) {
 		td_target_req_on_progress(g->req, on_group_progress, g);
-		return g->c[0];
+		return c0;
 	}
 	for (unsigned i = 0; i < g->n; i++) {
-		g->c[i]->g = NULL;
-		g->c[i]->st = C_FAILED;
-		g->c[i]->err = -EIO;
+		struct chunk *c = g->c[i];
+
+		c->g = NULL;
+		c->st = C_FAILED;
+		c->err = -EIO;
 		rv->n_fetching--;
+		rv_chunk_put(rv, c); /* the fetch's: all but c0 go */
 	}
-	for (unsigned i = 1; i < g->n; i++)
-		rv_chunk_settle(rv, g->c[i]); /* nobody waits on these: dropped */
-	idx = g->c[0]->idx;
 	free(g);
-	return rv_chunk_find(rv, n, idx);
+	return c0;
 }
 
-/* Finds or starts fetching a chunk. NULL on ENOMEM or a target that is gone. */
+/* Finds or starts fetching a chunk, and returns a reference to it for the
+ * caller (which may be a failed chunk). NULL on ENOMEM or a target that is
+ * gone. */
 struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
 {
 	struct chunk *c = rv_chunk_find(rv, n, idx);
 	int r;
 
 	if (c) {
-		rv_lru_remove(rv, c);
+		rv_chunk_hold(rv, c);
 		return c;
 	}
 	if (!n->t || !(c = chunk_add(rv, n, idx)))
 		return NULL;
+	c->refs++; /* the caller's */
 	r = td_target_get_range(n->t, &c->req, n->key, idx * CHUNK, c->len, c->buf, &c->got,
 	                        on_chunk, c);
 	if (r == 0)
@@ -345,6 +388,7 @@ struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
 		rv->n_fetching--;
 		c->st = C_FAILED;
 		c->err = r;
+		rv_chunk_put(rv, c); /* the fetch's, which never started */
 	}
 	return c;
 }
@@ -360,7 +404,7 @@ void rv_read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx)
 			continue;
 		c = rv_chunk_get_run(rv, n, i);
 		if (c)
-			rv_chunk_settle(rv, c);
+			rv_chunk_put(rv, c);
 	}
 }
 

@@ -22,27 +22,42 @@
 #include <time.h>
 #include <unistd.h>
 
+static void hyd_free(struct hyd *h)
+{
+	td_hash_free(h->h);
+	free(h->written);
+	free(h);
+}
+
 static void hyd_drain_writes(struct hyd *h);
 static void on_hyd_write(uv_fs_t *fs);
 static void hyd_pump(struct node *n);
 
+/* Calls every waiter's done with status, once. A waiter's reference is
+ * dropped after its callback ran (which may have taken one of its own, a
+ * handle's). */
 static void hwait_fire(struct node *n, int status)
 {
 	struct hwait *w;
 
+	rv_node_hold(n);
 	while ((w = n->hwaiters)) {
 		n->hwaiters = w->next;
 		w->done(w->data, status);
 		free(w);
+		rv_node_put(n);
 	}
+	rv_node_put(n);
 }
 
+/* done(data, status) runs when the node's hydration ends (or fails to start). */
 int rv_hwait_add(struct node *n, void (*done)(void *data, int status), void *data)
 {
 	struct hwait *w = calloc(1, sizeof(*w));
 
 	if (!w)
 		return -ENOMEM;
+	rv_node_hold(n);
 	w->done = done;
 	w->data = data;
 	w->next = n->hwaiters;
@@ -50,6 +65,9 @@ int rv_hwait_add(struct node *n, void (*done)(void *data, int status), void *dat
 	return 0;
 }
 
+/* Ends the hydration once nothing of it is in flight: the .part goes, held
+ * reads and waiters are answered, its references are dropped. The callback
+ * that led here ends the session if it was the last thing (rv_maybe_closed). */
 static void hyd_cleanup(struct node *n)
 {
 	struct td_rview *rv = n->rv;
@@ -57,21 +75,17 @@ static void hyd_cleanup(struct node *n)
 
 	if (!h || h->in_flight || h->finishing)
 		return;
-	/* Release the chunks still pinned for hashing. */
+	/* Drop the chunks it asked for and has not hashed. */
 	for (uint64_t i = h->hash_next; i < h->next_fetch; i++) {
 		struct chunk *c = rv_chunk_find(rv, n, i);
 
-		if (c && c->pins) {
-			c->pins--;
-			rv_chunk_settle(rv, c);
-		}
+		if (c)
+			rv_chunk_put(rv, c);
 	}
 	if (h->fd >= 0) {
 		close(h->fd);
 		unlink(h->part);
 	}
-	td_hash_free(h->h);
-	free(h->written);
 	n->hyd = NULL;
 	while (n->held) {
 		struct pread *pr = n->held;
@@ -85,11 +99,10 @@ static void hyd_cleanup(struct node *n)
 	{
 		int status = h->failed ? (h->err < 0 ? h->err : -EIO) : 0;
 
-		free(h);
+		hyd_free(h);
 		hwait_fire(n, status);
 	}
-	rv_node_maybe_free(rv, n);
-	rv_maybe_closed(rv);
+	rv_node_put(n); /* the hydration's: n may be gone now */
 }
 
 static void hyd_fail(struct node *n, int err, const char *why)
@@ -241,9 +254,8 @@ static void hyd_hash(struct node *n)
 			return;
 		}
 		td_hash_update(h->h, c->buf, c->len);
-		c->pins--;
-		rv_chunk_settle(rv, c);
 		h->hash_next++;
+		rv_chunk_put(rv, c);
 	}
 	if (h->hash_next == h->n_chunks && !h->in_flight && !h->finishing)
 		hyd_finish(n);
@@ -292,18 +304,12 @@ static void hyd_write_next(struct node *n)
 	rv->pending_work++;
 }
 
-static void on_hyd_write(uv_fs_t *fs)
+/* Chunk c is in the .part (res: the write's result): the next write, the
+ * hash, more fetches. */
+static void hyd_written(struct node *n, const struct chunk *c, ssize_t res)
 {
-	struct hyd_write *hw = fs->data;
-	struct chunk *c = hw->c;
-	struct node *n = c->n;
-	struct td_rview *rv = n->rv;
 	struct hyd *h = n->hyd;
-	ssize_t res = fs->result;
 
-	uv_fs_req_cleanup(fs);
-	free(hw);
-	rv->pending_work--;
 	h->in_flight--;
 	h->writing = false;
 	if (res < 0 || (size_t)res != c->len) {
@@ -323,6 +329,23 @@ static void on_hyd_write(uv_fs_t *fs)
 	hyd_hash(n);
 	if (n->hyd && !n->hyd->failed && !n->hyd->finishing)
 		hyd_pump(n);
+}
+
+static void on_hyd_write(uv_fs_t *fs)
+{
+	struct hyd_write *hw = fs->data;
+	struct chunk *c = hw->c; /* the hydration holds it until it is hashed */
+	struct node *n = c->n;
+	struct td_rview *rv = n->rv;
+	ssize_t res = fs->result;
+
+	uv_fs_req_cleanup(fs);
+	free(hw);
+	rv->pending_work--;
+	rv_node_hold(n); /* the hydration may end, and drop n, in any step */
+	hyd_written(n, c, res);
+	rv_node_put(n);
+	rv_maybe_closed(rv);
 }
 
 void rv_hyd_chunk_ready(struct chunk *c)
@@ -360,6 +383,7 @@ void rv_hyd_chunk_ready(struct chunk *c)
  * the hydration may finish (and close the .part) only now. */
 void rv_hyd_part_read_done(struct node *n)
 {
+	rv_node_hold(n); /* the hydration may end, and drop n, in any step */
 	n->hyd->in_flight--;
 	if (n->hyd->failed) {
 		hyd_cleanup(n);
@@ -368,8 +392,10 @@ void rv_hyd_part_read_done(struct node *n)
 		if (n->hyd && !n->hyd->failed && !n->hyd->finishing)
 			hyd_pump(n);
 	}
+	rv_node_put(n);
 }
 
+/* Asks for the next chunks, up to the window. */
 static void hyd_pump(struct node *n)
 {
 	struct td_rview *rv = n->rv;
@@ -379,6 +405,7 @@ static void hyd_pump(struct node *n)
 	 * opener's first read should not wait behind HYD_WINDOW fetches). */
 	unsigned window = h->hash_next ? HYD_WINDOW : 1;
 
+	rv_node_hold(n); /* a chunk that failed already may end the hydration */
 	while (!h->failed && !rv->closing && h->in_flight < window && h->next_fetch < h->n_chunks) {
 		/* The first chunk alone (the opener's first read should not wait
 		 * behind a large request), then several per request. */
@@ -387,26 +414,69 @@ static void hyd_pump(struct node *n)
 
 		if (!c) {
 			hyd_fail(n, -EIO, "cannot fetch");
-			return;
+			goto out;
 		}
-		h->next_fetch++;
-		c->pins++; /* until it is hashed, in order */
+		h->next_fetch++; /* c's reference is the hydration's until it is hashed */
 		h->in_flight++;
 		c->hyd_wanted = true;
 		if (c->st != C_FETCHING) {
 			rv_hyd_chunk_ready(c);
 			if (!n->hyd)
-				return;
+				goto out;
 		}
 	}
 	if (n->hyd && h->n_chunks == 0 && !h->finishing)
 		hyd_finish(n);
+out:
+	rv_node_put(n);
 }
 
-void rv_hyd_start(struct td_rview *rv, struct node *n)
+/* A new hydration's state and its empty .part file, as large as the object. */
+static int hyd_new(struct td_rview *rv, const struct node *n, struct hyd **out)
 {
 	char dir[4096];
-	struct hyd *h;
+	struct hyd *h = calloc(1, sizeof(*h));
+	int r;
+
+	if (!h)
+		return -ENOMEM;
+	h->fd = -1;
+	h->n_chunks = (n->size + CHUNK - 1) / CHUNK;
+	h->written = calloc((size_t)(h->n_chunks / 8 + 1), 1);
+	snprintf(dir, sizeof(dir), "%s/objects/%.2s", rv->cache_dir, n->id);
+	r = !h->written || td_hash_new(&h->h, TD_HASH_SHA256) < 0 ? -ENOMEM : 0;
+	if (r == 0)
+		r = td_ns_mkdirs(dir, TD_NS_DIR_MODE);
+	if (r == 0)
+		r = td_ns_cache_path(h->part, sizeof(h->part), rv->cache_dir, n->id);
+	if (r < 0) {
+		hyd_free(h);
+		return r;
+	}
+	strncat(h->part, ".part", sizeof(h->part) - strlen(h->part) - 1);
+	h->fd = open(h->part, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (h->fd < 0 || ftruncate(h->fd, (off_t)n->size) < 0) {
+		r = -errno;
+		rv_report(rv, n->id, "cannot create %s: %s", h->part, strerror(errno));
+		if (h->fd >= 0) {
+			close(h->fd);
+			unlink(h->part);
+		}
+		hyd_free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+/* Starts hydrating n (the caller checked it has no copy in this session and
+ * no hydration). Its waiters are called now if there is nothing to do or it
+ * cannot start, else when it ends. */
+void rv_hyd_start(struct td_rview *rv, struct node *n)
+{
+	char path[4096];
+	struct hyd *h = NULL;
+	int r;
 
 	/* A file larger than the whole cache is only ever streamed. */
 	if (rv->cache_limit && n->size > rv->cache_limit) {
@@ -414,44 +484,23 @@ void rv_hyd_start(struct td_rview *rv, struct node *n)
 		return;
 	}
 	/* Already in the cache (keep_cached, or an earlier session): use it. */
-	if (td_ns_cache_path(dir, sizeof(dir), rv->cache_dir, n->id) == 0 &&
-	    access(dir, F_OK) == 0) {
-		n->cache_fd = open(dir, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) == 0 &&
+	    access(path, F_OK) == 0) {
+		n->cache_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		n->cached = n->cache_fd >= 0;
 		hwait_fire(n, n->cached ? 0 : -EIO);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
-	if (!h)
-		return;
-	h->fd = -1;
-	h->n_chunks = (n->size + CHUNK - 1) / CHUNK;
-	h->written = calloc((size_t)(h->n_chunks / 8 + 1), 1);
-	snprintf(dir, sizeof(dir), "%s/objects/%.2s", rv->cache_dir, n->id);
-	if (!h->written || td_hash_new(&h->h, TD_HASH_SHA256) < 0 ||
-	    td_ns_mkdirs(dir, TD_NS_DIR_MODE) < 0 ||
-	    td_ns_cache_path(h->part, sizeof(h->part), rv->cache_dir, n->id) < 0) {
-		td_hash_free(h->h);
-		free(h->written);
-		free(h);
-		return;
-	}
-	strncat(h->part, ".part", sizeof(h->part) - strlen(h->part) - 1);
-	h->fd = open(h->part, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (h->fd < 0 || ftruncate(h->fd, (off_t)n->size) < 0) {
-		rv_report(rv, n->id, "cannot create %s: %s", h->part, strerror(errno));
-		if (h->fd >= 0) {
-			close(h->fd);
-			unlink(h->part);
-		}
-		td_hash_free(h->h);
-		free(h->written);
-		free(h);
+	r = hyd_new(rv, n, &h);
+	if (r < 0) {
+		hwait_fire(n, r);
 		return;
 	}
 	n->hyd = h;
+	rv_node_hold(n); /* the hydration's, until hyd_cleanup */
 	hyd_pump(n);
 }
+
 /* A catalog lookup (rv_w_lookup) followed by a hydration request. */
 struct hyd_req {
 	struct lookup_job lk; /* first: rv_w_lookup sees a lookup_job */
@@ -463,11 +512,10 @@ static void a_hyd_lookup(uv_work_t *w, int status)
 {
 	struct hyd_req *q = w->data;
 	struct td_rview *rv = q->lk.rv;
-	struct node *n = rv_node_by_id(rv, q->lk.id);
+	struct node *n;
 
 	rv->pending_work--;
-	if (!n && q->lk.r == 0 && q->lk.e->sha256[0] && q->lk.e->object_key)
-		n = rv_node_new(rv, q->lk.e);
+	n = rv_node_of_lookup(&q->lk, q->lk.r == 0 && q->lk.e->sha256[0] && q->lk.e->object_key);
 	if (!n || rv->closing) {
 		q->done(q->data, q->lk.r < 0 ? q->lk.r : -EIO);
 	} else if (n->cached) {
@@ -477,6 +525,8 @@ static void a_hyd_lookup(uv_work_t *w, int status)
 	} else if (!n->hyd) {
 		rv_hyd_start(rv, n);
 	}
+	if (n)
+		rv_node_put(n);
 	td_catalog_entry_free(q->lk.e);
 	free(q);
 	rv_maybe_closed(rv);

@@ -52,6 +52,59 @@ struct chunk;
 struct group;
 struct hyd_write;
 
+/*
+ * Lifetimes. A chunk and a node each carry one reference count (refs); each
+ * holder below took one reference and drops it exactly once. An object is
+ * freed when its count reaches zero, and by nothing else, except that the
+ * session's end (rv_maybe_closed, once nothing is in flight) frees whatever
+ * is left. The tables (rv->by_id, rv->by_ino, rv->chunks) hold no reference:
+ * an object is in its table for exactly its lifetime.
+ *
+ * A chunk's holders (rv_chunk_hold / rv_chunk_put):
+ *   - its fetch, while C_FETCHING: taken by chunk_add, dropped at the end of
+ *     chunk_done (after its waiters, the hydration and the read-ahead it
+ *     deferred were served); one per chunk also when a group fetches it;
+ *   - each reader waiting for its bytes (struct waiter on c->waiters):
+ *     taken when the read finds it fetching, dropped when the waiter is
+ *     answered (on_chunk_progress or chunk_done);
+ *   - the hydration of its node, for each chunk in [hash_next, next_fetch):
+ *     taken in hyd_pump (it asked for it), dropped once it is hashed, in
+ *     order (hyd_hash), or when the hydration ends (hyd_cleanup); this covers
+ *     its write to the .part and its wait for the fetch (hyd_wanted);
+ *   - a caller using it for the length of a call: rv_chunk_get and
+ *     rv_chunk_get_run return a reference, which the caller drops or hands to
+ *     one of the holders above (a read copying ready bytes, the read-ahead,
+ *     reply_from_chunks);
+ *   - the idle LRU, while in_lru: when the last holder of a ready chunk
+ *     worth keeping lets go, its reference passes to the LRU instead of
+ *     reaching zero (rv_chunk_put); a user taking it back takes that
+ *     reference over (rv_chunk_hold). The LRU drops it when it trims its
+ *     oldest, or when the chunk's node is freed.
+ *   A failed chunk, every chunk while closing, and one a stream has read out
+ *   that nobody else can want is freed when its last holder lets go.
+ *
+ * A node's holders (rv_node_hold / rv_node_put):
+ *   - the kernel, while its lookup count (lookups) is above zero: taken by
+ *     the lookup that raises it from zero (rv_node_lookup), dropped by the
+ *     forget that brings it back;
+ *   - each open handle (struct handle): op_open / wopen_reply, op_release;
+ *   - its hydration, while n->hyd is set: rv_hyd_start, hyd_cleanup;
+ *   - each hydration waiter (struct hwait): rv_hwait_add, hwait_fire after
+ *     its callback ran;
+ *   - each of its chunks not idle in the LRU: chunk_add, or a chunk leaving
+ *     the LRU; dropped when the chunk goes idle into the LRU or is freed.
+ *     An idle chunk does not keep its node: freeing a node frees its idle
+ *     chunks with it;
+ *   - a callback working on it across steps that may end its hydration
+ *     (a catalog lookup's answer, hyd_pump, a .part write or read ending,
+ *     hwait_fire): for the length of the call.
+ *   rv_node_new returns the node with one reference, its creator's.
+ * A read (struct pread) holds nothing: it belongs to an open handle, and the
+ * kernel releases a file only after its reads are answered. A group (struct
+ * group) belongs to its request and is freed when the request ends; a
+ * chunk's g is cleared then.
+ */
+
 struct waiter {
 	struct waiter *next;
 	struct pread *pr;
@@ -75,7 +128,7 @@ struct pread {
 struct chunk {
 	struct chunk *hnext;
 	struct chunk *lru_prev, *lru_next;
-	bool in_lru;
+	bool in_lru; /* idle: the LRU holds its only reference */
 	struct node *n;
 	uint64_t idx;
 	char *buf;
@@ -83,11 +136,11 @@ struct chunk {
 	size_t avail; /* bytes in while fetching (progress) */
 	enum { C_FETCHING, C_READY, C_FAILED } st;
 	int err;
-	unsigned pins; /* readers copying, the hydration writing or waiting to hash it */
+	unsigned refs; /* see "Lifetimes" above */
 	struct waiter *waiters;
 	struct td_target_req *req; /* its own fetch, or */
 	struct group *g;           /* the group fetch it is part of */
-	bool hyd_wanted;           /* the hydration is waiting for it */
+	bool hyd_wanted;           /* its fetch's end goes to the hydration */
 	bool ra_deferred;          /* start the read-ahead from ra_from when it arrives */
 	uint64_t ra_from;
 	bool read_out; /* a stream has read it to its end: free it when idle */
@@ -114,6 +167,7 @@ struct hyd {
 
 struct node {
 	struct td_rview *rv;
+	unsigned refs; /* see "Lifetimes" above */
 	struct node *id_next, *ino_next;
 	uint64_t ino; /* the <id> directory; the file is ino + 1 */
 	char id[TD_CATALOG_ID_HEX];
@@ -223,13 +277,20 @@ struct lookup_job {
 /* rview.c */
 void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Ends the session (frees rv, calls close_cb) if td_rview_close was called and
+ * nothing is left in flight. Called last in each callback from libuv, the
+ * target or td_rview_close, never from a step inside one: the caller must not
+ * touch rv, or anything it owns, afterwards. */
 void rv_maybe_closed(struct td_rview *rv);
 
 /* rview_node.c */
 struct node *rv_node_by_id(struct td_rview *rv, const char *id);
 struct node *rv_node_by_ino(struct td_rview *rv, fuse_ino_t ino, bool *is_file);
 struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e);
-void rv_node_maybe_free(struct td_rview *rv, struct node *n);
+struct node *rv_node_of_lookup(struct lookup_job *j, bool usable);
+void rv_node_hold(struct node *n);
+void rv_node_put(struct node *n);
+void rv_node_lookup(struct node *n);
 bool rv_nodes_hydrating(const struct td_rview *rv);
 void rv_nodes_free_all(struct td_rview *rv);
 void rv_file_attr(struct stat *st, const struct node *n);
@@ -248,9 +309,9 @@ void rv_buf_put(struct td_rview *rv, char *b);
 struct chunk *rv_chunk_find(struct td_rview *rv, struct node *n, uint64_t idx);
 struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx);
 struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx);
-void rv_lru_remove(struct td_rview *rv, struct chunk *c);
-void rv_chunk_drop(struct td_rview *rv, struct chunk *c);
-void rv_chunk_settle(struct td_rview *rv, struct chunk *c);
+void rv_chunk_hold(struct td_rview *rv, struct chunk *c);
+void rv_chunk_put(struct td_rview *rv, struct chunk *c);
+void rv_chunks_drop_idle(struct td_rview *rv, const struct node *n);
 bool rv_on_disk(const struct node *n, uint64_t i);
 void rv_read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx);
 void rv_chunks_cancel(struct td_rview *rv);

@@ -58,6 +58,7 @@ static void node_free(struct node *n)
 	free(n);
 }
 
+/* A new node in the tables, with one reference: the caller's. NULL on ENOMEM. */
 struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e)
 {
 	struct node *n = calloc(1, sizeof(*n));
@@ -66,6 +67,7 @@ struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e)
 	if (!n)
 		return NULL;
 	n->rv = rv;
+	n->refs = 1;
 	n->cache_fd = -1;
 	memcpy(n->id, e->id, sizeof(n->id));
 	n->name = malloc(e->name_len + 1);
@@ -96,22 +98,18 @@ struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e)
 	return n;
 }
 
-void rv_node_maybe_free(struct td_rview *rv, struct node *n)
+void rv_node_hold(struct node *n)
 {
+	n->refs++;
+}
+
+/* Its last holder is gone: out of the tables, with its idle chunks. */
+static void node_release(struct node *n)
+{
+	struct td_rview *rv = n->rv;
 	struct node **pp;
 
-	if (n->lookups || n->opens || n->hyd || n->hwaiters)
-		return;
-	/* Drop its idle chunks; busy ones keep it alive. */
-	for (unsigned b = 0; b < HASH_BUCKETS; b++)
-		for (struct chunk *c = rv->chunks[b], *next; c; c = next) {
-			next = c->hnext;
-			if (c->n == n) {
-				if (c->pins || c->st == C_FETCHING || c->waiters)
-					return;
-				rv_chunk_drop(rv, c);
-			}
-		}
+	rv_chunks_drop_idle(rv, n);
 	for (pp = &rv->by_id[hash_str(n->id)]; *pp; pp = &(*pp)->id_next)
 		if (*pp == n) {
 			*pp = n->id_next;
@@ -123,6 +121,20 @@ void rv_node_maybe_free(struct td_rview *rv, struct node *n)
 			break;
 		}
 	node_free(n);
+}
+
+void rv_node_put(struct node *n)
+{
+	if (--n->refs == 0)
+		node_release(n);
+}
+
+/* The kernel learns of it once more; its first lookup takes the kernel's
+ * reference. */
+void rv_node_lookup(struct node *n)
+{
+	if (n->lookups++ == 0)
+		rv_node_hold(n);
 }
 
 /* ---- attributes ---------------------------------------------------------- */
@@ -213,26 +225,42 @@ void rv_w_lookup(uv_work_t *w)
 	uv_mutex_unlock(&j->rv->rd_lock);
 }
 
+/* The node a lookup found, with a reference for the caller: the one already
+ * known (another lookup may have made it meanwhile), else a new one from the
+ * catalog row when the caller finds it usable. NULL if neither. */
+struct node *rv_node_of_lookup(struct lookup_job *j, bool usable)
+{
+	struct node *n = rv_node_by_id(j->rv, j->id);
+
+	if (n) {
+		rv_node_hold(n);
+		return n;
+	}
+	return usable && j->r == 0 ? rv_node_new(j->rv, j->e) : NULL;
+}
+
 static void a_lookup(uv_work_t *w, int status)
 {
 	struct lookup_job *j = w->data;
 	struct td_rview *rv = j->rv;
+	const struct td_catalog_entry *e = j->e;
 	struct node *n;
 	struct stat st;
 
 	rv->pending_work--;
-	n = rv_node_by_id(rv, j->id); /* another lookup may have made it meanwhile */
-	if (!n && j->r == 0 && j->e->sha256[0] && j->e->object_key && j->e->target &&
-	    (j->e->state == TD_CATALOG_TIERED || j->e->state == TD_CATALOG_CACHED ||
-	     j->e->state == TD_CATALOG_DIRTY || j->e->state == TD_CATALOG_MIGRATING))
-		n = rv_node_new(rv, j->e);
+	n = rv_node_of_lookup(
+	    j, j->r == 0 && e->sha256[0] && e->object_key && e->target &&
+	           (e->state == TD_CATALOG_TIERED || e->state == TD_CATALOG_CACHED ||
+	            e->state == TD_CATALOG_DIRTY || e->state == TD_CATALOG_MIGRATING));
 	if (!n || rv->closing) {
 		fuse_reply_err(j->req, rv->closing ? EIO : ENOENT);
 	} else {
-		n->lookups++;
+		rv_node_lookup(n);
 		dir_attr(&st, n->ino);
 		reply_entry(j->req, n->ino, &st);
 	}
+	if (n)
+		rv_node_put(n);
 	td_catalog_entry_free(j->e);
 	free(j);
 	rv_maybe_closed(rv);
@@ -263,7 +291,7 @@ void rv_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		n = rv_node_by_id(rv, name);
 		if (n) {
-			n->lookups++;
+			rv_node_lookup(n);
 			dir_attr(&st, n->ino);
 			reply_entry(req, n->ino, &st);
 			return;
@@ -290,7 +318,7 @@ void rv_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	n->lookups++;
+	rv_node_lookup(n);
 	rv_file_attr(&st, n);
 	reply_entry(req, n->ino + 1, &st);
 }
@@ -299,10 +327,11 @@ static void forget_one(struct td_rview *rv, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct node *n = ino >= NODE_INO_BASE ? rv_node_by_ino(rv, ino, NULL) : NULL;
 
-	if (!n)
+	if (!n || !n->lookups)
 		return;
 	n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
-	rv_node_maybe_free(rv, n);
+	if (!n->lookups)
+		rv_node_put(n); /* the kernel's */
 }
 
 void rv_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)

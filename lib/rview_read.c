@@ -150,8 +150,8 @@ static bool reply_from_chunks(struct td_rview *rv, fuse_req_t req, const struct 
 	rv->st.read_bytes += size;
 	for (unsigned i = 0; i < k; i++) { /* used: to the young end of the LRU */
 		stream_mark(h, cs[i], off, size);
-		rv_lru_remove(rv, cs[i]);
-		rv_chunk_settle(rv, cs[i]);
+		rv_chunk_hold(rv, cs[i]);
+		rv_chunk_put(rv, cs[i]);
 	}
 	return true;
 }
@@ -233,10 +233,8 @@ void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		stream_mark(h, c, pr->off, size);
 		if (c->st == C_READY) {
 			rv_pread_copy(pr, c);
-			rv_chunk_settle(rv, c);
 		} else if (c->st == C_FAILED) {
 			pr->err = c->err;
-			rv_chunk_settle(rv, c);
 		} else if (TD_MIN(i * CHUNK + c->len, pr->off + size) <= i * CHUNK + c->avail) {
 			rv_pread_copy_n(pr, c, c->avail); /* its bytes are in already */
 		} else {
@@ -244,13 +242,15 @@ void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 
 			if (!w) {
 				pr->err = -ENOMEM;
-				continue;
+			} else {
+				w->pr = pr;
+				w->next = c->waiters;
+				c->waiters = w;
+				pr->missing++;
+				continue; /* our reference is the waiter's */
 			}
-			w->pr = pr;
-			w->next = c->waiters;
-			c->waiters = w;
-			pr->missing++;
 		}
+		rv_chunk_put(rv, c);
 	}
 	/* Sequential access: keep the next chunks coming. First byte first: when
 	 * a sequential run starts on a chunk still being fetched and nothing is
@@ -349,6 +349,7 @@ void rv_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->wfd = -1;
 	h->streaming = should_stream(rv, fuse_req_ctx(req)->pid);
 	n->opens++;
+	rv_node_hold(n); /* the handle's, until rv_op_release */
 	rv->st.opens++;
 	if (h->streaming)
 		rv->st.streamed_opens++;
@@ -383,5 +384,5 @@ void rv_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(h);
 	n->opens--;
 	fuse_reply_err(req, 0);
-	rv_node_maybe_free(rv, n);
+	rv_node_put(n); /* the handle's */
 }

@@ -50,6 +50,7 @@ static void wopen_reply(struct wopen *wo, int status)
 	}
 	h->n = n;
 	n->opens++;
+	rv_node_hold(n); /* the handle's, until rv_op_release */
 	n->writers++;
 	rv->st.opens++;
 	if (wo->fi.flags & O_TRUNC)
@@ -190,15 +191,17 @@ struct fswrite {
 static void on_fswrite(uv_fs_t *fs)
 {
 	struct fswrite *w = fs->data;
+	struct td_rview *rv = w->rv;
 
 	if (fs->result < 0)
 		fuse_reply_err(w->req, (int)-fs->result);
 	else
 		fuse_reply_write(w->req, (size_t)fs->result);
-	w->rv->pending_work--;
+	rv->pending_work--;
 	uv_fs_req_cleanup(fs);
 	free(w->buf);
 	free(w);
+	rv_maybe_closed(rv);
 }
 
 void rv_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
