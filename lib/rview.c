@@ -117,18 +117,12 @@ static void rv_free(struct td_rview *rv)
 	free(rv);
 }
 
-int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen)
+static struct td_rview *rv_alloc(const struct td_rview_opts *o)
 {
-	char *argv[] = { "tierd", "-o",
-		         "allow_other,default_permissions,fsname=tierd,subtype=tierd", NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-	struct td_catalog_error ce;
-	struct td_rview *rv;
-	int r, fd;
+	struct td_rview *rv = calloc(1, sizeof(*rv));
 
-	rv = calloc(1, sizeof(*rv));
 	if (!rv)
-		return -ENOMEM;
+		return NULL;
 	rv->o = *o;
 	rv->loop = o->loop;
 	rv->next_ino = NODE_INO_BASE;
@@ -140,32 +134,49 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 	    td_rview_set_limits(rv, o->cache_limit_bytes, o->no_hydrate, o->n_no_hydrate,
 	                        o->stream_direct_io) < 0) {
 		rv_free(rv);
-		return -ENOMEM;
+		return NULL;
 	}
-	/* A mount left behind by a crash answers ENOTCONN: detach it. */
-	umount2(rv->mountpoint, MNT_DETACH);
-	r = td_ns_mkdirs(rv->mountpoint, TD_NS_DIR_MODE);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot create %s: %s", rv->mountpoint, strerror(-r));
-		rv_free(rv);
-		return r;
-	}
-	rv_remove_stale_parts(rv->cache_dir);
-	r = td_catalog_open(&rv->cat, o->catalog_path, TD_CATALOG_NO_CHECK, &ce);
+	return rv;
+}
+
+/* The write handle and the lookups' own handle (see struct td_rview). */
+static int catalogs_open(struct td_rview *rv, const char *path, char *err, size_t errlen)
+{
+	struct td_catalog_error ce;
+	int r;
+
+	r = td_catalog_open(&rv->cat, path, TD_CATALOG_NO_CHECK, &ce);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", ce.message);
-		rv_free(rv);
 		return r;
 	}
-	r = td_catalog_open(&rv->cat_rd, o->catalog_path, TD_CATALOG_NO_CHECK, &ce);
+	r = td_catalog_open(&rv->cat_rd, path, TD_CATALOG_NO_CHECK, &ce);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", ce.message);
 		td_catalog_close(rv->cat);
-		rv_free(rv);
 		return r;
 	}
 	uv_mutex_init(&rv->cat_lock);
 	uv_mutex_init(&rv->rd_lock);
+	return 0;
+}
+
+static void catalogs_close(struct td_rview *rv)
+{
+	td_catalog_close(rv->cat);
+	td_catalog_close(rv->cat_rd);
+	uv_mutex_destroy(&rv->cat_lock);
+	uv_mutex_destroy(&rv->rd_lock);
+}
+
+/* The FUSE session, mounted, its fd polled by the loop. */
+static int session_mount(struct td_rview *rv, char *err, size_t errlen)
+{
+	char *argv[] = { "tierd", "-o",
+		         "allow_other,default_permissions,fsname=tierd,subtype=tierd", NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	int fd;
+
 	rv->se = fuse_session_new(&args, &ops, sizeof(ops), rv);
 	fuse_opt_free_args(&args); /* the session keeps what it needs */
 	if (!rv->se || fuse_session_mount(rv->se, rv->mountpoint) != 0) {
@@ -175,11 +186,6 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 		         rv->mountpoint);
 		if (rv->se)
 			fuse_session_destroy(rv->se);
-		td_catalog_close(rv->cat);
-		td_catalog_close(rv->cat_rd);
-		uv_mutex_destroy(&rv->cat_lock);
-		uv_mutex_destroy(&rv->rd_lock);
-		rv_free(rv);
 		return -EIO;
 	}
 	fd = fuse_session_fd(rv->se);
@@ -188,6 +194,36 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 	rv->poll.data = rv;
 	rv->poll_open = true;
 	uv_poll_start(&rv->poll, UV_READABLE, on_fuse);
+	return 0;
+}
+
+int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen)
+{
+	struct td_rview *rv = rv_alloc(o);
+	int r;
+
+	if (!rv)
+		return -ENOMEM;
+	/* A mount left behind by a crash answers ENOTCONN: detach it. */
+	umount2(rv->mountpoint, MNT_DETACH);
+	r = td_ns_mkdirs(rv->mountpoint, TD_NS_DIR_MODE);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", rv->mountpoint, strerror(-r));
+		rv_free(rv);
+		return r;
+	}
+	rv_remove_stale_parts(rv->cache_dir);
+	r = catalogs_open(rv, o->catalog_path, err, errlen);
+	if (r < 0) {
+		rv_free(rv);
+		return r;
+	}
+	r = session_mount(rv, err, errlen);
+	if (r < 0) {
+		catalogs_close(rv);
+		rv_free(rv);
+		return r;
+	}
 	*out = rv;
 	return 0;
 }
@@ -220,10 +256,7 @@ void rv_maybe_closed(struct td_rview *rv)
 	free(rv->fbuf.mem);
 	rv_chunks_free_all(rv);
 	rv_nodes_free_all(rv);
-	td_catalog_close(rv->cat);
-	td_catalog_close(rv->cat_rd);
-	uv_mutex_destroy(&rv->cat_lock);
-	uv_mutex_destroy(&rv->rd_lock);
+	catalogs_close(rv);
 	rv_free(rv);
 	cb(data);
 }

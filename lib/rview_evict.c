@@ -100,6 +100,73 @@ static unsigned oldest_copies(const char *cache_dir, struct cand *out)
 	return o.n;
 }
 
+/* The catalog row of a copy that may be evicted, with its copy's path and its
+ * remote path; NULL if it stays. Pinned copies stay; so do copies written
+ * since (invariant 6: a modified copy is never thrown away). */
+static struct td_catalog_entry *evictable(struct td_rview *rv, const char *id, char *path,
+                                          char *remote, size_t len)
+{
+	struct td_catalog_entry *e = NULL;
+	struct td_catalog_error ce;
+	struct stat st;
+	int r;
+
+	uv_mutex_lock(&rv->cat_lock);
+	r = td_catalog_get(&e, rv->cat, id, &ce);
+	uv_mutex_unlock(&rv->cat_lock);
+	if (r < 0)
+		return NULL;
+	if (e->state != TD_CATALOG_CACHED || e->pinned ||
+	    td_ns_cache_path(path, len, rv->cache_dir, e->id) < 0 || lstat(path, &st) < 0 ||
+	    (uint64_t)st.st_size != e->size ||
+	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns ||
+	    td_ns_remote_path(remote, len, rv->run_dir, e->id, e->name, e->name_len) < 0) {
+		td_catalog_entry_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* Evicts e's copy under a read lease: refused while anyone has the copy open
+ * for writing, broken if someone opens it for writing while we evict. True if
+ * the copy is gone and the catalog says TIERED. */
+static bool evict_leased(struct td_rview *rv, const struct td_catalog_entry *e, const char *path,
+                         const char *remote)
+{
+	struct td_catalog_expect ex = { .state = TD_CATALOG_CACHED, .step = TD_CATALOG_ANY };
+	struct td_catalog_entry upd = { 0 };
+	struct td_catalog_error ce;
+	bool gone = false;
+	struct stat st;
+	int lfd;
+
+	lfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (lfd < 0 || fcntl(lfd, F_SETLEASE, F_RDLCK) < 0) {
+		if (lfd >= 0)
+			close(lfd);
+		return false;
+	}
+	/* Rebind first, then unlink: a reader that already has the copy open
+	 * keeps reading it; new opens go to the remote view. A writer that got
+	 * to the copy meanwhile wins: the binding goes back. */
+	if (td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, remote) == 0 &&
+	    (fcntl(lfd, F_GETLEASE) != F_RDLCK || fstat(lfd, &st) < 0 ||
+	     (uint64_t)st.st_size != e->size)) {
+		td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, path);
+	} else if (unlink(path) == 0) {
+		memcpy(upd.id, e->id, sizeof(upd.id));
+		upd.state = TD_CATALOG_TIERED;
+		upd.cache_state = TD_CATALOG_CACHE_NONE;
+		uv_mutex_lock(&rv->cat_lock);
+		td_catalog_update(rv->cat, &upd, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, &ex, &ce);
+		uv_mutex_unlock(&rv->cat_lock);
+		gone = true;
+	}
+	fcntl(lfd, F_SETLEASE, F_UNLCK);
+	close(lfd);
+	return gone;
+}
+
 static void w_trim(uv_work_t *w)
 {
 	struct trim_job *j = w->data;
@@ -108,71 +175,27 @@ static void w_trim(uv_work_t *w)
 	struct td_catalog_error ce;
 	struct cand c[TRIM_BATCH];
 	unsigned n;
+	int r;
 
 	uv_mutex_lock(&rv->cat_lock);
-	if (td_catalog_stats(&cs, rv->cat, &ce) < 0) {
-		uv_mutex_unlock(&rv->cat_lock);
-		return;
-	}
+	r = td_catalog_stats(&cs, rv->cat, &ce);
 	uv_mutex_unlock(&rv->cat_lock);
+	if (r < 0)
+		return;
 	j->used = cs.bytes[TD_CATALOG_CACHED] + cs.bytes[TD_CATALOG_DIRTY];
 	if (!j->limit || j->used <= j->limit)
 		return;
 	n = oldest_copies(rv->cache_dir, c);
 	for (unsigned i = 0; i < n && j->used > j->limit; i++) {
-		struct td_catalog_entry *e = NULL, upd = { 0 };
-		struct td_catalog_expect ex = { .state = TD_CATALOG_CACHED,
-			                        .step = TD_CATALOG_ANY };
 		char path[4096], remote[4096];
-		struct stat st;
-		int lfd;
+		struct td_catalog_entry *e = evictable(rv, c[i].id, path, remote, sizeof(path));
 
-		uv_mutex_lock(&rv->cat_lock);
-		if (td_catalog_get(&e, rv->cat, c[i].id, &ce) < 0) {
-			uv_mutex_unlock(&rv->cat_lock);
+		if (!e)
 			continue;
-		}
-		uv_mutex_unlock(&rv->cat_lock);
-		/* Pinned copies stay; so do copies written since (invariant 6: a
-		 * modified copy is never thrown away). */
-		if (e->state != TD_CATALOG_CACHED || e->pinned ||
-		    td_ns_cache_path(path, sizeof(path), rv->cache_dir, e->id) < 0 ||
-		    lstat(path, &st) < 0 || (uint64_t)st.st_size != e->size ||
-		    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns ||
-		    td_ns_remote_path(remote, sizeof(remote), rv->run_dir, e->id, e->name,
-		                      e->name_len) < 0) {
-			td_catalog_entry_free(e);
-			continue;
-		}
-		/* A read lease: refused while anyone has the copy open for writing,
-		 * broken if someone opens it for writing while we evict. */
-		lfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-		if (lfd < 0 || fcntl(lfd, F_SETLEASE, F_RDLCK) < 0) {
-			if (lfd >= 0)
-				close(lfd);
-			td_catalog_entry_free(e);
-			continue;
-		}
-		/* Rebind first, then unlink: a reader that already has the copy
-		 * open keeps reading it; new opens go to the remote view. A writer
-		 * that got to the copy meanwhile wins: the binding goes back. */
-		if (td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, remote) == 0 &&
-		    (fcntl(lfd, F_GETLEASE) != F_RDLCK || fstat(lfd, &st) < 0 ||
-		     (uint64_t)st.st_size != e->size)) {
-			td_ns_bind(rv->state_dir, e->id, e->name, e->name_len, path);
-		} else if (unlink(path) == 0) {
-			memcpy(upd.id, e->id, sizeof(upd.id));
-			upd.state = TD_CATALOG_TIERED;
-			upd.cache_state = TD_CATALOG_CACHE_NONE;
-			uv_mutex_lock(&rv->cat_lock);
-			td_catalog_update(rv->cat, &upd, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE,
-			                  &ex, &ce);
-			uv_mutex_unlock(&rv->cat_lock);
+		if (evict_leased(rv, e, path, remote)) {
 			j->used -= TD_MIN(j->used, e->size);
 			memcpy(j->evicted[j->n_evicted++], e->id, TD_CATALOG_ID_HEX);
 		}
-		fcntl(lfd, F_SETLEASE, F_UNLCK);
-		close(lfd);
 		td_catalog_entry_free(e);
 	}
 }

@@ -156,110 +156,109 @@ static bool reply_from_chunks(struct td_rview *rv, fuse_req_t req, const struct 
 	return true;
 }
 
-void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* How much of [off, off+size) there is to read: 0 at or past the end. A
+ * write handle reads its copy, whose size may have changed. */
+static size_t read_size(const struct handle *h, uint64_t off, size_t size)
 {
-	struct td_rview *rv = fuse_req_userdata(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct node *n = h->n;
-	struct pread *pr = NULL;
-	uint64_t first, last;
-	uint64_t fsize = n->size;
+	uint64_t fsize = h->n->size;
 
-	if (n->corrupt) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
 	if (h->wfd >= 0) {
 		struct stat st;
 
 		fsize = fstat(h->wfd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	}
-	if ((uint64_t)off >= fsize || size == 0) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	size = (size_t)TD_MIN((uint64_t)size, fsize - (uint64_t)off);
-	/* Not for the read that ends a hydrating file: it waits for the check. */
-	if (h->wfd < 0 && !(n->cached && n->cache_fd >= 0) &&
-	    !(n->hyd && !n->hyd->verified && !h->streaming && (uint64_t)off + size == n->size) &&
-	    reply_from_chunks(rv, req, h, (uint64_t)off, size)) {
-		last = ((uint64_t)off + size - 1) / CHUNK;
-		goto ahead;
-	}
-	pr = calloc(1, sizeof(*pr));
+	return off >= fsize ? 0 : (size_t)TD_MIN((uint64_t)size, fsize - off);
+}
+
+/* The read that ends a file being hydrated: it waits for the SHA-256 check. */
+static bool ends_unverified(const struct handle *h, uint64_t off, size_t size)
+{
+	const struct node *n = h->n;
+
+	return n->hyd && !n->hyd->verified && !h->streaming && h->wfd < 0 && off + size == n->size;
+}
+
+static struct pread *pread_new(struct td_rview *rv, fuse_req_t req, const struct handle *h,
+                               uint64_t off, size_t size)
+{
+	struct pread *pr = calloc(1, sizeof(*pr));
+
 	if (pr) {
 		pr->out_pooled = size > CHUNK / 4 && size <= CHUNK;
 		pr->out = pr->out_pooled ? rv_buf_get(rv) : malloc(size);
 	}
 	if (!pr || !pr->out) {
 		free(pr);
-		fuse_reply_err(req, ENOMEM);
-		return;
+		return NULL;
 	}
 	pr->rv = rv;
 	pr->req = req;
-	pr->n = n;
-	pr->off = (uint64_t)off;
+	pr->n = h->n;
+	pr->off = off;
 	pr->size = size;
 	pr->missing = 1; /* held until every piece is asked for */
-	pr->verify =
-	    n->hyd && !n->hyd->verified && !h->streaming && h->wfd < 0 && pr->off + size == n->size;
-	if (h->wfd >= 0 || (n->cached && n->cache_fd >= 0)) {
-		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, pr->off, size, NULL) < 0)
+	pr->verify = ends_unverified(h, off, size);
+	return pr;
+}
+
+/* Asks for pr's part of chunk i: from the .part if it is there, else from
+ * the chunk (copied now if its bytes are in, else when they come). */
+static void read_piece(struct pread *pr, const struct handle *h, uint64_t i)
+{
+	struct td_rview *rv = pr->rv;
+	struct node *n = h->n;
+	struct chunk *c = rv_chunk_find(rv, n, i);
+
+	/* Chunks already in the .part are read from it; once the hydration
+	 * is finishing, its thread closes the .part, so fetch instead. */
+	if (!c && n->hyd && !n->hyd->finishing && !n->hyd->failed &&
+	    (n->hyd->written[i / 8] & (1u << (i % 8)))) {
+		uint64_t s = TD_MAX(i * CHUNK, pr->off);
+		uint64_t e = TD_MIN((i + 1) * CHUNK, pr->off + pr->size);
+
+		if (read_local(pr, n->hyd->fd, s, (size_t)(e - s), n) < 0)
 			pr->err = -EIO;
-		goto out;
+		return;
 	}
-	first = pr->off / CHUNK;
-	last = (pr->off + size - 1) / CHUNK;
-	for (uint64_t i = first; i <= last; i++) {
-		struct chunk *c = rv_chunk_find(rv, n, i);
-
-		/* Chunks already in the .part are read from it; once the hydration
-		 * is finishing, its thread closes the .part, so fetch instead. */
-		if (!c && n->hyd && !n->hyd->finishing && !n->hyd->failed &&
-		    (n->hyd->written[i / 8] & (1u << (i % 8)))) {
-			uint64_t s = TD_MAX(i * CHUNK, pr->off);
-			uint64_t e = TD_MIN((i + 1) * CHUNK, pr->off + size);
-
-			if (read_local(pr, n->hyd->fd, s, (size_t)(e - s), n) < 0)
-				pr->err = -EIO;
-			continue;
-		}
-		c = rv_chunk_get(rv, n, i);
-		if (!c) {
-			pr->err = -EIO;
-			continue;
-		}
-		stream_mark(h, c, pr->off, size);
-		if (c->st == C_READY) {
-			rv_pread_copy(pr, c);
-		} else if (c->st == C_FAILED) {
-			pr->err = c->err;
-		} else if (TD_MIN(i * CHUNK + c->len, pr->off + size) <= i * CHUNK + c->avail) {
-			rv_pread_copy_n(pr, c, c->avail); /* its bytes are in already */
-		} else {
-			struct waiter *w = malloc(sizeof(*w));
-
-			if (!w) {
-				pr->err = -ENOMEM;
-			} else {
-				w->pr = pr;
-				w->next = c->waiters;
-				c->waiters = w;
-				pr->missing++;
-				continue; /* our reference is the waiter's */
-			}
-		}
-		rv_chunk_put(rv, c);
+	c = rv_chunk_get(rv, n, i);
+	if (!c) {
+		pr->err = -EIO;
+		return;
 	}
-	/* Sequential access: keep the next chunks coming. First byte first: when
-	 * a sequential run starts on a chunk still being fetched and nothing is
-	 * read ahead yet (a fresh open), the read-ahead waits for that chunk, so
-	 * the reader's chunk does not share the connection pool and the server
-	 * with READAHEAD others (time to first byte of a 4 MiB cold file on
-	 * radosgw: ~10 ms with them, ~4 ms without). */
-ahead:
-	if ((uint64_t)off == h->next_off || off == 0) {
+	stream_mark(h, c, pr->off, pr->size);
+	if (c->st == C_READY) {
+		rv_pread_copy(pr, c);
+	} else if (c->st == C_FAILED) {
+		pr->err = c->err;
+	} else if (TD_MIN(i * CHUNK + c->len, pr->off + pr->size) <= i * CHUNK + c->avail) {
+		rv_pread_copy_n(pr, c, c->avail); /* its bytes are in already */
+	} else {
+		struct waiter *w = malloc(sizeof(*w));
+
+		if (w) {
+			w->pr = pr;
+			w->next = c->waiters;
+			c->waiters = w;
+			pr->missing++;
+			return; /* our reference is the waiter's */
+		}
+		pr->err = -ENOMEM;
+	}
+	rv_chunk_put(rv, c);
+}
+
+/* Sequential access: keep the next chunks coming. First byte first: when a
+ * sequential run starts on a chunk still being fetched and nothing is read
+ * ahead yet (a fresh open), the read-ahead waits for that chunk, so the
+ * reader's chunk does not share the connection pool and the server with
+ * READAHEAD others (time to first byte of a 4 MiB cold file on radosgw:
+ * ~10 ms with them, ~4 ms without). */
+static void keep_ahead(struct td_rview *rv, struct handle *h, uint64_t off, size_t size)
+{
+	struct node *n = h->n;
+	uint64_t last = (off + size - 1) / CHUNK;
+
+	if (off == h->next_off || off == 0) {
 		struct chunk *fc = rv_chunk_find(rv, n, last);
 
 		if (fc && fc->st == C_FETCHING && !rv_chunk_find(rv, n, last + 1)) {
@@ -269,10 +268,45 @@ ahead:
 			rv_read_ahead(rv, n, last + 1);
 		}
 	}
-	h->next_off = (uint64_t)off + size;
-	if (!pr)
+	h->next_off = off + size;
+}
+
+void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+                struct fuse_file_info *fi)
+{
+	struct td_rview *rv = fuse_req_userdata(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct node *n = h->n;
+	uint64_t off = (uint64_t)offset;
+	bool local = h->wfd >= 0 || (n->cached && n->cache_fd >= 0);
+	struct pread *pr;
+
+	if (n->corrupt) {
+		fuse_reply_err(req, EIO);
 		return;
-out:
+	}
+	size = size ? read_size(h, off, size) : 0;
+	if (size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (!local && !ends_unverified(h, off, size) && reply_from_chunks(rv, req, h, off, size)) {
+		keep_ahead(rv, h, off, size);
+		return;
+	}
+	pr = pread_new(rv, req, h, off, size);
+	if (!pr) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (local) {
+		if (read_local(pr, h->wfd >= 0 ? h->wfd : n->cache_fd, off, size, NULL) < 0)
+			pr->err = -EIO;
+	} else {
+		for (uint64_t i = off / CHUNK; i <= (off + size - 1) / CHUNK; i++)
+			read_piece(pr, h, i);
+		keep_ahead(rv, h, off, size);
+	}
 	if (--pr->missing == 0)
 		rv_pread_finish(pr);
 }
