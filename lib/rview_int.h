@@ -12,7 +12,7 @@
  *   rview_read.c   open, read, release: reads from chunks, the .part or
  *                  the copy; which opens stream
  *   rview_write.c  write opens, writes, setattr, fsync: served on the copy
- *   rview_hyd.c    hydration: a whole object into the cache, verified,
+ *   rview_hydrate.c hydration: a whole object into the cache, verified,
  *                  bound; td_rview_hydrate
  *   rview_evict.c  keeping the cache under its limit; stale .part removal
  *
