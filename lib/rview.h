@@ -20,6 +20,15 @@
  * no_hydrate and for processes that sweep many files (a backup, a virus
  * scanner), which are served by streaming. The cache stays under its limit by
  * evicting the least recently accessed copies (never pinned or written ones).
+ *
+ * Callbacks (as everywhere in the library, see target.h): the caller's data
+ * pointer comes first (ctx for the options' callbacks, data for done and
+ * close_cb), then what the callback reports. A call that returns an error
+ * never calls its callback; one that returns 0 calls it exactly once, on the
+ * loop thread, and never before the call has returned.
+ *
+ * The code: lib/rview.c (the session) and lib/rview_*.c; rview_int.h lists
+ * the files and documents the lifetimes of what they share.
  */
 #pragma once
 
@@ -65,7 +74,8 @@ struct td_rview_stats {
 };
 
 /* Mounts the view (a stale mount left by a crash is detached first).
- * Returns 0 or -errno with a sentence in err. */
+ * Returns 0 or -errno with a sentence in err. No option callback runs before
+ * it returns. */
 int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen);
 
 void td_rview_stats(const struct td_rview *rv, struct td_rview_stats *out);
@@ -80,10 +90,13 @@ int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
 void td_rview_trim(struct td_rview *rv);
 
 /* Hydrates the file `id` (if it is not in the cache yet) and calls done with
- * 0 once its copy is in place, or -errno. */
+ * 0 once its copy is in place, or -errno (a file larger than the cache:
+ * -EFBIG). Returns 0, or -ESHUTDOWN (closing), -EINVAL (not an id, or no
+ * done), -ENOMEM or -EAGAIN, and then done is never called. */
 int td_rview_hydrate(struct td_rview *rv, const char *id, void (*done)(void *data, int status),
                      void *data);
 
-/* Fails every pending request with EIO, unmounts, and calls close_cb when
- * everything is released. */
+/* Fails every pending request with EIO, unmounts, and calls close_cb(data)
+ * once everything is released (always, and never before it returns); rv is
+ * freed then. Call it once. */
 void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *data);

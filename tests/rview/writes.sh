@@ -5,57 +5,18 @@
 # copy is written, recall by owner and by a stranger, a moved link, and a
 # crash in the middle of a recall. Every file must end with exactly the bytes
 # written, as a regular file at its original path, and nothing left behind.
-set -euo pipefail
-: "${TIERD:?}" "${TIERCTL:?}"
-[ -e /dev/fuse ] || { echo "FAIL: /dev/fuse missing"; exit 1; }
-t=$(mktemp -d /tmp/tierd-writes.XXXXXX)
-chmod 755 "$t"
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-	umount -l "$t/run/remote" 2>/dev/null || true
-	rm -rf "$t"
-}
-trap cleanup EXIT
-fails=0
-pass() { echo "ok $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-C=(-c "$t/tierd.conf")
+. "$(dirname "$0")/lib.sh"
+set -e
+need_fuse
+rv_setup writes
+C=(-c "$conf")
 
-mkdir -p "$t/data/sub" "$t/tier"
+mkdir -p "$t/data/sub"
 chmod 777 "$t/data"
-cat >"$t/tierd.conf" <<CONF
-[tierd]
-state_dir = $t/state
-cache_dir = $t/cache
-run_dir = $t/run
-cache_size = ${CACHE_SIZE:-1G}
-[target "nas"]
-type = dir
-path = $t/tier
-[policy "p"]
-paths = $t/data
-target = nas
-min_size = 0
-CONF
+rv_conf_nas "${CACHE_SIZE:-1G}"
 
-start() {
-	TD_DIRTY_SCAN_S=1 TD_SWAP_GRACE_MS=50 "$TIERD" -f "${C[@]}" 2>>"$t/tierd.log" &
-	pid=$!
-	for _ in $(seq 200); do
-		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep '"ready": true' >/dev/null && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$t/tierd.log"
-	fail "tierd did not start"
-	exit 1
-}
-stop() {
-	kill -TERM "$pid"
-	wait "$pid" || true
-	pid=
-}
+start() { TD_DIRTY_SCAN_S=1 start_tierd || { fail "tierd did not start"; finish; }; }
+stop() { stop_tierd; }
 # Waits until PATH is a regular file (recalled), up to 15 s.
 wait_regular() {
 	for _ in $(seq 300); do
@@ -69,7 +30,6 @@ mk() { head -c "$2" /dev/urandom >"$1"; }
 for f in a b c d e o m; do mk "$t/data/$f.bin" 1500000; done
 chown 1234:1234 "$t/data/o.bin" "$t/data/m.bin"
 chmod 640 "$t/data/o.bin"
-mkdir -p "$t/orig"
 cp -a "$t/data/." "$t/orig/"
 start
 "$TIERCTL" "${C[@]}" migrate "$t"/data/*.bin >/dev/null && pass "tiered 7 files" || fail "migrate"
@@ -135,12 +95,7 @@ stop
 for step in recall_started recall_placed recalled; do
 	f=$t/data/e.bin
 	[ -L "$f" ] || { cp -a "$t/orig/e.bin" "$f"; }
-	TD_TEST_CRASH_AT=$step TD_SWAP_GRACE_MS=50 "$TIERD" -f "${C[@]}" 2>>"$t/tierd.log" &
-	pid=$!
-	for _ in $(seq 200); do
-		"$TIERCTL" "${C[@]}" --json status 2>/dev/null | grep '"ready": true' >/dev/null && break
-		sleep 0.05
-	done
+	TD_TEST_CRASH_AT=$step start_tierd || true
 	[ -L "$f" ] || "$TIERCTL" "${C[@]}" migrate "$f" >/dev/null
 	cat "$f" >/dev/null # hydrate
 	"$TIERCTL" "${C[@]}" recall "$f" >/dev/null 2>&1 || true
@@ -182,6 +137,4 @@ wait_regular "$t/data/v.bin" && cmp -s "$t/want-v" "$t/data/v.bin" &&
 	pass "the write made during eviction is in the recalled file" || fail "write lost during eviction"
 for f in w x y; do cmp -s "$t/orig/$f.bin" "$t/data/$f.bin" || fail "$f.bin reads wrong after eviction"; done
 stop
-
-echo "$fails failed"
-[ $fails = 0 ]
+finish
