@@ -6,6 +6,9 @@
 # secret ever reaches the log.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
+. "$(dirname "$0")/../lib/conf.sh"
+. "$(dirname "$0")/../lib/daemon.sh"
+. "$(dirname "$0")/../lib/report.sh"
 t=$(mktemp -d /tmp/tierd-reload-creds.XXXXXX)
 pid=
 cleanup() {
@@ -13,9 +16,6 @@ cleanup() {
 	rm -rf "$t"
 }
 trap cleanup EXIT
-fails=0
-pass() { echo "ok $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 SECRET=wJalrXUtnFEMIreloadSECRET42
 ACCESS=AKIDRELOADACCESS42
@@ -29,23 +29,11 @@ chmod 644 "$t/creds644"
 conf() {
 	local cache=$1
 	shift
-	cat >"$t/tierd.conf" <<CONF
-[tierd]
-state_dir = $t/state
-cache_dir = $t/cache
-run_dir   = $t/run
-log_level = debug
-admin_group = root
-cache_size = $cache
-
-[target "nas"]
-type = dir
-path = $t/tier
-
-[policy "data"]
-paths  = $t/data
-target = nas
-CONF
+	{
+		td_conf_tierd "$t" "log_level = debug" "admin_group = root" "cache_size = $cache"
+		td_conf_dir_target nas "$t/tier"
+		printf '\n[policy "data"]\npaths  = %s\ntarget = nas\n' "$t/data"
+	} >"$t/tierd.conf"
 	if [ $# -gt 0 ]; then
 		printf '\n[target "s3t"]\ntype = s3\nendpoint = http://127.0.0.1:1\nbucket = tier\n' \
 			>>"$t/tierd.conf"
@@ -74,13 +62,8 @@ reload() {
 conf 1G
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$TIERD" -f -c "$t/tierd.conf" 2>"$t/tierd.log" &
 pid=$!
-up=0
-for _ in $(seq 200); do
-	if "$TIERCTL" -c "$t/tierd.conf" status >/dev/null 2>&1; then up=1; break; fi
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-[ $up = 1 ] && pass "tierd is up" || { cat "$t/tierd.log"; fail "tierd did not come up"; exit 1; }
+td_daemon_wait "$t/tierd.conf" "$pid" && pass "tierd is up" ||
+	{ cat "$t/tierd.log"; fail "tierd did not come up"; exit 1; }
 [ "$(limit)" = $((1 << 30)) ] && pass "cache limit 1G" || fail "cache limit $(limit)"
 
 # rejected NAME PATTERN LINE: the last reload was rejected for PATTERN at tierd.conf:LINE.
@@ -126,5 +109,4 @@ rc=0
 wait "$pid" || rc=$?
 pid=
 [ $rc = 0 ] && pass "SIGTERM: exit 0" || fail "SIGTERM exit $rc"
-echo "$fails failed"
-[ $fails = 0 ]
+finish

@@ -4,6 +4,7 @@
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 . "$(dirname "$0")/../lib/conf.sh"
+. "$(dirname "$0")/../lib/daemon.sh"
 . "$(dirname "$0")/../lib/report.sh"
 t=$(mktemp -d /tmp/tierd-daemon.XXXXXX)
 pid=
@@ -42,13 +43,8 @@ for _ in $(seq 100); do [ -S "$t/notify.sock" ] && break; sleep 0.05; done
 
 NOTIFY_SOCKET="$t/notify.sock" "$TIERD" -f -c "$t/tierd.conf" 2>"$t/tierd.log" &
 pid=$!
-up=0
-for _ in $(seq 200); do
-	if "$TIERCTL" -c "$t/tierd.conf" status >/dev/null 2>&1; then up=1; break; fi
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-[ $up = 1 ] && pass "tierd answers on its socket" || { cat "$t/tierd.log"; fail "tierd did not come up"; exit 1; }
+td_daemon_wait "$t/tierd.conf" "$pid" && pass "tierd answers on its socket" ||
+	{ cat "$t/tierd.log"; fail "tierd did not come up"; exit 1; }
 
 for _ in $(seq 100); do grep -q "READY=1" "$t/notify.log" 2>/dev/null && break; sleep 0.05; done
 grep -q "READY=1" "$t/notify.log" && pass "READY=1 sent to NOTIFY_SOCKET" || fail "no READY=1"

@@ -5,6 +5,8 @@
 # starts either of them.
 set -euo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
+. "$(dirname "$0")/../lib/conf.sh"
+. "$(dirname "$0")/../lib/report.sh"
 t=$(mktemp -d /tmp/tierd-runs.XXXXXX)
 pid=
 cleanup() {
@@ -14,9 +16,6 @@ cleanup() {
 	rm -rf "$t"
 }
 trap cleanup EXIT
-fails=0
-pass() { echo "ok $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 mkdir -p "$t/sched" "$t/full" "$t/tier"
 for d in sched full; do
@@ -27,33 +26,19 @@ for d in sched full; do
 done
 # Half the used share of this filesystem, as tierd computes it: above it now.
 high=$(python3 -c "import os,sys; v=os.statvfs(sys.argv[1]); print('%.4f' % (50.0 * (v.f_blocks - v.f_bfree) / v.f_blocks))" "$t")
-cat >"$t/tierd.conf" <<CONF
-[tierd]
-state_dir = $t/state
-cache_dir = $t/cache
-run_dir   = $t/run
-log_level = debug
-
-[target "nas"]
-type = dir
-path = $t/tier
-
-[policy "sched"]
-paths    = $t/sched
-target   = nas
-min_age  = 1d
-min_size = 0
-schedule = every 2s
-
-[policy "full"]
-paths    = $t/full
-target   = nas
-min_age  = 1d
-min_size = 0
-schedule = manual
-high_watermark = $high%
-low_watermark  = 0%
-CONF
+{
+	td_conf_tierd "$t" "log_level = debug"
+	td_conf_dir_target nas "$t/tier"
+	# policy NAME SCHEDULE [LINE...]: one of the two policies, each on its own root.
+	policy() {
+		printf '\n[policy "%s"]\npaths    = %s\ntarget   = nas\nmin_age  = 1d\nmin_size = 0\nschedule = %s\n' \
+			"$1" "$t/$1" "$2"
+		shift 2
+		[ $# = 0 ] || printf '%s\n' "$@"
+	}
+	policy sched "every 2s"
+	policy full manual "high_watermark = $high%" "low_watermark  = 0%"
+} >"$t/tierd.conf"
 
 "$TIERD" -f -c "$t/tierd.conf" 2>"$t/tierd.log" &
 pid=$!
@@ -92,5 +77,4 @@ wait "$pid" || rc=$?
 pid=
 [ $rc = 0 ] && pass "SIGTERM: exit 0" || fail "SIGTERM exit $rc"
 if [ $fails != 0 ]; then tail -40 "$t/tierd.log"; fi
-echo "$fails failed"
-[ $fails = 0 ]
+finish
