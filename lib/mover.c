@@ -15,9 +15,11 @@
  *
  * Policy roots are opened once, O_PATH, at their first use by a job, and kept
  * until the mover closes; every job walks from that fd (td_fsat_open_parent),
- * so no symlink beneath a root is ever followed. A root replaced (renamed, or
- * mounted over) while the mover runs is therefore not seen until tierd
- * restarts, and the mover keeps the root's filesystem busy.
+ * so no symlink beneath a root is ever followed. Each use first checks that
+ * the root's path still names the directory the fd holds (a stat, no open): a
+ * root mounted over, or replaced, after its first use is opened afresh for
+ * that job, so a job never works in a directory its root's path no longer
+ * names. The kept fds hold the roots' filesystems busy while tierd runs.
  */
 #include "mover_int.h"
 #include "fsat.h"
@@ -248,6 +250,15 @@ int mover_job_set_id(struct job *j, const char *id)
 	return r;
 }
 
+/* Whether the path `root` still names the directory `fd` holds. */
+static bool root_is_current(const char *root, int fd)
+{
+	struct stat a, b;
+
+	return lstat(root, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 /* The fd of policy root `root`, opened at its first use (see the note at the
  * top). *owned: the caller closes it (the table of roots is full). */
 static int root_fd(struct td_mover *m, const char *root, bool *owned)
@@ -255,13 +266,27 @@ static int root_fd(struct td_mover *m, const char *root, bool *owned)
 	int fd = -1;
 
 	*owned = false;
+	bool known = false;
+
 	uv_mutex_lock(&m->roots_lock);
-	for (size_t i = 0; i < m->n_roots && fd < 0; i++)
-		if (strcmp(m->roots[i].path, root) == 0)
+	for (size_t i = 0; i < m->n_roots && !known; i++)
+		if (strcmp(m->roots[i].path, root) == 0) {
 			fd = m->roots[i].fd;
+			known = true;
+		}
 	uv_mutex_unlock(&m->roots_lock);
-	if (fd >= 0)
+	if (known && root_is_current(root, fd))
 		return fd;
+	if (known) {
+		/* Mounted over or replaced since its first use: this job gets its
+		 * own fd of what the path names now. The kept fd stays (another job
+		 * may be walking from it) until the mover closes. */
+		fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		*owned = true;
+		return fd;
+	}
 
 	/* Opened without the lock: the root may be slow to reach (NFS). */
 	fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
