@@ -149,7 +149,14 @@ static int recall_load(struct job *j, const char *copy)
  * for writing is not recalled yet. Returns 0 or -1. */
 static int recall_open_copy(struct job *j, const char *copy)
 {
-	j->fd = open(copy, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = mover_open_user_file(AT_FDCWD, copy, O_RDONLY);
+
+	if (fd == -EAGAIN) {
+		mover_fail(j, TD_MOVER_SKIPPED, -EAGAIN,
+		           "busy: another process holds a lease on its cache copy; retried later");
+		return -1;
+	}
+	j->fd = fd < 0 ? -1 : fd;
 	if (j->fd < 0 || fstat(j->fd, &j->st) < 0 || !S_ISREG(j->st.st_mode)) {
 		mover_fail(j, TD_MOVER_FAILED, -ENOENT, "its cache copy is missing");
 		return -1;
