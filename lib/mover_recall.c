@@ -31,6 +31,16 @@
 
 /* ---- the steps (pool thread) ------------------------------------------------ */
 
+/* Where a copied-across recall keeps the cache copy between the exchange and
+ * the end: <cache_dir>/recall/<id>, in a directory only root may enter, so no
+ * new opener reaches the copy while the recall checks that nobody wrote it. */
+static int hidden_path(const struct job *j, char *out, size_t n)
+{
+	int len = snprintf(out, n, "%s/recall/%s", j->m->cache_dir, j->id);
+
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
 static int recall_finish(struct job *j, bool unlink_copy)
 {
 	struct td_catalog_error ce = { 0 };
@@ -42,6 +52,8 @@ static int recall_finish(struct job *j, bool unlink_copy)
 	fsync(j->parentfd);
 	td_ns_remove(j->m->state_dir, j->id);
 	if (unlink_copy && td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id) == 0)
+		unlink(path);
+	if (unlink_copy && hidden_path(j, path, sizeof(path)) == 0)
 		unlink(path);
 	memcpy(e.id, j->id, sizeof(e.id));
 	e.state = TD_CATALOG_LOCAL;
@@ -73,8 +85,87 @@ static int recall_exchange(struct job *j, ino_t ino)
 		           "the name changed during the recall; undone");
 		return -ESTALE;
 	}
-	unlinkat(j->parentfd, j->tmpname, 0);
 	return 0;
+}
+
+/* Our link, left at tmpname by the exchange, goes. */
+static void recall_drop_link(struct job *j)
+{
+	struct stat lst;
+
+	if (fstatat(j->parentfd, j->tmpname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(lst.st_mode) && mover_link_is_ours(j, j->tmpname))
+		unlinkat(j->parentfd, j->tmpname, 0);
+}
+
+/*
+ * After the exchange of a copied-across recall: the cache copy is moved where
+ * no new opener reaches it (the user's name now holds the placed file, and
+ * the dynamic link and the cache path lead nowhere), and only then is its
+ * lease checked. A writer whose open of the link began before that is waiting
+ * on the lease, which is therefore broken; one that wrote is seen by the
+ * size and mtime. Returns 0 when nobody touched the copy, -EBUSY when someone
+ * did (the copy is then back in place: recall_give_way), -1 on an error (the
+ * job's failure is set; the copy is back too).
+ */
+static int recall_check_copy(struct job *j, const char *copy, char *hidden, size_t n)
+{
+	struct stat now;
+	int r;
+
+	r = hidden_path(j, hidden, n);
+	if (r == 0) {
+		char dir[4200];
+
+		snprintf(dir, sizeof(dir), "%s/recall", j->m->cache_dir);
+		r = td_ns_mkdirs(dir, 0700);
+	}
+	if (r == 0 && renameat2(AT_FDCWD, copy, AT_FDCWD, hidden, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0) {
+		mover_fail(j, TD_MOVER_FAILED, r, "cannot set the cache copy aside: %s",
+		           strerror(-r));
+		hidden[0] = '\0';
+		return -1;
+	}
+	if (atomic_load(&j->lease_broken) || (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK) ||
+	    fstat(j->fd, &now) < 0 || now.st_size != j->st.st_size ||
+	    now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec) {
+		mover_fail(j, TD_MOVER_SKIPPED, -EBUSY,
+		           "opened for writing during the recall; the copy stays, recalled later");
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/*
+ * A writer reached the cache copy during the recall: the copy goes back where
+ * the link leads and the link back at the name, so the writer's open (it
+ * goes on once the lease is released) lands in the file's current version.
+ * The placed file is only a copy and goes. If the name no longer holds the
+ * placed file untouched, both are kept and the admin is told.
+ */
+static void recall_give_way(struct job *j, const char *copy, const char *hidden, ino_t placed)
+{
+	struct stat st;
+
+	if (hidden[0] && renameat2(AT_FDCWD, hidden, AT_FDCWD, copy, RENAME_NOREPLACE) < 0)
+		mover_set_msg(j, "opened for writing during the recall; the copy is kept as %s",
+		              hidden);
+	if (fstatat(j->parentfd, j->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == placed &&
+	    st.st_size == j->st.st_size && st.st_mtim.tv_sec == j->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == j->st.st_mtim.tv_nsec && mover_link_is_ours(j, j->tmpname) &&
+	    renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) == 0) {
+		if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == placed)
+			unlinkat(j->parentfd, j->tmpname, 0);
+		fsync(j->parentfd);
+		return;
+	}
+	mover_set_msg(j, "opened for writing during the recall, and the recalled file changed "
+	                 "too; both are kept (the written copy in the cache)");
+	mover_cat_add_error(j->m, j->id, j->msg);
 }
 
 /* Copies the cache copy into a new file at tmpname (another filesystem). */
@@ -260,6 +351,7 @@ static void recall_move(struct job *j, const char *copy)
 {
 	struct td_catalog_entry e = { 0 };
 	struct stat pst = { 0 };
+	char hidden[4200] = "";
 	ino_t placed = 0;
 	bool same_fs;
 
@@ -288,6 +380,14 @@ static void recall_move(struct job *j, const char *copy)
 		recall_unplace(j, copy, same_fs);
 		goto revert;
 	}
+	/* On the same filesystem the placed file is the copy itself: a writer
+	 * waiting on the lease lands in it. Across, it must not land in the
+	 * copy left behind. */
+	if (!same_fs && recall_check_copy(j, copy, hidden, sizeof(hidden)) != 0) {
+		recall_give_way(j, copy, hidden, placed);
+		goto revert;
+	}
+	recall_drop_link(j);
 	if (recall_finish(j, !same_fs) == 0)
 		j->outcome = TD_MOVER_TIERED; /* "done" */
 	return;
@@ -329,17 +429,28 @@ static void w_recall_recover(struct job *j)
 	              S_ISREG(tst.st_mode) && tst.st_ino == (ino_t)e->ino;
 	if (name_is_file) {
 		/* The exchange happened; only the tidying was left. */
-		struct stat lst;
+		char hidden[4200];
+		struct stat hst;
 
-		if (fstatat(j->parentfd, j->tmpname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISLNK(lst.st_mode))
-			unlinkat(j->parentfd, j->tmpname, 0);
+		if (hidden_path(j, hidden, sizeof(hidden)) == 0 && lstat(hidden, &hst) == 0 &&
+		    ((uint64_t)hst.st_size != e->size ||
+		     mover_ts_ns(&hst.st_mtim) != e->mtime_ns)) {
+			/* A writer waiting on the lease got the set-aside copy when
+			 * tierd died: both versions stay. */
+			mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+			           "recall: the file is back, but its cache copy was written as "
+			           "tierd stopped; kept as %s for the admin",
+			           hidden);
+			goto left;
+		}
+		recall_drop_link(j);
 		if (recall_finish(j, true) == 0)
 			j->outcome = TD_MOVER_TIERED;
 		return;
 	}
 	if (tmp_is_file && mover_link_is_ours(j, j->name)) {
-		if (recall_exchange(j, (ino_t)e->ino) == 0 && recall_finish(j, true) == 0) {
+		if (recall_exchange(j, (ino_t)e->ino) == 0 && (recall_drop_link(j), true) &&
+		    recall_finish(j, true) == 0) {
 			j->outcome = TD_MOVER_TIERED;
 			return;
 		}
