@@ -406,10 +406,23 @@ int mover_restore_swap(struct job *j)
 
 	if (!mover_link_is_ours(j, j->name))
 		goto stuck;
+	/* Only the old inode goes back to the name, never an entry someone put
+	 * at tmpname in its place. */
+	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(st.st_mode) || st.st_dev != j->st.st_dev || st.st_ino != j->st.st_ino) {
+		j->outcome = TD_MOVER_FAILED;
+		j->status = -EEXIST;
+		mover_set_msg(j,
+		              "the original file was taken away from %s by someone else; the link "
+		              "stays at its name and the uploaded copy is kept",
+		              j->tmpname);
+		return -EEXIST;
+	}
 	if (renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) < 0)
 		goto stuck;
 	j->swapped = false;
-	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode) && mover_link_is_ours(j, j->tmpname))
 		unlinkat(j->parentfd, j->tmpname, 0);
 	fsync(j->parentfd);
 	return 0;

@@ -307,7 +307,8 @@ static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *pl
 	int r;
 
 	if (same_fs) {
-		if (renameat(AT_FDCWD, copy, j->parentfd, j->tmpname) < 0) {
+		/* Never over an entry someone put at tmpname. */
+		if (renameat2(AT_FDCWD, copy, j->parentfd, j->tmpname, RENAME_NOREPLACE) < 0) {
 			mover_fail(j, TD_MOVER_FAILED, -errno, "cannot move the copy: %s",
 			           strerror(errno));
 			return -1;
@@ -326,12 +327,22 @@ static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *pl
 
 /* Takes the placed file away again: back to the cache (same filesystem) or
  * dropped (it is only a copy). */
-static void recall_unplace(struct job *j, const char *copy, bool same_fs)
+static void recall_unplace(struct job *j, const char *copy, bool same_fs, ino_t placed)
 {
-	if (same_fs)
-		renameat(j->parentfd, j->tmpname, AT_FDCWD, copy);
-	else
+	struct stat st;
+
+	/* tmpname is in the user's directory: only the placed inode goes, into
+	 * the cache or away, and whatever else was swapped in there is given
+	 * back. */
+	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_ino != placed)
+		return;
+	if (!same_fs) {
 		unlinkat(j->parentfd, j->tmpname, 0);
+		return;
+	}
+	if (renameat2(j->parentfd, j->tmpname, AT_FDCWD, copy, RENAME_NOREPLACE) == 0 &&
+	    (lstat(copy, &st) < 0 || st.st_ino != placed))
+		renameat2(AT_FDCWD, copy, j->parentfd, j->tmpname, RENAME_NOREPLACE);
 }
 
 /* The recall did not happen: the row goes back to dirty, the copy still has
@@ -371,13 +382,13 @@ static void recall_move(struct job *j, const char *copy)
 	if (recall_set_step(j, &e, TD_CATALOG_RECALLING, TD_RECALL_PLACED, "record the recall") <
 	    0) {
 		/* Cannot record it: put the copy back where it was. */
-		recall_unplace(j, copy, same_fs);
+		recall_unplace(j, copy, same_fs, placed);
 		goto revert;
 	}
 	mover_hook(j, "recall_placed");
 	if (recall_exchange(j, placed) < 0) {
 		/* The name is not ours to replace after all. */
-		recall_unplace(j, copy, same_fs);
+		recall_unplace(j, copy, same_fs, placed);
 		goto revert;
 	}
 	/* On the same filesystem the placed file is the copy itself: a writer
@@ -386,6 +397,13 @@ static void recall_move(struct job *j, const char *copy)
 	if (!same_fs && recall_check_copy(j, copy, hidden, sizeof(hidden)) != 0) {
 		recall_give_way(j, copy, hidden, placed);
 		goto revert;
+	}
+	if (!same_fs) {
+		/* Nobody can reach the copy now: it goes, and its lease with it,
+		 * at once, before the slower tidying. */
+		unlink(hidden);
+		fcntl(j->fd, F_SETLEASE, F_UNLCK);
+		j->leased = false;
 	}
 	recall_drop_link(j);
 	if (recall_finish(j, !same_fs) == 0)
@@ -403,6 +421,26 @@ static void w_recall(struct job *j)
 	if (recall_load(j, copy) == 0 && recall_open_copy(j, copy) == 0 && recall_find_link(j) == 0)
 		recall_move(j, copy);
 	mover_release_file(j);
+}
+
+/* Recovery: is there a cache copy of its own (a copied-across recall), at
+ * its path or set aside, that differs from the one the recall started from
+ * (the row's size and mtime)? Then someone wrote it, and it must not go. */
+static bool recover_copy_written(struct job *j, const char *copy)
+{
+	const struct td_catalog_entry *e = j->entry;
+	char hidden[4200];
+	const char *paths[2] = { copy, hidden };
+	struct stat st;
+
+	if (hidden_path(j, hidden, sizeof(hidden)) < 0)
+		hidden[0] = '\0';
+	for (size_t i = 0; i < 2; i++)
+		if (paths[i][0] && lstat(paths[i], &st) == 0 &&
+		    (st.st_ino != (ino_t)e->ino || st.st_dev != (dev_t)e->dev) &&
+		    ((uint64_t)st.st_size != e->size || mover_ts_ns(&st.st_mtim) != e->mtime_ns))
+			return true;
+	return false;
 }
 
 /* Recovery of a recall a crash interrupted. */
@@ -429,23 +467,28 @@ static void w_recall_recover(struct job *j)
 	              S_ISREG(tst.st_mode) && tst.st_ino == (ino_t)e->ino;
 	if (name_is_file) {
 		/* The exchange happened; only the tidying was left. */
-		char hidden[4200];
-		struct stat hst;
-
-		if (hidden_path(j, hidden, sizeof(hidden)) == 0 && lstat(hidden, &hst) == 0 &&
-		    ((uint64_t)hst.st_size != e->size ||
-		     mover_ts_ns(&hst.st_mtim) != e->mtime_ns)) {
-			/* A writer waiting on the lease got the set-aside copy when
-			 * tierd died: both versions stay. */
+		if (recover_copy_written(j, copy)) {
+			/* A writer got the copy left behind as tierd stopped (or
+			 * while it was down): both versions stay. */
 			mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
-			           "recall: the file is back, but its cache copy was written as "
-			           "tierd stopped; kept as %s for the admin",
-			           hidden);
+			           "recall: the file is back, but its cache copy was written "
+			           "meanwhile; both are kept for the admin");
 			goto left;
 		}
 		recall_drop_link(j);
 		if (recall_finish(j, true) == 0)
 			j->outcome = TD_MOVER_TIERED;
+		return;
+	}
+	if (tmp_is_file && mover_link_is_ours(j, j->name) && recover_copy_written(j, copy)) {
+		/* Written through the link while tierd was down: the placed file
+		 * is out of date and goes; the copy still has to go back. */
+		unlinkat(j->parentfd, j->tmpname, 0);
+		memcpy(upd.id, j->id, sizeof(upd.id));
+		upd.state = TD_CATALOG_DIRTY;
+		mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
+		mover_fail(j, TD_MOVER_SKIPPED, 0,
+		           "recall undone: written meanwhile; will be retried");
 		return;
 	}
 	if (tmp_is_file && mover_link_is_ours(j, j->name)) {

@@ -46,7 +46,7 @@ static bool cache_copy_written(struct job *j)
 	struct stat cst;
 
 	if (td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id) < 0 ||
-	    lstat(path, &cst) < 0 || cst.st_ino == (ino_t)e->ino)
+	    lstat(path, &cst) < 0 || (cst.st_ino == (ino_t)e->ino && cst.st_dev == (dev_t)e->dev))
 		return false;
 	return (uint64_t)cst.st_size != e->size || mover_ts_ns(&cst.st_mtim) != e->mtime_ns;
 }
