@@ -152,8 +152,9 @@ static void sha_of_path(const char *path, char out[TD_SHA256_HEX])
 
 struct res {
 	int n;
-	struct td_mover_result last;
+	struct td_mover_result last; /* its id and path point into the freed job */
 	char msg[512];
+	char id[TD_CATALOG_ID_HEX];
 };
 
 static void on_done(void *data, const struct td_mover_result *r)
@@ -163,6 +164,7 @@ static void on_done(void *data, const struct td_mover_result *r)
 	res->n++;
 	res->last = *r;
 	snprintf(res->msg, sizeof(res->msg), "%s", r->message);
+	snprintf(res->id, sizeof(res->id), "%s", r->id);
 }
 
 static struct res migrate(const char *rel, bool keep_cached)
@@ -644,7 +646,7 @@ static void test_recall_races_writer_across_fs(void)
 	make_file("r.bin", 5000, 3, 0640);
 	r = migrate("r.bin", true);
 	REQUIRE(r.last.outcome == TD_MOVER_TIERED);
-	snprintf(id, sizeof(id), "%s", r.last.id);
+	snprintf(id, sizeof(id), "%s", r.id);
 	snprintf(race_path, sizeof(race_path), "%s/r.bin", ROOT);
 	race_pid = 0;
 	race_step = "recall_placed";
@@ -718,7 +720,7 @@ static void test_recall_lease_holder(void)
 	sha_of_path(path, sha);
 	r = migrate("l.bin", true);
 	REQUIRE(r.last.outcome == TD_MOVER_TIERED);
-	snprintf(id, sizeof(id), "%s", r.last.id);
+	snprintf(id, sizeof(id), "%s", r.id);
 	REQUIRE(td_ns_cache_path(copy, sizeof(copy), CACHE, id) == 0);
 	REQUIRE(pipe(to_child) == 0 && pipe(from_child) == 0);
 	fflush(stdout);
@@ -997,7 +999,7 @@ static void recall_crash_then_write(const char *step)
 	snprintf(path, sizeof(path), "%s/w.bin", ROOT);
 	r = migrate("w.bin", true);
 	REQUIRE(r.last.outcome == TD_MOVER_TIERED);
-	snprintf(id, sizeof(id), "%s", r.last.id);
+	snprintf(id, sizeof(id), "%s", r.id);
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
