@@ -403,22 +403,15 @@ static int make_cache_copy(struct job *j)
 int mover_restore_swap(struct job *j)
 {
 	struct stat st;
+	bool taken = false; /* the old inode is no longer at tmpname */
 
 	if (!mover_link_is_ours(j, j->name))
 		goto stuck;
 	/* Only the old inode goes back to the name, never an entry someone put
 	 * at tmpname in its place. */
-	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !S_ISREG(st.st_mode) || st.st_dev != j->st.st_dev || st.st_ino != j->st.st_ino) {
-		j->outcome = TD_MOVER_FAILED;
-		j->status = -EEXIST;
-		mover_set_msg(j,
-		              "the original file was taken away from %s by someone else; the link "
-		              "stays at its name and the uploaded copy is kept",
-		              j->tmpname);
-		return -EEXIST;
-	}
-	if (renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) < 0)
+	taken = fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	        !S_ISREG(st.st_mode) || st.st_dev != j->st.st_dev || st.st_ino != j->st.st_ino;
+	if (taken || renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) < 0)
 		goto stuck;
 	j->swapped = false;
 	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -429,10 +422,16 @@ int mover_restore_swap(struct job *j)
 stuck:
 	j->outcome = TD_MOVER_FAILED;
 	j->status = -EEXIST;
-	mover_set_msg(j,
-	              "the link at the original name was replaced by someone else; the original "
-	              "data is kept beside it as %s",
-	              j->tmpname);
+	if (taken)
+		mover_set_msg(j,
+		              "the original file was taken away from %s by someone else; the link "
+		              "stays at its name and the uploaded copy is kept",
+		              j->tmpname);
+	else
+		mover_set_msg(j,
+		              "the link at the original name was replaced by someone else; the "
+		              "original data is kept beside it as %s",
+		              j->tmpname);
 	return -EEXIST;
 }
 

@@ -10,10 +10,20 @@
  *            placed at ".tierd-<id>" beside the link (by rename on the same
  *            filesystem, else as a verified copy);
  *   placed   the placed file is exchanged with the link (RENAME_EXCHANGE),
- *            checked by inode; the row becomes local.
+ *            checked by inode; across filesystems the cache copy is then
+ *            set aside (<cache_dir>/recall/<id>, root's only) and its lease
+ *            checked: a writer that reached it meanwhile (waiting on the
+ *            lease) makes the recall give way, everything is put back and
+ *            the writer's open completes on the copy, still the live one;
+ *            otherwise the row becomes local.
  * Anything that goes wrong before the exchange puts the copy back and leaves
  * the row dirty (the copy still has to go back); w_recall_recover, run by
- * recovery's second pass, finishes or reverts a recall from what it finds.
+ * recovery's second pass, finishes or reverts a recall from what it finds,
+ * and never deletes a cache copy that was written to meanwhile.
+ *
+ * The cache copy belongs to the file's owner, who may hold a lease on it: it
+ * is opened without waiting on one (mover_open_user_file), so the recall
+ * answers -EAGAIN rather than stall a pool thread.
  *
  * Owns nothing beyond the job; the cache copy's fd (the job's fd, leased) and
  * the directory's fd are closed by mover_release_file().
@@ -443,16 +453,27 @@ static bool recover_copy_written(struct job *j, const char *copy)
 	return false;
 }
 
-/* Recovery of a recall a crash interrupted. */
-static void w_recall_recover(struct job *j)
+/* Recovery: the recall did not happen, and the copy still has to go back. */
+static void recover_to_dirty(struct job *j, const char *why)
 {
-	const struct td_catalog_entry *e = j->entry;
 	struct td_catalog_error ce = { 0 };
 	struct td_catalog_entry upd = { 0 };
 	struct td_catalog_expect ex = { .state = TD_CATALOG_RECALLING, .step = TD_CATALOG_ANY };
+
+	memcpy(upd.id, j->id, sizeof(upd.id));
+	upd.state = TD_CATALOG_DIRTY;
+	mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
+	mover_fail(j, TD_MOVER_SKIPPED, 0, "%s", why);
+}
+
+/* Recovery of a recall a crash interrupted: finishes it, undoes it, or
+ * leaves it for the admin, from what is at the name and at tmpname. */
+static void recover_recall_row(struct job *j)
+{
+	const struct td_catalog_entry *e = j->entry;
 	char copy[4096];
 	struct stat st, tst;
-	bool name_is_file, tmp_is_file;
+	bool name_is_file, tmp_is_file, ours_at_name;
 
 	j->row = true;
 	td_ns_cache_path(copy, sizeof(copy), j->m->cache_dir, j->id);
@@ -465,46 +486,40 @@ static void w_recall_recover(struct job *j)
 	               S_ISREG(st.st_mode) && st.st_ino == (ino_t)e->ino;
 	tmp_is_file = fstatat(j->parentfd, j->tmpname, &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
 	              S_ISREG(tst.st_mode) && tst.st_ino == (ino_t)e->ino;
+	ours_at_name = mover_link_is_ours(j, j->name);
+	if (name_is_file && recover_copy_written(j, copy)) {
+		/* A writer got the copy left behind as tierd stopped (or while it
+		 * was down): both versions stay. */
+		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+		           "recall: the file is back, but its cache copy was written meanwhile; "
+		           "both are kept for the admin");
+		goto left;
+	}
 	if (name_is_file) {
 		/* The exchange happened; only the tidying was left. */
-		if (recover_copy_written(j, copy)) {
-			/* A writer got the copy left behind as tierd stopped (or
-			 * while it was down): both versions stay. */
-			mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
-			           "recall: the file is back, but its cache copy was written "
-			           "meanwhile; both are kept for the admin");
-			goto left;
-		}
 		recall_drop_link(j);
 		if (recall_finish(j, true) == 0)
 			j->outcome = TD_MOVER_TIERED;
 		return;
 	}
-	if (tmp_is_file && mover_link_is_ours(j, j->name) && recover_copy_written(j, copy)) {
+	if (tmp_is_file && ours_at_name && recover_copy_written(j, copy)) {
 		/* Written through the link while tierd was down: the placed file
 		 * is out of date and goes; the copy still has to go back. */
 		unlinkat(j->parentfd, j->tmpname, 0);
-		memcpy(upd.id, j->id, sizeof(upd.id));
-		upd.state = TD_CATALOG_DIRTY;
-		mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
-		mover_fail(j, TD_MOVER_SKIPPED, 0,
-		           "recall undone: written meanwhile; will be retried");
+		recover_to_dirty(j, "recall undone: written meanwhile; will be retried");
 		return;
 	}
-	if (tmp_is_file && mover_link_is_ours(j, j->name)) {
-		if (recall_exchange(j, (ino_t)e->ino) == 0 && (recall_drop_link(j), true) &&
-		    recall_finish(j, true) == 0) {
-			j->outcome = TD_MOVER_TIERED;
-			return;
-		}
-		goto left;
+	if (tmp_is_file && ours_at_name) {
+		if (recall_exchange(j, (ino_t)e->ino) < 0)
+			goto left;
+		recall_drop_link(j);
+		if (recall_finish(j, true) < 0)
+			goto left;
+		j->outcome = TD_MOVER_TIERED;
+		return;
 	}
-	if (access(copy, F_OK) == 0 && mover_link_is_ours(j, j->name)) {
-		/* Nothing moved yet: the copy still has to go back. */
-		memcpy(upd.id, j->id, sizeof(upd.id));
-		upd.state = TD_CATALOG_DIRTY;
-		mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
-		mover_fail(j, TD_MOVER_SKIPPED, 0, "recall not started; will be retried");
+	if (access(copy, F_OK) == 0 && ours_at_name) {
+		recover_to_dirty(j, "recall not started; will be retried");
 		return;
 	}
 	mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
@@ -512,6 +527,11 @@ static void w_recall_recover(struct job *j)
 	           "expected; left for the admin");
 left:
 	mover_cat_add_error(j->m, j->id, j->msg);
+}
+
+static void w_recall_recover(struct job *j)
+{
+	recover_recall_row(j);
 	mover_release_file(j);
 }
 

@@ -454,32 +454,47 @@ static void rec_done(void *data, int status, unsigned fin, unsigned rb, unsigned
 	out[4] = (unsigned)-status;
 }
 
+/* Migrates rel in a child process that the step hook kills after `step`,
+ * and checks that it died so. */
+static void migrate_killed_at(const char *step, const char *rel, bool keep_cached)
+{
+	pid_t pid;
+	int status = -1;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		crash_at = step;
+		migrate(rel, keep_cached);
+		_exit(3); /* the hook should have killed us */
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* "Restart": recovery in this process, whose mover never ran a step. */
+static void recover_all(unsigned rec[5])
+{
+	const char *roots[] = { ROOT };
+
+	memset(rec, 0, 5 * sizeof(unsigned));
+	REQUIRE(td_mover_recover(mover, roots, 1, rec_done, rec) == 0);
+	while (!rec[0])
+		uv_run(&loop, UV_RUN_ONCE);
+}
+
 static void crash_at_step(const char *step, bool keep_cached)
 {
 	char path[8192], sha[TD_SHA256_HEX], got[TD_SHA256_HEX];
-	const char *roots[] = { ROOT };
 	unsigned rec[5] = { 0 };
 	struct stat st;
-	pid_t pid;
-	int status;
 
 	setup("mover-crash");
 	make_file("c.bin", 300000, 5, 0640);
 	snprintf(path, sizeof(path), "%s/c.bin", ROOT);
 	sha_of_path(path, sha);
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		crash_at = step;
-		migrate("c.bin", keep_cached);
-		_exit(3); /* the hook should have killed us */
-	}
-	waitpid(pid, &status, 0);
-	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-	/* "Restart": recovery in this process, whose mover never ran a step. */
-	REQUIRE(td_mover_recover(mover, roots, 1, rec_done, rec) == 0);
-	while (!rec[0])
-		uv_run(&loop, UV_RUN_ONCE);
+	migrate_killed_at(step, "c.bin", keep_cached);
+	recover_all(rec);
 	CHECK_INT(rec[4], 0);
 	CHECK_INT(rec[3], 0); /* nothing left for the admin */
 	REQUIRE(lstat(path, &st) == 0);
@@ -779,32 +794,19 @@ static void test_recall_lease_holder(void)
 static void crash_exchanged_link_moved(bool keep_cached)
 {
 	char path[8192], moved[8192], sha[TD_SHA256_HEX], got[TD_SHA256_HEX], mgot[TD_SHA256_HEX];
-	const char *roots[] = { ROOT };
 	unsigned rec[5] = { 0 };
 	struct stat st;
-	pid_t pid;
-	int status;
 
 	setup("mover-crash-moved");
 	make_file("c.bin", 300000, 5, 0640);
 	snprintf(path, sizeof(path), "%s/c.bin", ROOT);
 	snprintf(moved, sizeof(moved), "%s/moved.bin", ROOT);
 	sha_of_path(path, sha);
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		crash_at = "exchanged";
-		migrate("c.bin", keep_cached);
-		_exit(3);
-	}
-	waitpid(pid, &status, 0);
-	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	migrate_killed_at("exchanged", "c.bin", keep_cached);
 	REQUIRE(lstat(path, &st) == 0);
 	REQUIRE(S_ISLNK(st.st_mode)); /* the exchange happened */
 	REQUIRE(rename(path, moved) == 0);
-	REQUIRE(td_mover_recover(mover, roots, 1, rec_done, rec) == 0);
-	while (!rec[0])
-		uv_run(&loop, UV_RUN_ONCE);
+	recover_all(rec);
 	CHECK_INT(rec[4], 0);
 	/* The bytes are at the original path, or the moved link still reads them. */
 	got[0] = mgot[0] = '\0';
@@ -985,7 +987,6 @@ static void test_tmp_name_swapped(void)
  */
 static void recall_crash_then_write(const char *step)
 {
-	const char *roots[] = { ROOT };
 	char id[TD_CATALOG_ID_HEX], path[8192];
 	unsigned rec[5] = { 0 };
 	struct stat st;
@@ -1013,9 +1014,7 @@ static void recall_crash_then_write(const char *step)
 	CHECK(fd >= 0);
 	CHECK(write(fd, "RACE", 4) == 4);
 	close(fd);
-	REQUIRE(td_mover_recover(mover, roots, 1, rec_done, rec) == 0);
-	while (!rec[0])
-		uv_run(&loop, UV_RUN_ONCE);
+	recover_all(rec);
 	CHECK_INT(rec[4], 0);
 	CHECK_INT(rec[3], 0);
 	check_race_bytes("w.bin", 5004, 5000);
