@@ -37,6 +37,10 @@
 
 #define MAX_IN_GRACE 256 /* default max_in_grace: two fds each */
 #define COPY_BUF     (1 << 20)
+/* A user's file under a lease: opens are tried this many times, this far
+ * apart, before the caller gets -EAGAIN (see mover_open_user_file). */
+#define OPEN_LEASE_TRIES   5
+#define OPEN_LEASE_WAIT_US 20000
 
 /* ---- results and helpers --------------------------------------------------- */
 
@@ -157,6 +161,25 @@ int mover_copy_bytes(int in, int out, uint64_t size, struct td_hash *h)
 	}
 	free(buf);
 	return r;
+}
+
+int mover_open_user_file(int dirfd, const char *name, int flags)
+{
+	int fd = -1;
+
+	for (int i = 0; i < OPEN_LEASE_TRIES; i++) {
+		if (i > 0)
+			usleep(OPEN_LEASE_WAIT_US);
+		fd = openat(dirfd, name, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || errno != EWOULDBLOCK)
+			break;
+	}
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	/* O_NONBLOCK was for the lease only; reads of a regular file ignore it,
+	 * but the fd goes on to other code. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
 }
 
 int mover_copy_attrs(int out, const struct stat *st)

@@ -133,7 +133,9 @@ int td_mover_retry_rollbacks(struct td_mover *m, const char *const *roots, size_
  * uses, checked by inode. The row becomes `local`; the object stays on the target until garbage
  * collection (DESIGN.md invariant 5). If the user link is no longer at that path, the copy is
  * pinned, the row keeps an error for `tierctl status`, and the result is -ESTALE. A copy someone
- * holds open for writing is not recalled yet (-EBUSY). Steps, durable in the catalog (state
+ * holds open for writing, or opens for writing during the recall, is not recalled yet (-EBUSY: the
+ * recall gives way, and the write lands in the copy); one under another process's lease is not
+ * waited for (-EAGAIN). Steps, durable in the catalog (state
  * recalling): 1 started, 2 placed beside the link.
  */
 enum td_mover_recall_step {

@@ -178,6 +178,13 @@ void mover_cat_add_error(struct td_mover *m, const char *id, const char *message
 /* Copies size bytes from `in` to `out`, hashing them into h when not NULL.
  * Returns 0 or -errno (-EIO when `in` is shorter). */
 int mover_copy_bytes(int in, int out, uint64_t size, struct td_hash *h);
+/* Opens `name` beneath dirfd (O_NOFOLLOW added) without waiting on a lease:
+ * a file's owner may hold a write lease on it, and a plain open would then
+ * stall this thread for the kernel's lease-break time (45 s by default), as
+ * often as the owner likes. The open is O_NONBLOCK, retried a few times over
+ * about 100 ms while the holder is asked to give way; returns an fd (blocking
+ * again) or -errno, -EAGAIN when a lease is still held. */
+int mover_open_user_file(int dirfd, const char *name, int flags);
 /* Gives out st's owner, mode and times, then fsyncs it. Returns 0 or -errno. */
 int mover_copy_attrs(int out, const struct stat *st);
 

@@ -50,15 +50,16 @@ static int open_file(struct job *j)
 		           j->root, r == -ELOOP ? "a component is a symlink" : strerror(-r));
 		return r;
 	}
-	j->fd = openat(j->parentfd, j->name,
-	               O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_NONBLOCK);
-	if (j->fd < 0 && errno == EPERM) /* O_NOATIME needs ownership or CAP_FOWNER */
-		j->fd =
-		    openat(j->parentfd, j->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	j->fd = mover_open_user_file(j->parentfd, j->name, O_RDONLY | O_NOATIME);
+	if (j->fd == -EPERM) /* O_NOATIME needs ownership or CAP_FOWNER */
+		j->fd = mover_open_user_file(j->parentfd, j->name, O_RDONLY);
 	if (j->fd < 0) {
-		r = -errno;
+		r = j->fd;
+		j->fd = -1;
 		mover_fail(j, TD_MOVER_SKIPPED, r, "cannot open: %s",
-		           r == -ELOOP ? "it is a symlink" : strerror(-r));
+		           r == -ELOOP    ? "it is a symlink"
+		           : r == -EAGAIN ? "busy: another process holds a lease on it"
+		                          : strerror(-r));
 		return r;
 	}
 	if (fstat(j->fd, &j->st) < 0) {
@@ -402,23 +403,35 @@ static int make_cache_copy(struct job *j)
 int mover_restore_swap(struct job *j)
 {
 	struct stat st;
+	bool taken = false; /* the old inode is no longer at tmpname */
 
 	if (!mover_link_is_ours(j, j->name))
 		goto stuck;
-	if (renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) < 0)
+	/* Only the old inode goes back to the name, never an entry someone put
+	 * at tmpname in its place. */
+	taken = fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	        !S_ISREG(st.st_mode) || st.st_dev != j->st.st_dev || st.st_ino != j->st.st_ino;
+	if (taken || renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) < 0)
 		goto stuck;
 	j->swapped = false;
-	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode) && mover_link_is_ours(j, j->tmpname))
 		unlinkat(j->parentfd, j->tmpname, 0);
 	fsync(j->parentfd);
 	return 0;
 stuck:
 	j->outcome = TD_MOVER_FAILED;
 	j->status = -EEXIST;
-	mover_set_msg(j,
-	              "the link at the original name was replaced by someone else; the original "
-	              "data is kept beside it as %s",
-	              j->tmpname);
+	if (taken)
+		mover_set_msg(j,
+		              "the original file was taken away from %s by someone else; the link "
+		              "stays at its name and the uploaded copy is kept",
+		              j->tmpname);
+	else
+		mover_set_msg(j,
+		              "the link at the original name was replaced by someone else; the "
+		              "original data is kept beside it as %s",
+		              j->tmpname);
 	return -EEXIST;
 }
 
@@ -486,12 +499,41 @@ static int bind_link(struct job *j)
 	return 0;
 }
 
+/* Gives our new link at tmpname the file's owner and times (so `ls -l`
+ * shows them) through a descriptor, never by name: the directory is the
+ * user's, and an entry swapped in under tmpname meanwhile (a hard link to
+ * someone else's file) must not get them. The fd must be what we just made: a
+ * symlink of our own, with one name, holding our target. Returns 0, or
+ * -ESTALE when tmpname no longer holds it. */
+static int own_tmp_link(struct job *j)
+{
+	struct timespec ts[2] = { j->st.st_atim, j->st.st_mtim };
+	char rb[4096];
+	struct stat st;
+	ssize_t n;
+	int fd, r = -ESTALE;
+
+	fd = openat(j->parentfd, j->tmpname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -ESTALE;
+	n = readlinkat(fd, "", rb, sizeof(rb) - 1);
+	if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid == geteuid() &&
+	    st.st_nlink == 1 && n >= 0 && (size_t)n == strlen(j->link_target) &&
+	    memcmp(rb, j->link_target, (size_t)n) == 0) {
+		/* Cosmetic when refused: the link would show root as its owner. */
+		(void)!fchownat(fd, "", j->st.st_uid, j->st.st_gid,
+		                AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+		utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+		r = 0;
+	}
+	close(fd);
+	return r;
+}
+
 /* Step 4 durable, then the user link made at tmpname. Step 4 is durable
  * before the temporary name exists, so recovery knows to look for it. */
 static int make_tmp_link(struct job *j)
 {
-	struct timespec ts[2] = { j->st.st_atim, j->st.st_mtim };
-
 	if (set_step(j, TD_MOVER_LINKED, TD_MOVER_SWAPPING, 0, NULL) < 0)
 		return -1;
 	if (symlinkat(j->link_target, j->parentfd, j->tmpname) < 0) {
@@ -499,12 +541,12 @@ static int make_tmp_link(struct job *j)
 		           strerror(errno));
 		return -1;
 	}
-	/* The link shows the file's owner and times in `ls -l`. */
-	if (fchownat(j->parentfd, j->tmpname, j->st.st_uid, j->st.st_gid, AT_SYMLINK_NOFOLLOW) <
-	    0) {
-		/* Cosmetic only: the link would show root as its owner. */
+	mover_hook(j, "tmp_link");
+	if (own_tmp_link(j) < 0) {
+		mover_fail(j, TD_MOVER_SKIPPED, -ESTALE,
+		           "%s was replaced just after it was made; retried later", j->tmpname);
+		return -1;
 	}
-	utimensat(j->parentfd, j->tmpname, ts, AT_SYMLINK_NOFOLLOW);
 	mover_hook(j, "swapping");
 	return 0;
 }
@@ -544,6 +586,7 @@ static int swap(struct job *j)
 	}
 	j->swapped = true;
 	fsync(j->parentfd);
+	mover_hook(j, "exchanged");
 	return 0;
 }
 

@@ -10,10 +10,20 @@
  *            placed at ".tierd-<id>" beside the link (by rename on the same
  *            filesystem, else as a verified copy);
  *   placed   the placed file is exchanged with the link (RENAME_EXCHANGE),
- *            checked by inode; the row becomes local.
+ *            checked by inode; across filesystems the cache copy is then
+ *            set aside (<cache_dir>/recall/<id>, root's only) and its lease
+ *            checked: a writer that reached it meanwhile (waiting on the
+ *            lease) makes the recall give way, everything is put back and
+ *            the writer's open completes on the copy, still the live one;
+ *            otherwise the row becomes local.
  * Anything that goes wrong before the exchange puts the copy back and leaves
  * the row dirty (the copy still has to go back); w_recall_recover, run by
- * recovery's second pass, finishes or reverts a recall from what it finds.
+ * recovery's second pass, finishes or reverts a recall from what it finds,
+ * and never deletes a cache copy that was written to meanwhile.
+ *
+ * The cache copy belongs to the file's owner, who may hold a lease on it: it
+ * is opened without waiting on one (mover_open_user_file), so the recall
+ * answers -EAGAIN rather than stall a pool thread.
  *
  * Owns nothing beyond the job; the cache copy's fd (the job's fd, leased) and
  * the directory's fd are closed by mover_release_file().
@@ -31,6 +41,16 @@
 
 /* ---- the steps (pool thread) ------------------------------------------------ */
 
+/* Where a copied-across recall keeps the cache copy between the exchange and
+ * the end: <cache_dir>/recall/<id>, in a directory only root may enter, so no
+ * new opener reaches the copy while the recall checks that nobody wrote it. */
+static int hidden_path(const struct job *j, char *out, size_t n)
+{
+	int len = snprintf(out, n, "%s/recall/%s", j->m->cache_dir, j->id);
+
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
 static int recall_finish(struct job *j, bool unlink_copy)
 {
 	struct td_catalog_error ce = { 0 };
@@ -42,6 +62,8 @@ static int recall_finish(struct job *j, bool unlink_copy)
 	fsync(j->parentfd);
 	td_ns_remove(j->m->state_dir, j->id);
 	if (unlink_copy && td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id) == 0)
+		unlink(path);
+	if (unlink_copy && hidden_path(j, path, sizeof(path)) == 0)
 		unlink(path);
 	memcpy(e.id, j->id, sizeof(e.id));
 	e.state = TD_CATALOG_LOCAL;
@@ -73,8 +95,87 @@ static int recall_exchange(struct job *j, ino_t ino)
 		           "the name changed during the recall; undone");
 		return -ESTALE;
 	}
-	unlinkat(j->parentfd, j->tmpname, 0);
 	return 0;
+}
+
+/* Our link, left at tmpname by the exchange, goes. */
+static void recall_drop_link(struct job *j)
+{
+	struct stat lst;
+
+	if (fstatat(j->parentfd, j->tmpname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(lst.st_mode) && mover_link_is_ours(j, j->tmpname))
+		unlinkat(j->parentfd, j->tmpname, 0);
+}
+
+/*
+ * After the exchange of a copied-across recall: the cache copy is moved where
+ * no new opener reaches it (the user's name now holds the placed file, and
+ * the dynamic link and the cache path lead nowhere), and only then is its
+ * lease checked. A writer whose open of the link began before that is waiting
+ * on the lease, which is therefore broken; one that wrote is seen by the
+ * size and mtime. Returns 0 when nobody touched the copy, -EBUSY when someone
+ * did (the copy is then back in place: recall_give_way), -1 on an error (the
+ * job's failure is set; the copy is back too).
+ */
+static int recall_check_copy(struct job *j, const char *copy, char *hidden, size_t n)
+{
+	struct stat now;
+	int r;
+
+	r = hidden_path(j, hidden, n);
+	if (r == 0) {
+		char dir[4200];
+
+		snprintf(dir, sizeof(dir), "%s/recall", j->m->cache_dir);
+		r = td_ns_mkdirs(dir, 0700);
+	}
+	if (r == 0 && renameat2(AT_FDCWD, copy, AT_FDCWD, hidden, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0) {
+		mover_fail(j, TD_MOVER_FAILED, r, "cannot set the cache copy aside: %s",
+		           strerror(-r));
+		hidden[0] = '\0';
+		return -1;
+	}
+	if (atomic_load(&j->lease_broken) || (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK) ||
+	    fstat(j->fd, &now) < 0 || now.st_size != j->st.st_size ||
+	    now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec) {
+		mover_fail(j, TD_MOVER_SKIPPED, -EBUSY,
+		           "opened for writing during the recall; the copy stays, recalled later");
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/*
+ * A writer reached the cache copy during the recall: the copy goes back where
+ * the link leads and the link back at the name, so the writer's open (it
+ * goes on once the lease is released) lands in the file's current version.
+ * The placed file is only a copy and goes. If the name no longer holds the
+ * placed file untouched, both are kept and the admin is told.
+ */
+static void recall_give_way(struct job *j, const char *copy, const char *hidden, ino_t placed)
+{
+	struct stat st;
+
+	if (hidden[0] && renameat2(AT_FDCWD, hidden, AT_FDCWD, copy, RENAME_NOREPLACE) < 0)
+		mover_set_msg(j, "opened for writing during the recall; the copy is kept as %s",
+		              hidden);
+	if (fstatat(j->parentfd, j->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == placed &&
+	    st.st_size == j->st.st_size && st.st_mtim.tv_sec == j->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == j->st.st_mtim.tv_nsec && mover_link_is_ours(j, j->tmpname) &&
+	    renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_EXCHANGE) == 0) {
+		if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == placed)
+			unlinkat(j->parentfd, j->tmpname, 0);
+		fsync(j->parentfd);
+		return;
+	}
+	mover_set_msg(j, "opened for writing during the recall, and the recalled file changed "
+	                 "too; both are kept (the written copy in the cache)");
+	mover_cat_add_error(j->m, j->id, j->msg);
 }
 
 /* Copies the cache copy into a new file at tmpname (another filesystem). */
@@ -149,7 +250,14 @@ static int recall_load(struct job *j, const char *copy)
  * for writing is not recalled yet. Returns 0 or -1. */
 static int recall_open_copy(struct job *j, const char *copy)
 {
-	j->fd = open(copy, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = mover_open_user_file(AT_FDCWD, copy, O_RDONLY);
+
+	if (fd == -EAGAIN) {
+		mover_fail(j, TD_MOVER_SKIPPED, -EAGAIN,
+		           "busy: another process holds a lease on its cache copy; retried later");
+		return -1;
+	}
+	j->fd = fd < 0 ? -1 : fd;
 	if (j->fd < 0 || fstat(j->fd, &j->st) < 0 || !S_ISREG(j->st.st_mode)) {
 		mover_fail(j, TD_MOVER_FAILED, -ENOENT, "its cache copy is missing");
 		return -1;
@@ -209,7 +317,8 @@ static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *pl
 	int r;
 
 	if (same_fs) {
-		if (renameat(AT_FDCWD, copy, j->parentfd, j->tmpname) < 0) {
+		/* Never over an entry someone put at tmpname. */
+		if (renameat2(AT_FDCWD, copy, j->parentfd, j->tmpname, RENAME_NOREPLACE) < 0) {
 			mover_fail(j, TD_MOVER_FAILED, -errno, "cannot move the copy: %s",
 			           strerror(errno));
 			return -1;
@@ -228,12 +337,22 @@ static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *pl
 
 /* Takes the placed file away again: back to the cache (same filesystem) or
  * dropped (it is only a copy). */
-static void recall_unplace(struct job *j, const char *copy, bool same_fs)
+static void recall_unplace(struct job *j, const char *copy, bool same_fs, ino_t placed)
 {
-	if (same_fs)
-		renameat(j->parentfd, j->tmpname, AT_FDCWD, copy);
-	else
+	struct stat st;
+
+	/* tmpname is in the user's directory: only the placed inode goes, into
+	 * the cache or away, and whatever else was swapped in there is given
+	 * back. */
+	if (fstatat(j->parentfd, j->tmpname, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_ino != placed)
+		return;
+	if (!same_fs) {
 		unlinkat(j->parentfd, j->tmpname, 0);
+		return;
+	}
+	if (renameat2(j->parentfd, j->tmpname, AT_FDCWD, copy, RENAME_NOREPLACE) == 0 &&
+	    (lstat(copy, &st) < 0 || st.st_ino != placed))
+		renameat2(AT_FDCWD, copy, j->parentfd, j->tmpname, RENAME_NOREPLACE);
 }
 
 /* The recall did not happen: the row goes back to dirty, the copy still has
@@ -253,6 +372,7 @@ static void recall_move(struct job *j, const char *copy)
 {
 	struct td_catalog_entry e = { 0 };
 	struct stat pst = { 0 };
+	char hidden[4200] = "";
 	ino_t placed = 0;
 	bool same_fs;
 
@@ -272,15 +392,30 @@ static void recall_move(struct job *j, const char *copy)
 	if (recall_set_step(j, &e, TD_CATALOG_RECALLING, TD_RECALL_PLACED, "record the recall") <
 	    0) {
 		/* Cannot record it: put the copy back where it was. */
-		recall_unplace(j, copy, same_fs);
+		recall_unplace(j, copy, same_fs, placed);
 		goto revert;
 	}
 	mover_hook(j, "recall_placed");
 	if (recall_exchange(j, placed) < 0) {
 		/* The name is not ours to replace after all. */
-		recall_unplace(j, copy, same_fs);
+		recall_unplace(j, copy, same_fs, placed);
 		goto revert;
 	}
+	/* On the same filesystem the placed file is the copy itself: a writer
+	 * waiting on the lease lands in it. Across, it must not land in the
+	 * copy left behind. */
+	if (!same_fs && recall_check_copy(j, copy, hidden, sizeof(hidden)) != 0) {
+		recall_give_way(j, copy, hidden, placed);
+		goto revert;
+	}
+	if (!same_fs) {
+		/* Nobody can reach the copy now: it goes, and its lease with it,
+		 * at once, before the slower tidying. */
+		unlink(hidden);
+		fcntl(j->fd, F_SETLEASE, F_UNLCK);
+		j->leased = false;
+	}
+	recall_drop_link(j);
 	if (recall_finish(j, !same_fs) == 0)
 		j->outcome = TD_MOVER_TIERED; /* "done" */
 	return;
@@ -298,16 +433,47 @@ static void w_recall(struct job *j)
 	mover_release_file(j);
 }
 
-/* Recovery of a recall a crash interrupted. */
-static void w_recall_recover(struct job *j)
+/* Recovery: is there a cache copy of its own (a copied-across recall), at
+ * its path or set aside, that differs from the one the recall started from
+ * (the row's size and mtime)? Then someone wrote it, and it must not go. */
+static bool recover_copy_written(struct job *j, const char *copy)
 {
 	const struct td_catalog_entry *e = j->entry;
+	char hidden[4200];
+	const char *paths[2] = { copy, hidden };
+	struct stat st;
+
+	if (hidden_path(j, hidden, sizeof(hidden)) < 0)
+		hidden[0] = '\0';
+	for (size_t i = 0; i < 2; i++)
+		if (paths[i][0] && lstat(paths[i], &st) == 0 &&
+		    (st.st_ino != (ino_t)e->ino || st.st_dev != (dev_t)e->dev) &&
+		    ((uint64_t)st.st_size != e->size || mover_ts_ns(&st.st_mtim) != e->mtime_ns))
+			return true;
+	return false;
+}
+
+/* Recovery: the recall did not happen, and the copy still has to go back. */
+static void recover_to_dirty(struct job *j, const char *why)
+{
 	struct td_catalog_error ce = { 0 };
 	struct td_catalog_entry upd = { 0 };
 	struct td_catalog_expect ex = { .state = TD_CATALOG_RECALLING, .step = TD_CATALOG_ANY };
+
+	memcpy(upd.id, j->id, sizeof(upd.id));
+	upd.state = TD_CATALOG_DIRTY;
+	mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
+	mover_fail(j, TD_MOVER_SKIPPED, 0, "%s", why);
+}
+
+/* Recovery of a recall a crash interrupted: finishes it, undoes it, or
+ * leaves it for the admin, from what is at the name and at tmpname. */
+static void recover_recall_row(struct job *j)
+{
+	const struct td_catalog_entry *e = j->entry;
 	char copy[4096];
 	struct stat st, tst;
-	bool name_is_file, tmp_is_file;
+	bool name_is_file, tmp_is_file, ours_at_name;
 
 	j->row = true;
 	td_ns_cache_path(copy, sizeof(copy), j->m->cache_dir, j->id);
@@ -320,30 +486,40 @@ static void w_recall_recover(struct job *j)
 	               S_ISREG(st.st_mode) && st.st_ino == (ino_t)e->ino;
 	tmp_is_file = fstatat(j->parentfd, j->tmpname, &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
 	              S_ISREG(tst.st_mode) && tst.st_ino == (ino_t)e->ino;
+	ours_at_name = mover_link_is_ours(j, j->name);
+	if (name_is_file && recover_copy_written(j, copy)) {
+		/* A writer got the copy left behind as tierd stopped (or while it
+		 * was down): both versions stay. */
+		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+		           "recall: the file is back, but its cache copy was written meanwhile; "
+		           "both are kept for the admin");
+		goto left;
+	}
 	if (name_is_file) {
 		/* The exchange happened; only the tidying was left. */
-		struct stat lst;
-
-		if (fstatat(j->parentfd, j->tmpname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISLNK(lst.st_mode))
-			unlinkat(j->parentfd, j->tmpname, 0);
+		recall_drop_link(j);
 		if (recall_finish(j, true) == 0)
 			j->outcome = TD_MOVER_TIERED;
 		return;
 	}
-	if (tmp_is_file && mover_link_is_ours(j, j->name)) {
-		if (recall_exchange(j, (ino_t)e->ino) == 0 && recall_finish(j, true) == 0) {
-			j->outcome = TD_MOVER_TIERED;
-			return;
-		}
-		goto left;
+	if (tmp_is_file && ours_at_name && recover_copy_written(j, copy)) {
+		/* Written through the link while tierd was down: the placed file
+		 * is out of date and goes; the copy still has to go back. */
+		unlinkat(j->parentfd, j->tmpname, 0);
+		recover_to_dirty(j, "recall undone: written meanwhile; will be retried");
+		return;
 	}
-	if (access(copy, F_OK) == 0 && mover_link_is_ours(j, j->name)) {
-		/* Nothing moved yet: the copy still has to go back. */
-		memcpy(upd.id, j->id, sizeof(upd.id));
-		upd.state = TD_CATALOG_DIRTY;
-		mover_cat_update(j->m, &upd, TD_CATALOG_F_STATE, &ex, &ce);
-		mover_fail(j, TD_MOVER_SKIPPED, 0, "recall not started; will be retried");
+	if (tmp_is_file && ours_at_name) {
+		if (recall_exchange(j, (ino_t)e->ino) < 0)
+			goto left;
+		recall_drop_link(j);
+		if (recall_finish(j, true) < 0)
+			goto left;
+		j->outcome = TD_MOVER_TIERED;
+		return;
+	}
+	if (access(copy, F_OK) == 0 && ours_at_name) {
+		recover_to_dirty(j, "recall not started; will be retried");
 		return;
 	}
 	mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
@@ -351,6 +527,11 @@ static void w_recall_recover(struct job *j)
 	           "expected; left for the admin");
 left:
 	mover_cat_add_error(j->m, j->id, j->msg);
+}
+
+static void w_recall_recover(struct job *j)
+{
+	recover_recall_row(j);
 	mover_release_file(j);
 }
 

@@ -27,6 +27,71 @@
 
 /* ---- one row (pool thread) ------------------------------------------------- */
 
+/* Does tmpname hold the file we moved (the row's inode)? */
+static bool tmp_holds_original(struct job *j, struct stat *tst)
+{
+	const struct td_catalog_entry *e = j->entry;
+
+	return fstatat(j->parentfd, j->tmpname, tst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(tst->st_mode) && tst->st_ino == (ino_t)e->ino &&
+	       tst->st_dev == (dev_t)e->dev;
+}
+
+/* Was the cache copy, when it is a copy of its own (another filesystem),
+ * written to since it was made? It was made with the file's size and mtime. */
+static bool cache_copy_written(struct job *j)
+{
+	const struct td_catalog_entry *e = j->entry;
+	char path[4096];
+	struct stat cst;
+
+	if (td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id) < 0 ||
+	    lstat(path, &cst) < 0 || (cst.st_ino == (ino_t)e->ino && cst.st_dev == (dev_t)e->dev))
+		return false;
+	return (uint64_t)cst.st_size != e->size || mover_ts_ns(&cst.st_mtim) != e->mtime_ns;
+}
+
+/*
+ * The exchange happened, but the name no longer holds our link: the user
+ * moved or removed it while tierd was down, and the original inode is at
+ * tmpname with no link leading to it. It goes back to its name when the name
+ * is free, and the migration is then rolled back like any put-back swap;
+ * otherwise nothing is deleted and the admin is told where the data is.
+ * Returns 1 (put back) or -1 (left for the admin).
+ */
+static int recover_moved_link(struct job *j)
+{
+	struct stat st;
+
+	if (renameat2(j->parentfd, j->tmpname, j->parentfd, j->name, RENAME_NOREPLACE) < 0) {
+		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+		           "the name no longer holds our link and is taken; the data is kept as "
+		           "%s",
+		           j->tmpname);
+		return -1;
+	}
+	fsync(j->parentfd);
+	if (fstatat(j->parentfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    st.st_ino != (ino_t)j->entry->ino) {
+		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+		           "%s changed while it was being put back; left for the admin",
+		           j->tmpname);
+		return -1;
+	}
+	if (cache_copy_written(j)) {
+		/* Written through the moved link: that copy is kept, and the row and
+		 * the object with it. */
+		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
+		           "put the original back at its name; the moved link's cache copy was "
+		           "written to and is kept for the admin");
+		return -1;
+	}
+	mover_fail(j, TD_MOVER_RESTORED, 0,
+	           "put back an unfinished swap whose link had been moved away");
+	j->need_rollback = true;
+	return 1;
+}
+
 /*
  * A swapped file: the old inode is at tmpname, or already unlinked. Returns 0
  * when the swap is complete (our link at the name, the old inode gone), 1
@@ -51,11 +116,8 @@ static int recover_swapped(struct job *j, bool ours_at_name)
 		           "%s is not the file we moved; left for the admin", j->tmpname);
 		return -1;
 	}
-	if (!ours_at_name) {
-		mover_fail(j, TD_MOVER_FAILED, -EUCLEAN,
-		           "the name no longer holds our link; the data is kept as %s", j->tmpname);
-		return -1;
-	}
+	if (!ours_at_name)
+		return recover_moved_link(j);
 	if (e->step == TD_MOVER_SWAPPING || (uint64_t)tst.st_size != e->size ||
 	    mover_ts_ns(&tst.st_mtim) != e->mtime_ns || mover_ts_ns(&tst.st_ctim) != e->ctime_ns) {
 		/* Swapping (its post-swap times were never recorded) or written
@@ -92,6 +154,7 @@ static void w_recover(struct job *j)
 {
 	const struct td_catalog_entry *e = j->entry;
 	bool ours_at_name = false;
+	struct stat tst;
 	int step = e->step, r;
 
 	j->row = true;
@@ -103,8 +166,11 @@ static void w_recover(struct job *j)
 	if (j->parentfd >= 0)
 		ours_at_name = mover_link_is_ours(j, j->name);
 	if (step < TD_MOVER_SWAPPING || step == TD_MOVER_ROLLBACK ||
-	    (step == TD_MOVER_SWAPPING && j->parentfd >= 0 && !ours_at_name)) {
-		/* The file was never swapped: undo the rest. */
+	    (step == TD_MOVER_SWAPPING && j->parentfd >= 0 && !ours_at_name &&
+	     !tmp_holds_original(j, &tst))) {
+		/* The file was never swapped: undo the rest. (At step 4 without
+		 * our link at the name, the original at tmpname says the exchange
+		 * did happen.) */
 		mover_fail(j, TD_MOVER_SKIPPED, 0, "rolled back an unfinished migration");
 		j->need_rollback = true;
 		return;
