@@ -114,6 +114,7 @@ static void rv_free(struct td_rview *rv)
 	free(rv->state_dir);
 	free(rv->cache_dir);
 	free(rv->run_dir);
+	free(rv->test_pause);
 	free(rv);
 }
 
@@ -130,6 +131,8 @@ static struct td_rview *rv_alloc(const struct td_rview_opts *o)
 	rv->state_dir = strdup(o->state_dir);
 	rv->cache_dir = strdup(o->cache_dir);
 	rv->run_dir = strdup(o->run_dir);
+	if (getenv("TD_TEST_RVIEW_PAUSE")) /* tests only: rv_test_pause */
+		rv->test_pause = strdup(getenv("TD_TEST_RVIEW_PAUSE"));
 	if (!rv->mountpoint || !rv->state_dir || !rv->cache_dir || !rv->run_dir ||
 	    td_rview_set_limits(rv, o->cache_limit_bytes, o->no_hydrate, o->n_no_hydrate,
 	                        o->stream_direct_io) < 0) {

@@ -192,6 +192,7 @@ static void w_trim(uv_work_t *w)
 
 		if (!e)
 			continue;
+		rv_test_pause(rv, "evict", e->id);
 		if (evict_leased(rv, e, path, remote)) {
 			j->used -= TD_MIN(j->used, e->size);
 			memcpy(j->evicted[j->n_evicted++], e->id, TD_CATALOG_ID_HEX);
@@ -253,6 +254,28 @@ void td_rview_trim(struct td_rview *rv)
 	rv->trimming = true;
 	rv->pending_work++;
 }
+void rv_test_pause(const struct td_rview *rv, const char *step, const char *id)
+{
+	char want[4200], paused[4300], go[4300];
+	int fd;
+
+	if (!rv->test_pause)
+		return;
+	snprintf(want, sizeof(want), "%s/%s-%s", rv->test_pause, step, id);
+	if (access(want, F_OK) < 0)
+		return;
+	snprintf(paused, sizeof(paused), "%s.paused", want);
+	snprintf(go, sizeof(go), "%s.go", want);
+	fd = open(paused, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 2000 && access(go, F_OK) < 0; i++)
+		usleep(10000);
+	unlink(want);
+	unlink(paused);
+	unlink(go);
+}
+
 static void remove_part(int dfd, const char *name, void *data)
 {
 	size_t l = strlen(name);

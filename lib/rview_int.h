@@ -247,6 +247,8 @@ struct td_rview {
 	unsigned n_buf_pool;
 	struct pidrec pids[64];
 	bool trimming, trim_again;
+	/* Tests only: TD_TEST_RVIEW_PAUSE, a directory (see rv_test_pause). */
+	char *test_pause;
 
 	struct td_rview_stats st;
 };
@@ -343,3 +345,7 @@ int rv_hwait_add(struct node *n, void (*done)(void *data, int status), void *dat
 
 /* rview_evict.c */
 void rv_remove_stale_parts(const char *cache_dir);
+/* Tests only, on a pool thread: when <test_pause>/<step>-<id> exists, creates
+ * <step>-<id>.paused and waits (20 s at most) for <step>-<id>.go, so a test can
+ * act at exactly this step. Nothing happens without TD_TEST_RVIEW_PAUSE. */
+void rv_test_pause(const struct td_rview *rv, const char *step, const char *id);
