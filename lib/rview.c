@@ -227,6 +227,7 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 		rv_free(rv);
 		return r;
 	}
+	rv_trim_timer_start(rv);
 	*out = rv;
 	return 0;
 }
@@ -249,8 +250,8 @@ void rv_maybe_closed(struct td_rview *rv)
 	void (*cb)(void *);
 	void *data;
 
-	if (!rv->closing || !rv->close_cb || rv->poll_open || rv->pending_work || rv->n_fetching ||
-	    rv_nodes_hydrating(rv))
+	if (!rv->closing || !rv->close_cb || rv->poll_open || rv->trim_timer_open ||
+	    rv->pending_work || rv->n_fetching || rv_nodes_hydrating(rv))
 		return;
 	cb = rv->close_cb;
 	data = rv->close_data;
@@ -275,6 +276,7 @@ void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *dat
 		uv_poll_stop(&rv->poll);
 		uv_close((uv_handle_t *)&rv->poll, on_poll_closed);
 	}
+	rv_trim_timer_close(rv);
 	rv_chunks_cancel(rv);
 	rv_maybe_closed(rv);
 }

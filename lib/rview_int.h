@@ -247,6 +247,8 @@ struct td_rview {
 	unsigned n_buf_pool;
 	struct pidrec pids[64];
 	bool trimming, trim_again;
+	uv_timer_t trim_timer; /* trims now and then: copies made elsewhere count */
+	bool trim_timer_open;
 	/* Tests only: TD_TEST_RVIEW_PAUSE, a directory (see rv_test_pause). */
 	char *test_pause;
 
@@ -345,6 +347,8 @@ int rv_hwait_add(struct node *n, void (*done)(void *data, int status), void *dat
 
 /* rview_evict.c */
 void rv_remove_stale_parts(const char *cache_dir);
+void rv_trim_timer_start(struct td_rview *rv);
+void rv_trim_timer_close(struct td_rview *rv);
 /* Tests only, on a pool thread: when <test_pause>/<step>-<id> exists, creates
  * <step>-<id>.paused and waits (20 s at most) for <step>-<id>.go, so a test can
  * act at exactly this step. Nothing happens without TD_TEST_RVIEW_PAUSE. */
