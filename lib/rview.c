@@ -31,6 +31,13 @@ void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
 	if (rv->o.on_error)
 		rv->o.on_error(rv->o.ctx, id, msg);
 }
+int rv_open_copy(const char *path, int flags)
+{
+	int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* max_write sets max_pages, and so the largest read: 1 MiB per request. */

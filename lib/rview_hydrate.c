@@ -209,7 +209,10 @@ static void a_hyd_final(uv_work_t *w, int status)
 		hyd_fail(n, f->r < 0 ? f->r : status, f->why);
 	} else {
 		n->cached = true;
-		n->cache_fd = open(f->final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* Without it (a lease in the way) reads come from the target. */
+		n->cache_fd = rv_open_copy(f->final, O_RDONLY);
+		if (n->cache_fd < 0)
+			n->cache_fd = -1;
 		rv->st.hydrations++;
 		hyd_cleanup(n);
 		td_rview_trim(rv);
@@ -508,9 +511,10 @@ void rv_hyd_start(struct td_rview *rv, struct node *n)
 	/* Already in the cache (keep_cached, or an earlier session): use it. */
 	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) == 0 &&
 	    access(path, F_OK) == 0) {
-		n->cache_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		n->cached = n->cache_fd >= 0;
-		hwait_fire(n, n->cached ? 0 : -EIO);
+		r = rv_open_copy(path, O_RDONLY);
+		n->cached = r >= 0;
+		n->cache_fd = r >= 0 ? r : -1;
+		hwait_fire(n, r >= 0 ? 0 : r == -EWOULDBLOCK ? -EAGAIN : -EIO);
 		td_rview_trim(rv); /* a copy made elsewhere (keep_cached) counts too */
 		return;
 	}

@@ -279,6 +279,11 @@ struct lookup_job {
 };
 
 /* rview.c */
+/* Opens a cache copy on the loop thread. Copies belong to their file's owner,
+ * who may hold a lease on one: O_NONBLOCK makes the open fail at once with
+ * -EWOULDBLOCK instead of waiting out the lease-break time with the loop
+ * (DESIGN invariant 9). Returns the fd or -errno. */
+int rv_open_copy(const char *path, int flags);
 void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Ends the session (frees rv, calls close_cb) if td_rview_close was called and
