@@ -327,7 +327,10 @@ void td_rview_trim(struct td_rview *rv)
 }
 static void on_trim_timer(uv_timer_t *t)
 {
-	td_rview_trim(t->data);
+	struct td_rview *rv = t->data;
+
+	if (rv->cache_limit) /* no limit: nothing to hold */
+		td_rview_trim(rv);
 }
 
 void rv_trim_timer_start(struct td_rview *rv)
