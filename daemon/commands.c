@@ -115,7 +115,7 @@ static void a_status(uv_work_t *w, int status)
 	                  "ok", 1, "version", TD_VERSION, "uptime_s",
 	                  (json_int_t)((td_monotonic_ns() - s->start_ns) / 1000000000), "pid",
 	                  (int)getpid(), "config", s->config_path, "targets", targets, "cache",
-	                  "used_bytes", (json_int_t)j->st.bytes[TD_CATALOG_CACHED], "limit_bytes",
+	                  "used_bytes", (json_int_t)td_cache_used_bytes(&j->st), "limit_bytes",
 	                  (json_int_t)limit, "files", files, "bytes", bytes, "in_flight",
 	                  s->mover ? (int)td_mover_in_flight(s->mover) : 0, "queued",
 	                  s->mover ? (int)td_mover_queued(s->mover) : 0, "runs", runs_status(s),

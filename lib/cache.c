@@ -44,15 +44,34 @@ struct dirty_scan {
 	unsigned n, visited;
 };
 
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+uint64_t td_cache_used_bytes(const struct td_catalog_stats *cs)
+{
+	return cs->bytes[TD_CATALOG_CACHED] + cs->bytes[TD_CATALOG_DIRTY];
+}
+
+bool td_cache_copy_unchanged(const struct td_catalog_entry *e, const struct stat *st)
+{
+	int64_t ctime_ns = ts_ns(&st->st_ctim);
+
+	if ((uint64_t)st->st_size != e->size || ts_ns(&st->st_mtim) != e->mtime_ns)
+		return false;
+	if (e->ctime_ns > e->tiered_ns)
+		return ctime_ns == e->ctime_ns;
+	return ctime_ns <= e->cache_atime_ns;
+}
+
 static bool copy_changed(const char *cache_dir, const struct td_catalog_entry *e)
 {
 	char path[4096];
 	struct stat st;
 
 	return td_ns_cache_path(path, sizeof(path), cache_dir, e->id) == 0 &&
-	       stat(path, &st) == 0 &&
-	       ((uint64_t)st.st_size != e->size ||
-	        (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != e->mtime_ns);
+	       stat(path, &st) == 0 && !td_cache_copy_unchanged(e, &st);
 }
 
 static int dirty_check(void *data, const struct td_catalog_entry *e)

@@ -4,7 +4,9 @@
  *
  * A copy is "dirty" when it was written after its link was rebound to it: the
  * kernel follows the link and tierd is not in the path, so the only way to
- * know is to compare each copy with its catalog row (size, mtime). The scan
+ * know is to compare each copy with its catalog row (size, mtime, and ctime:
+ * an owner may put the mtime back, no user can set the ctime; see
+ * td_cache_copy_unchanged). The scan
  * reads the catalog in pages on libuv's thread pool, under the caller's lock,
  * and reports at most TD_CACHE_DIRTY_BATCH ids on the loop; the caller recalls
  * them. td_cache_limit() may block on statvfs of the cache directory.
@@ -14,7 +16,9 @@
 #include "catalog.h"
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #define TD_CACHE_DIRTY_BATCH 64
@@ -25,6 +29,21 @@ uint64_t td_cache_limit_of(const struct td_size_or_pct *size, uint64_t fs_bytes)
 /* The same for c->cache_size against c->cache_dir's filesystem (0 when it
  * cannot be measured). */
 uint64_t td_cache_limit(const struct td_config *c);
+
+/* The bytes the cache holds by the catalog's count: clean copies and dirty
+ * ones (a dirty copy is on the cache's disk until its recall ends). */
+uint64_t td_cache_used_bytes(const struct td_catalog_stats *cs);
+
+/* Whether the cache copy *st (its stat) is still the copy tierd bound for row
+ * e: the row's size and mtime, and a ctime that moved for nothing but tierd's
+ * own changes. A copy the remote view hydrated has its ctime after tierd's
+ * last change in e->ctime_ns (later than e->tiered_ns: the original's ctime is
+ * earlier); for another (the mover's keep_cached copy, or one bound before
+ * that was recorded) the ctime must not be later than e->cache_atime_ns, which
+ * was written after tierd's last change of the copy. Any metadata change (a
+ * chmod, a utime) counts: the copy goes back to primary storage, which is
+ * never wrong. */
+bool td_cache_copy_unchanged(const struct td_catalog_entry *e, const struct stat *st);
 
 /* Called on the loop with up to TD_CACHE_DIRTY_BATCH ids of dirty copies. */
 typedef void (*td_cache_dirty_cb)(void *data, const char (*ids)[TD_CATALOG_ID_HEX], unsigned n);

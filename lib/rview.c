@@ -31,6 +31,13 @@ void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
 	if (rv->o.on_error)
 		rv->o.on_error(rv->o.ctx, id, msg);
 }
+int rv_open_copy(const char *path, int flags)
+{
+	int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* max_write sets max_pages, and so the largest read: 1 MiB per request. */
@@ -114,6 +121,7 @@ static void rv_free(struct td_rview *rv)
 	free(rv->state_dir);
 	free(rv->cache_dir);
 	free(rv->run_dir);
+	free(rv->test_pause);
 	free(rv);
 }
 
@@ -130,6 +138,8 @@ static struct td_rview *rv_alloc(const struct td_rview_opts *o)
 	rv->state_dir = strdup(o->state_dir);
 	rv->cache_dir = strdup(o->cache_dir);
 	rv->run_dir = strdup(o->run_dir);
+	if (getenv("TD_TEST_RVIEW_PAUSE")) /* tests only: rv_test_pause */
+		rv->test_pause = strdup(getenv("TD_TEST_RVIEW_PAUSE"));
 	if (!rv->mountpoint || !rv->state_dir || !rv->cache_dir || !rv->run_dir ||
 	    td_rview_set_limits(rv, o->cache_limit_bytes, o->no_hydrate, o->n_no_hydrate,
 	                        o->stream_direct_io) < 0) {
@@ -224,6 +234,7 @@ int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err
 		rv_free(rv);
 		return r;
 	}
+	rv_trim_timer_start(rv);
 	*out = rv;
 	return 0;
 }
@@ -246,8 +257,8 @@ void rv_maybe_closed(struct td_rview *rv)
 	void (*cb)(void *);
 	void *data;
 
-	if (!rv->closing || !rv->close_cb || rv->poll_open || rv->pending_work || rv->n_fetching ||
-	    rv_nodes_hydrating(rv))
+	if (!rv->closing || !rv->close_cb || rv->poll_open || rv->trim_timer_open ||
+	    rv->pending_work || rv->n_fetching || rv_nodes_hydrating(rv))
 		return;
 	cb = rv->close_cb;
 	data = rv->close_data;
@@ -272,6 +283,7 @@ void td_rview_close(struct td_rview *rv, void (*close_cb)(void *data), void *dat
 		uv_poll_stop(&rv->poll);
 		uv_close((uv_handle_t *)&rv->poll, on_poll_closed);
 	}
+	rv_trim_timer_close(rv);
 	rv_chunks_cancel(rv);
 	rv_maybe_closed(rv);
 }

@@ -19,7 +19,7 @@
  * place, and then the dynamic link is rebound to it), except for processes in
  * no_hydrate and for processes that sweep many files (a backup, a virus
  * scanner), which are served by streaming. The cache stays under its limit by
- * evicting the least recently accessed copies (never pinned or written ones).
+ * evicting the least recently used copies (never pinned or changed ones).
  *
  * Callbacks (as everywhere in the library, see target.h): the caller's data
  * pointer comes first (ctx for the options' callbacks, data for done and
@@ -74,6 +74,8 @@ struct td_rview_stats {
 };
 
 /* Mounts the view (a stale mount left by a crash is detached first).
+ * Tests only: TD_TEST_RVIEW_PAUSE names a directory where a test asks the view
+ * to pause at a step (rview_int.h, rv_test_pause); never set it otherwise.
  * Returns 0 or -errno with a sentence in err. No option callback runs before
  * it returns. */
 int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen);
@@ -86,7 +88,8 @@ int td_rview_set_limits(struct td_rview *rv, uint64_t cache_limit_bytes,
                         const char *const *no_hydrate, size_t n_no_hydrate, bool stream_direct_io);
 
 /* Evicts cached copies until the cache is under its limit (also run after
- * each hydration). */
+ * each hydration, when a hydration request finds its copy in place, and every
+ * few seconds: copies the mover makes count too). */
 void td_rview_trim(struct td_rview *rv);
 
 /* Hydrates the file `id` (if it is not in the cache yet) and calls done with

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +130,32 @@ struct hyd_final {
 	char why[256];
 };
 
+/* The catalog says CACHED, with the copy's ctime after tierd's last change of
+ * it in ctime_ns (the original's ctime is of no use once the file is tiered;
+ * 0: not known, then the row's stat fields are left alone). */
+static void record_cached(struct td_rview *rv, const struct node *n, int64_t copy_ctime_ns)
+{
+	struct td_catalog_expect ex = { .state = TD_CATALOG_TIERED, .step = TD_CATALOG_ANY };
+	struct td_catalog_entry *row = NULL, e = { 0 };
+	struct td_catalog_error ce;
+	unsigned fields = TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE;
+
+	uv_mutex_lock(&rv->cat_lock);
+	if (copy_ctime_ns && td_catalog_get(&row, rv->cat, n->id, &ce) == 0) {
+		e = *row; /* F_STAT writes all the stat fields: the row's, but for ctime */
+		e.ctime_ns = copy_ctime_ns;
+		fields |= TD_CATALOG_F_STAT;
+	}
+	memcpy(e.id, n->id, sizeof(e.id));
+	e.state = TD_CATALOG_CACHED;
+	e.cache_state = TD_CATALOG_CACHE_CACHED;
+	e.cached_bytes = n->size;
+	e.cache_atime_ns = td_now_ns();
+	td_catalog_update(rv->cat, &e, fields, &ex, &ce);
+	uv_mutex_unlock(&rv->cat_lock);
+	td_catalog_entry_free(row);
+}
+
 static void w_hyd_final(uv_work_t *w)
 {
 	struct hyd_final *f = w->data;
@@ -137,9 +164,7 @@ static void w_hyd_final(uv_work_t *w)
 	struct hyd *h = n->hyd;
 	struct timespec ts[2] = { { n->atime_ns / 1000000000, n->atime_ns % 1000000000 },
 		                  { n->mtime_ns / 1000000000, n->mtime_ns % 1000000000 } };
-	struct td_catalog_error ce;
-	struct td_catalog_entry e = { 0 };
-	struct td_catalog_expect ex = { .state = TD_CATALOG_TIERED, .step = TD_CATALOG_ANY };
+	struct stat st;
 
 	/* Invariant 7: the copy carries the original owner and mode. */
 	if (fchown(h->fd, n->uid, n->gid) < 0 || fchmod(h->fd, n->mode & 07777) < 0 ||
@@ -156,6 +181,10 @@ static void w_hyd_final(uv_work_t *w)
 		         strerror(errno));
 		return;
 	}
+	/* The rename was tierd's last change of the copy: its ctime from here on
+	 * tells a user's change (td_cache_copy_unchanged). */
+	if (fstat(h->fd, &st) < 0)
+		st.st_ctim = (struct timespec){ 0, 0 };
 	close(h->fd);
 	h->fd = -1;
 	f->r = td_ns_bind(rv->state_dir, n->id, n->name, n->name_len, f->final);
@@ -165,14 +194,7 @@ static void w_hyd_final(uv_work_t *w)
 		         strerror(-f->r));
 		return;
 	}
-	memcpy(e.id, n->id, sizeof(e.id));
-	e.state = TD_CATALOG_CACHED;
-	e.cache_state = TD_CATALOG_CACHE_CACHED;
-	e.cached_bytes = n->size;
-	e.cache_atime_ns = td_now_ns();
-	uv_mutex_lock(&rv->cat_lock);
-	td_catalog_update(rv->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, &ex, &ce);
-	uv_mutex_unlock(&rv->cat_lock);
+	record_cached(rv, n, (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec);
 }
 
 static void a_hyd_final(uv_work_t *w, int status)
@@ -187,7 +209,10 @@ static void a_hyd_final(uv_work_t *w, int status)
 		hyd_fail(n, f->r < 0 ? f->r : status, f->why);
 	} else {
 		n->cached = true;
-		n->cache_fd = open(f->final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* Without it (a lease in the way) reads come from the target. */
+		n->cache_fd = rv_open_copy(f->final, O_RDONLY);
+		if (n->cache_fd < 0)
+			n->cache_fd = -1;
 		rv->st.hydrations++;
 		hyd_cleanup(n);
 		td_rview_trim(rv);
@@ -486,9 +511,11 @@ void rv_hyd_start(struct td_rview *rv, struct node *n)
 	/* Already in the cache (keep_cached, or an earlier session): use it. */
 	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) == 0 &&
 	    access(path, F_OK) == 0) {
-		n->cache_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		n->cached = n->cache_fd >= 0;
-		hwait_fire(n, n->cached ? 0 : -EIO);
+		r = rv_open_copy(path, O_RDONLY);
+		n->cached = r >= 0;
+		n->cache_fd = r >= 0 ? r : -1;
+		hwait_fire(n, r >= 0 ? 0 : r == -EWOULDBLOCK ? -EAGAIN : -EIO);
+		td_rview_trim(rv); /* a copy made elsewhere (keep_cached) counts too */
 		return;
 	}
 	r = hyd_new(rv, n, &h);
@@ -520,6 +547,7 @@ static void a_hyd_lookup(uv_work_t *w, int status)
 		q->done(q->data, q->lk.r < 0 ? q->lk.r : -EIO);
 	} else if (n->cached) {
 		q->done(q->data, 0);
+		td_rview_trim(rv); /* a pin of a copy in place: the others may go now */
 	} else if (rv_hwait_add(n, q->done, q->data) < 0) {
 		q->done(q->data, -ENOMEM);
 	} else if (!n->hyd) {

@@ -247,6 +247,10 @@ struct td_rview {
 	unsigned n_buf_pool;
 	struct pidrec pids[64];
 	bool trimming, trim_again;
+	uv_timer_t trim_timer; /* trims now and then: copies made elsewhere count */
+	bool trim_timer_open;
+	/* Tests only: TD_TEST_RVIEW_PAUSE, a directory (see rv_test_pause). */
+	char *test_pause;
 
 	struct td_rview_stats st;
 };
@@ -275,6 +279,11 @@ struct lookup_job {
 };
 
 /* rview.c */
+/* Opens a cache copy on the loop thread. Copies belong to their file's owner,
+ * who may hold a lease on one: O_NONBLOCK makes the open fail at once with
+ * -EWOULDBLOCK instead of waiting out the lease-break time with the loop
+ * (DESIGN invariant 9). Returns the fd or -errno. */
+int rv_open_copy(const char *path, int flags);
 void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Ends the session (frees rv, calls close_cb) if td_rview_close was called and
@@ -343,3 +352,9 @@ int rv_hwait_add(struct node *n, void (*done)(void *data, int status), void *dat
 
 /* rview_evict.c */
 void rv_remove_stale_parts(const char *cache_dir);
+void rv_trim_timer_start(struct td_rview *rv);
+void rv_trim_timer_close(struct td_rview *rv);
+/* Tests only, on a pool thread: when <test_pause>/<step>-<id> exists, creates
+ * <step>-<id>.paused and waits (20 s at most) for <step>-<id>.go, so a test can
+ * act at exactly this step. Nothing happens without TD_TEST_RVIEW_PAUSE. */
+void rv_test_pause(const struct td_rview *rv, const char *step, const char *id);

@@ -33,16 +33,16 @@ static void wopen_reply(struct wopen *wo, int status)
 	struct td_rview *rv = wo->rv;
 	char path[4096];
 	struct handle *h;
-	int flags = (wo->fi.flags & (O_ACCMODE | O_APPEND | O_TRUNC)) | O_NOFOLLOW | O_CLOEXEC;
+	int flags = wo->fi.flags & (O_ACCMODE | O_APPEND | O_TRUNC);
 
 	if (status < 0 || rv->closing) {
-		fuse_reply_err(wo->req, status == -EFBIG ? EFBIG : EIO);
+		fuse_reply_err(wo->req, status == -EFBIG || status == -EAGAIN ? -status : EIO);
 		goto out;
 	}
 	h = calloc(1, sizeof(*h));
 	td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id);
-	if (!h || (h->wfd = open(path, flags)) < 0) {
-		int e = h ? errno : ENOMEM;
+	if (!h || (h->wfd = rv_open_copy(path, flags)) < 0) {
+		int e = h ? -h->wfd : ENOMEM;
 
 		free(h);
 		fuse_reply_err(wo->req, e);
@@ -140,8 +140,10 @@ static int make_empty_copy(struct td_rview *rv, struct node *n)
 		unlink(path);
 		return r;
 	}
-	n->cache_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	n->cache_fd = rv_open_copy(path, O_RDONLY);
 	n->cached = n->cache_fd >= 0;
+	if (n->cache_fd < 0)
+		n->cache_fd = -1;
 	n->dirty = true;
 	mark_dirty(rv, n);
 	return 0;

@@ -1,6 +1,7 @@
 /* The cache limit (bytes and percent) and the dirty-copy scan: copies that
- * differ from their catalog row in size or mtime, and rows already marked
- * dirty, are reported; unchanged and absent copies are not. */
+ * differ from their catalog row in size, mtime or ctime (one written in place
+ * with its mtime put back), and rows already marked dirty, are reported;
+ * unchanged and absent copies are not. */
 #include "cache.h"
 #include "catalog.h"
 #include "ns.h"
@@ -39,14 +40,32 @@ static void test_limit(void)
 
 static char CACHE[4200];
 
+/* How a row records its copy's ctime (see td_cache_copy_unchanged). */
+enum rec {
+	REC_CTIME,      /* ctime_ns: the copy's ctime (as the remote view records it) */
+	REC_AFTER,      /* cache_atime_ns after the copy was made (the mover's copies) */
+	REC_BEFORE,     /* cache_atime_ns before the copy's last change */
+	REC_CTIME_THEN, /* REC_CTIME, then the copy changes in place, mtime put back */
+};
+
+static int64_t ctime_of(const char *path)
+{
+	struct stat st;
+
+	CHECK(stat(path, &st) == 0);
+	return (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
 /* A row in `state` whose cache copy (when size >= 0) holds `size` bytes with
- * mtime 1e9 + mtime_off ns; the row says 10 bytes at 1e9 ns. */
-static void add(struct td_catalog *cat, unsigned n, enum td_catalog_state state, int size,
-                int mtime_off, char id_out[TD_CATALOG_ID_HEX])
+ * mtime 1e9 + mtime_off ns; the row says 10 bytes at 1e9 ns, and records the
+ * copy's ctime as `rec` says. */
+static void add_rec(struct td_catalog *cat, unsigned n, enum td_catalog_state state, int size,
+                    int mtime_off, enum rec rec, char id_out[TD_CATALOG_ID_HEX])
 {
 	struct td_catalog_entry e = { 0 };
 	struct td_catalog_error err;
 	char path[64], cpath[4400];
+	struct timespec ts[2] = { { 1, mtime_off }, { 1, mtime_off } };
 
 	snprintf(e.id, sizeof(e.id), "%032x", n);
 	snprintf(path, sizeof(path), "/srv/f%u", n);
@@ -57,25 +76,49 @@ static void add(struct td_catalog *cat, unsigned n, enum td_catalog_state state,
 	e.name_len = strlen(e.name);
 	e.size = 10;
 	e.mtime_ns = 1000000000;
-	CHECK_INT(td_catalog_insert(cat, &e, &err), 0);
-	memcpy(id_out, e.id, TD_CATALOG_ID_HEX);
-	if (size < 0)
-		return;
+	e.ctime_ns = 500; /* the original's, before it was tiered */
+	e.tiered_ns = 1000;
 	REQUIRE(td_ns_cache_path(cpath, sizeof(cpath), CACHE, e.id) == 0);
-	{
+	if (rec == REC_BEFORE)
+		e.cache_atime_ns = td_now_ns();
+	if (size >= 0) {
 		char dir[4400];
 		int fd;
-		struct timespec ts[2] = { { 1, mtime_off }, { 1, mtime_off } };
 
 		snprintf(dir, sizeof(dir), "%s", cpath);
 		*strrchr(dir, '/') = '\0';
 		mkdir(dir, 0700);
+		usleep(20000); /* past the clock's tick: a later change has a later ctime */
 		fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		REQUIRE(fd >= 0);
 		CHECK_INT(td_write_full(fd, "0123456789abcdef", (size_t)size), 0);
 		futimens(fd, ts);
 		close(fd);
+		if (rec == REC_CTIME || rec == REC_CTIME_THEN)
+			e.ctime_ns = ctime_of(cpath);
+		if (rec == REC_AFTER) {
+			usleep(20000);
+			e.cache_atime_ns = td_now_ns();
+		}
 	}
+	CHECK_INT(td_catalog_insert(cat, &e, &err), 0);
+	memcpy(id_out, e.id, TD_CATALOG_ID_HEX);
+	if (rec == REC_CTIME_THEN) {
+		int fd;
+
+		usleep(20000);
+		fd = open(cpath, O_WRONLY | O_CLOEXEC);
+		REQUIRE(fd >= 0);
+		CHECK_INT(pwrite(fd, "XYZ", 3, 2), 3);
+		futimens(fd, ts);
+		close(fd);
+	}
+}
+
+static void add(struct td_catalog *cat, unsigned n, enum td_catalog_state state, int size,
+                int mtime_off, char id_out[TD_CATALOG_ID_HEX])
+{
+	add_rec(cat, n, state, size, mtime_off, REC_CTIME, id_out);
 }
 
 struct found {
@@ -105,6 +148,7 @@ static void test_dirty_scan(void)
 {
 	const char *t = td_test_tmpdir("cache-dirty");
 	char db[4200], same[33], grown[33], touched[33], marked[33], gone[33], tiered[33];
+	char forged[33], mover[33], mover_changed[33];
 	struct td_catalog *cat = NULL;
 	struct td_catalog_error err;
 	struct found f = { 0 };
@@ -127,12 +171,18 @@ static void test_dirty_scan(void)
 	add(cat, 4, TD_CATALOG_DIRTY, 10, 0, marked);
 	add(cat, 5, TD_CATALOG_CACHED, -1, 0, gone);
 	add(cat, 6, TD_CATALOG_TIERED, 16, 0, tiered); /* not a cached state: not looked at */
+	add_rec(cat, 7, TD_CATALOG_CACHED, 10, 0, REC_CTIME_THEN, forged);
+	add_rec(cat, 8, TD_CATALOG_CACHED, 10, 0, REC_AFTER, mover);
+	add_rec(cat, 9, TD_CATALOG_CACHED, 10, 0, REC_BEFORE, mover_changed);
 	uv_mutex_init(&lock);
 	uv_loop_init(&loop);
 	CHECK_INT(td_cache_dirty_scan(&loop, cat, &lock, CACHE, on_dirty, &f), 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	CHECK_INT(f.calls, 1);
-	CHECK_INT(f.n, 3);
+	CHECK_INT(f.n, 5);
+	CHECK(reported(&f, forged)); /* same size and mtime, but its ctime moved */
+	CHECK(reported(&f, mover_changed));
+	CHECK(!reported(&f, mover));
 	CHECK(reported(&f, grown));
 	CHECK(reported(&f, touched));
 	CHECK(reported(&f, marked));

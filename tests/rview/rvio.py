@@ -10,6 +10,12 @@
                                                GO (60 s), read the rest, compare
   rvio.py slow FILE ERRFILE                    read 64 KiB every 50 ms; on an
                                                error write it to ERRFILE, exit 3
+  rvio.py overwrite FILE OFF TEXT [forge]      write TEXT at OFF in place (the
+                                               size stays), fsync; with "forge"
+                                               put atime and mtime back after
+  rvio.py lease FILE READY GO                  hold a write lease on FILE (its
+                                               owner), create READY, wait for GO
+                                               (60 s); exit 5 if no lease
 
 --comm sets this process's name (/proc/self/comm), as no_hydrate sees it.
 """
@@ -135,6 +141,38 @@ def do_slow(path, errfile):
         return 3
 
 
+def do_overwrite(path, off, text, forge):
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(text.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    if forge:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return 0
+
+
+def do_lease(path, ready, go):
+    import fcntl
+    import signal
+    F_SETLEASE = 1024
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # a break must not end us
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_WRLCK)
+    except OSError as e:
+        print(f"no lease: {e}", file=sys.stderr)
+        return 5
+    open(ready, "w").close()
+    for _ in range(600):
+        if os.path.exists(go):
+            break
+        time.sleep(0.1)
+    os.close(fd)
+    return 0
+
+
 def main(a):
     if a and a[0] == "--comm":
         set_comm(a[1])
@@ -152,6 +190,10 @@ def main(a):
         return do_hold(a[1], a[2], a[3], a[4])
     if cmd == "slow":
         return do_slow(a[1], a[2])
+    if cmd == "overwrite":
+        return do_overwrite(a[1], int(a[2]), a[3], len(a) > 4 and a[4] == "forge")
+    if cmd == "lease":
+        return do_lease(a[1], a[2], a[3])
     sys.exit(__doc__)
 
 

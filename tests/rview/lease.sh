@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# No user can stall the loop with a lease (issue 12 item 4, DESIGN invariant
+# 9): the owner holds a write lease on its file's cache copy while root reads
+# the file through the remote view (a new session: the view opens the copy it
+# finds in the cache); root's `tierctl status` still answers at once, checked
+# while the owner still holds the lease, and the read returns the right bytes.
+. "$(dirname "$0")/lib.sh"
+need_fuse
+rv_setup lease
+rv_conf "cache_size = 64M"
+start_tierd || { fail "tierd start"; finish; }
+mkfile f 200000
+chown 1234:1234 "$t/data/f"
+tier f && pass "tiered" || { fail "migrate"; finish; }
+cat "$t/data/f" >/dev/null
+check "f is hydrated" wait_hot f
+stop_tierd
+start_tierd || fail "restart" # a new session: the view opens the copy again
+mkdir -m 777 "$t/ipc"
+setpriv --reuid=1234 --regid=1234 --clear-groups $RVIO lease "$t/data/f" "$t/ipc/ready" "$t/ipc/go" >"$t/lease.out" 2>&1 &
+lpid=$!
+bg_pids=$lpid
+for _ in $(seq 100); do [ -e "$t/ipc/ready" ] && break; sleep 0.05; done
+check "the owner holds a write lease on the copy" [ -e "$t/ipc/ready" ]
+timeout 60 cmp "$(bound_remote f)" "$t/orig/f" >"$t/read.out" 2>&1 &
+ppid=$!
+sleep 0.5
+s=$(date +%s%N)
+timeout 10 "$TIERCTL" -c "$conf" status >/dev/null
+rc=$?
+ms=$((($(date +%s%N) - s) / 1000000))
+check "status answers while the lease is held (rc $rc, $ms ms <= 2000)" [ $rc = 0 -a $ms -le 2000 ]
+check "... and the owner still holds it" kill -0 $lpid
+s=$(date +%s%N)
+wait $ppid
+rc=$?
+ms=$((($(date +%s%N) - s) / 1000000))
+check "the read through the view returned the right bytes (rc $rc: $(tr '\n' ' ' <"$t/read.out")) within 2 s ($ms ms)" [ $rc = 0 -a $ms -le 2000 ]
+touch "$t/ipc/go"
+wait $lpid
+bg_pids=
+cat "$t/lease.out"
+check "f reads right" cmp -s "$t/data/f" "$t/orig/f"
+finish
