@@ -715,8 +715,10 @@ static void on_recalled(void *data, const struct td_mover_result *r)
 
 	if (r->outcome == TD_MOVER_TIERED)
 		log_notice("recalled %s (%s) to primary storage", esc ? esc : r->id, r->id);
-	else if (r->status == -EBUSY)
-		log_info("recall of %s waits for its writers to close", r->id);
+	else if (r->status == -EBUSY || r->status == -EAGAIN)
+		log_info("recall of %s waits: %s", r->id,
+		         r->status == -EBUSY ? "its writers have it open"
+		                             : "another process holds a lease on its copy");
 	else
 		svc_error(rc->s, "recall of %s (%s): %s", esc ? esc : r->id, r->id, r->message);
 	free(esc);
