@@ -298,6 +298,7 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 		    c, td_ctl_error_reply(err, "request longer than %u bytes", TD_CTL_MAX_LINE));
 		return 0;
 	}
+	uv_timer_stop(&c->deadline); /* the next line has a deadline of its own */
 	if (len == 0)
 		return 0;
 	uv_timer_again(&c->idle); /* a complete request, and only that, resets it */
