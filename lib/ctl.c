@@ -412,9 +412,14 @@ int td_ctl_peer_get(struct td_ctl_peer *out, int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return -errno;
-	/* The size first: ERANGE with the length needed (0 for no groups). */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &glen) < 0 && errno != ERANGE)
-		return -errno;
+	/* The size first: ERANGE with the length needed (0 for no groups). A
+	 * kernel before 4.13 has no SO_PEERGROUPS: then no supplementary group
+	 * counts, which errs on the side of refusing. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &glen) < 0 && errno != ERANGE) {
+		if (errno != ENOPROTOOPT)
+			return -errno;
+		glen = 0;
+	}
 	if (glen > 0) {
 		groups = malloc(glen);
 		if (!groups)

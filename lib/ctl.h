@@ -112,8 +112,9 @@ struct td_ctl_peer {
 	size_t n_groups;
 };
 
-/* Reads the peer of a connected unix socket. Returns 0 or -errno (SO_PEERGROUPS
- * needs Linux 4.13). On success free it with td_ctl_peer_free. */
+/* Reads the peer of a connected unix socket. Returns 0 or -errno; before Linux
+ * 4.13 (no SO_PEERGROUPS) the peer has no supplementary groups. On success
+ * free it with td_ctl_peer_free. */
 int td_ctl_peer_get(struct td_ctl_peer *out, int fd);
 void td_ctl_peer_free(struct td_ctl_peer *p);
 /* td_ctl_is_admin for a peer. */
