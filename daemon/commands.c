@@ -6,6 +6,14 @@
  *
  * Streaming replies (migrate, ls) send {"event": ...} lines first and one
  * final line with "ok"; a client reads until that line.
+ *
+ * Who sees what (invariant 7): root and admin_group see everything. Anyone
+ * else sees a catalog entry only if they can lstat its original path, which
+ * a pool thread checks with their own credentials (td_ctl_as_peer: the kernel
+ * applies their groups, the modes and ACLs of every parent directory); then
+ * the owner sees all of it and others only what stat(2) would have shown them
+ * (redact()). A path they cannot stat is answered exactly as one that does not
+ * exist. Their `status` leaves out what describes other users' files.
  */
 #include "cache.h"
 #include "log.h"
@@ -34,6 +42,82 @@ static void rfc3339(char *out, size_t n, int64_t ns)
 
 	gmtime_r(&t, &tm);
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- who sees what ---------------------------------------------------------- */
+
+enum sight {
+	SEE_NOTHING,
+	SEE_STAT, /* what stat(2) at the original path shows */
+	SEE_ALL,
+};
+
+/*
+ * lstat, and readlink when it is a link (*tl: its length, else -1), checked
+ * with the peer's credentials unless it is an admin. Pool threads only, and
+ * never around a catalog call (SQLite may open its journal files). For a peer
+ * that is not an admin, EACCES becomes ENOENT: a path it may not stat is
+ * answered as one that does not exist.
+ */
+static int peer_lstat(const struct client *c, const char *path, struct stat *st, char *target,
+                      size_t target_size, ssize_t *tl)
+{
+	struct td_ctl_self self;
+	int r;
+
+	*tl = -1;
+	if (!c->privileged && td_ctl_as_peer(&self, &c->peer) < 0)
+		return -ENOENT; /* cannot act as them: show them nothing */
+	r = lstat(path, st) < 0 ? -errno : 0;
+	if (r == 0 && target && S_ISLNK(st->st_mode))
+		*tl = readlink(path, target, target_size - 1);
+	if (!c->privileged) {
+		td_ctl_as_self(&self);
+		if (r == -EACCES)
+			r = -ENOENT;
+	}
+	return r;
+}
+
+/* What c may know of a file at original path opath owned by owner. `seen`
+ * (NULL: none) was already found lstat-able as c; it saves the second lstat
+ * when it is opath. */
+static enum sight sight_of(const struct client *c, const char *opath, size_t olen, uid_t owner,
+                           const char *seen, size_t seen_len)
+{
+	char *p;
+	struct stat st;
+	ssize_t tl;
+	bool ok;
+
+	if (c->privileged)
+		return SEE_ALL;
+	if (seen && seen_len == olen && memcmp(seen, opath, olen) == 0) {
+		ok = true;
+	} else {
+		p = malloc(olen + 1);
+		if (!p)
+			return SEE_NOTHING;
+		memcpy(p, opath, olen);
+		p[olen] = '\0';
+		ok = olen > 0 && memchr(p, '\0', olen) == NULL &&
+		     peer_lstat(c, p, &st, NULL, 0, &tl) == 0;
+		free(p);
+	}
+	if (!ok)
+		return SEE_NOTHING;
+	return owner == c->peer.uid ? SEE_ALL : SEE_STAT;
+}
+
+/* Leaves what stat(2) shows (and tierd's state, which lstat's S_IFLNK gives
+ * away anyway): no id, object, hash, policy or error of someone else's file. */
+static void redact(json_t *o)
+{
+	static const char *const hidden[] = { "id",     "target", "key",       "sha256",
+		                              "policy", "step",   "last_error" };
+
+	for (size_t i = 0; i < TD_ARRAY_SIZE(hidden); i++)
+		json_object_del(o, hidden[i]);
 }
 
 /* ---- ping, reload ------------------------------------------------------- */
@@ -138,15 +222,46 @@ static void a_status(uv_work_t *w, int status)
 		              "streamed_opens", (json_int_t)rs.streamed_opens, "evictions",
 		              (json_int_t)rs.evictions));
 	}
+	svc_work_done(j->c);
 	client_send(j->c, reply);
 	client_unref(j->c);
 	free(j);
 }
 
+/* A user's status: the daemon's health, without the catalog's counts, the
+ * recent errors (they name files), the configuration or the runs. Answered on
+ * the loop at once: it costs the pool nothing. */
+static void user_status(struct service *s, struct client *c)
+{
+	json_t *targets = json_object();
+
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct target_slot *ts = &s->targets[i];
+		const struct td_reach_state *rs = td_reach_get(s->reach, ts->name);
+
+		json_object_set_new(targets, ts->name,
+		                    json_pack("{s:b, s:b}", "reachable", ts->t && rs->reachable,
+		                              "checked", rs->checked));
+	}
+	client_send(c, json_pack("{s:b, s:s, s:I, s:i, s:o, s:i, s:i, s:b, s:I, s:b}", "ok", 1,
+	                         "version", TD_VERSION, "uptime_s",
+	                         (json_int_t)((td_monotonic_ns() - s->start_ns) / 1000000000),
+	                         "pid", (int)getpid(), "targets", targets, "in_flight",
+	                         s->mover ? (int)td_mover_in_flight(s->mover) : 0, "queued",
+	                         s->mover ? (int)td_mover_queued(s->mover) : 0, "ready",
+	                         s->mover_ready, "dirty_scans", (json_int_t)s->dirty_scans,
+	                         "restricted", 1));
+}
+
 static void cmd_status(struct service *s, struct client *c, json_t *args)
 {
-	struct status_job *j = calloc(1, sizeof(*j));
+	struct status_job *j;
 
+	if (!c->privileged) {
+		user_status(s, c);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
 	if (!j || !s->rcat) {
 		free(j);
 		client_send(c, td_ctl_error_reply(-ENOMEM, "cannot read the catalog"));
@@ -156,7 +271,7 @@ static void cmd_status(struct service *s, struct client *c, json_t *args)
 	j->c = c;
 	j->work.data = j;
 	client_ref(c);
-	if (uv_queue_work(s->loop, &j->work, w_status, a_status) < 0) {
+	if (svc_queue_work(c, &j->work, w_status, a_status) < 0) {
 		client_unref(c);
 		free(j);
 		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
@@ -364,34 +479,72 @@ static json_t *entry_json(const struct td_catalog_entry *e)
 	return o;
 }
 
+/* The catalog entry of a path: the one its tierd link names, else the one
+ * recorded at that path. NULL if neither. */
+static struct td_catalog_entry *lookup(struct service *s, const char *path, size_t len,
+                                       const char *target, ssize_t tl)
+{
+	struct td_catalog_entry *e = NULL;
+	struct td_catalog_error ce = { 0 };
+	char id[33];
+	int r;
+
+	uv_mutex_lock(&s->rcat_lock);
+	if (tl > 0 && td_ns_parse_link(s->conf->c->state_dir, target, (size_t)tl, id))
+		r = td_catalog_get(&e, s->rcat, id, &ce);
+	else
+		r = td_catalog_get_by_path(&e, s->rcat, path, len, &ce);
+	uv_mutex_unlock(&s->rcat_lock);
+	return r == 0 ? e : NULL;
+}
+
+/*
+ * A path's entry as c may see it, or NULL; *sr is what lstat said as c, *st
+ * its answer. An admin's question is answered from the catalog even when the
+ * path has gone; anyone else's only for a path they can lstat, and only with
+ * an entry whose original path they can lstat too.
+ */
+static struct td_catalog_entry *lookup_as(const struct client *c, const char *path, size_t len,
+                                          struct stat *st, int *sr, enum sight *see)
+{
+	char target[4096];
+	struct td_catalog_entry *e = NULL;
+	ssize_t tl;
+
+	*sr = peer_lstat(c, path, st, target, sizeof(target), &tl);
+	*see = SEE_NOTHING;
+	if (*sr == 0 || c->privileged)
+		e = lookup(c->svc, path, len, target, tl);
+	if (e)
+		*see = sight_of(c, e->path, e->path_len, e->uid, *sr == 0 ? path : NULL, len);
+	if (e && *see == SEE_NOTHING) {
+		td_catalog_entry_free(e);
+		e = NULL;
+	}
+	return e;
+}
+
 static void w_info(uv_work_t *w)
 {
 	struct info_job *j = w->data;
-	const char *state_dir = j->s->conf->c->state_dir;
 
 	j->files = json_array();
 	for (size_t i = 0; i < j->n; i++) {
-		struct td_catalog_entry *e = NULL;
-		struct td_catalog_error ce = { 0 };
-		char target[4096], id[33];
-		ssize_t tl = readlink(j->paths[i], target, sizeof(target) - 1);
+		struct stat st;
+		enum sight see;
+		int sr;
+		struct td_catalog_entry *e =
+		    lookup_as(j->c, j->paths[i], j->lens[i], &st, &sr, &see);
 		json_t *o;
-		int r;
 
-		uv_mutex_lock(&j->s->rcat_lock);
-		if (tl > 0 && td_ns_parse_link(state_dir, target, (size_t)tl, id))
-			r = td_catalog_get(&e, j->s->rcat, id, &ce);
-		else
-			r = td_catalog_get_by_path(&e, j->s->rcat, j->paths[i], j->lens[i], &ce);
-		uv_mutex_unlock(&j->s->rcat_lock);
-		if (r == 0) {
+		if (e) {
 			o = entry_json(e);
+			if (o && see != SEE_ALL)
+				redact(o);
 		} else {
-			struct stat st;
-
 			o = json_pack("{s:s, s:b}", "state", "local", "cached", 0);
-			if (lstat(j->paths[i], &st) < 0)
-				json_object_set_new(o, "error", json_string(strerror(errno)));
+			if (sr < 0)
+				json_object_set_new(o, "error", json_string(strerror(-sr)));
 			else
 				json_object_set_new(o, "size",
 				                    json_integer((json_int_t)st.st_size));
@@ -406,6 +559,7 @@ static void a_info(uv_work_t *w, int status)
 {
 	struct info_job *j = w->data;
 
+	svc_work_done(j->c);
 	client_send(j->c, json_pack("{s:b, s:o}", "ok", 1, "files", j->files));
 	client_unref(j->c);
 	td_ctl_paths_free(j->paths, j->lens, j->n);
@@ -432,7 +586,7 @@ static void cmd_info(struct service *s, struct client *c, json_t *args)
 	j->c = c;
 	j->work.data = j;
 	client_ref(c);
-	if (uv_queue_work(s->loop, &j->work, w_info, a_info) < 0) {
+	if (svc_queue_work(c, &j->work, w_info, a_info) < 0) {
 		client_unref(c);
 		td_ctl_paths_free(j->paths, j->lens, j->n);
 		free(j);
@@ -453,6 +607,13 @@ struct ls_job {
 	unsigned n_page;
 	uint64_t total;
 	int r;
+	/* For a peer that is not an admin: each page row's original path and
+	 * owner, checked once the catalog lock is released. */
+	struct {
+		char *path;
+		size_t len;
+		uid_t uid;
+	} rows[LS_PAGE];
 };
 
 static int ls_collect(void *data, const struct td_catalog_entry *e)
@@ -460,13 +621,38 @@ static int ls_collect(void *data, const struct td_catalog_entry *e)
 	struct ls_job *j = data;
 	json_t *o = entry_json(e);
 
-	if (o) {
+	if (o)
 		json_object_set_new(o, "event", json_string("file"));
-		json_array_append_new(j->page, o);
+	if (!j->c->privileged) {
+		j->rows[j->n_page].path = malloc(e->path_len + 1);
+		if (j->rows[j->n_page].path)
+			memcpy(j->rows[j->n_page].path, e->path, e->path_len);
+		j->rows[j->n_page].len = e->path_len;
+		j->rows[j->n_page].uid = e->uid;
 	}
+	json_array_append_new(j->page, o ? o : json_null());
 	memcpy(j->after, e->id, sizeof(j->after));
 	j->n_page++;
 	return 0;
+}
+
+/* Drops the rows the peer may not see and redacts the ones it does not own;
+ * rows it may not see become JSON nulls, which a_ls skips. */
+static void ls_filter(struct ls_job *j)
+{
+	for (unsigned i = 0; i < j->n_page; i++) {
+		json_t *o = json_array_get(j->page, i);
+		enum sight see = j->rows[i].path ? sight_of(j->c, j->rows[i].path, j->rows[i].len,
+		                                            j->rows[i].uid, NULL, 0)
+		                                 : SEE_NOTHING;
+
+		if (see == SEE_NOTHING)
+			json_array_set_new(j->page, i, json_null());
+		else if (see == SEE_STAT && json_is_object(o))
+			redact(o);
+		free(j->rows[i].path);
+		j->rows[i].path = NULL;
+	}
 }
 
 static void w_ls(uv_work_t *w)
@@ -483,6 +669,8 @@ static void w_ls(uv_work_t *w)
 	uv_mutex_lock(&j->s->rcat_lock);
 	j->r = td_catalog_foreach(j->s->rcat, &f, ls_collect, j, &ce);
 	uv_mutex_unlock(&j->s->rcat_lock);
+	if (!j->c->privileged)
+		ls_filter(j);
 }
 
 static void a_ls(uv_work_t *w, int status)
@@ -491,12 +679,18 @@ static void a_ls(uv_work_t *w, int status)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(j->page, i, v) client_send(j->c, json_incref(v));
+	json_array_foreach(j->page, i, v)
+	{
+		if (json_is_object(v)) {
+			client_send(j->c, json_incref(v));
+			j->total++;
+		}
+	}
 	json_decref(j->page);
-	j->total += j->n_page;
 	if (j->r >= 0 && j->n_page == LS_PAGE && !j->c->closing && !j->s->stopping &&
 	    uv_queue_work(j->s->loop, &j->work, w_ls, a_ls) == 0)
 		return;
+	svc_work_done(j->c);
 	if (j->r < 0)
 		client_send(j->c, td_ctl_error_reply(j->r, "catalog read failed"));
 	else
@@ -535,7 +729,7 @@ static void cmd_ls(struct service *s, struct client *c, json_t *args)
 	j->c = c;
 	j->work.data = j;
 	client_ref(c);
-	if (uv_queue_work(s->loop, &j->work, w_ls, a_ls) < 0) {
+	if (svc_queue_work(c, &j->work, w_ls, a_ls) < 0) {
 		client_unref(c);
 		free(j->policy);
 		free(j);
@@ -550,8 +744,9 @@ struct ritem {
 	char *path;
 	size_t len;
 	char id[TD_CATALOG_ID_HEX];
-	int state; /* -1: not in the catalog */
+	int state; /* -1: not in the catalog, or not the peer's to see */
 	uint32_t uid;
+	bool mine; /* the peer is an admin, or owns it and can stat it */
 };
 
 enum raction {
@@ -649,37 +844,31 @@ static void on_item_hydrated(void *data, int status)
 static void w_recall_lookup(uv_work_t *w)
 {
 	struct rbatch *b = w->data;
-	const char *state_dir = b->s->conf->c->state_dir;
 
 	for (size_t i = 0; i < b->n; i++) {
 		struct ritem *it = &b->items[i];
-		struct td_catalog_entry *e = NULL;
 		struct td_catalog_error ce;
-		char target[4096], id[33];
-		ssize_t tl = readlink(b->paths[i], target, sizeof(target) - 1);
-		int r;
+		struct stat st;
+		enum sight see;
+		int sr;
+		struct td_catalog_entry *e =
+		    lookup_as(b->c, b->paths[i], b->lens[i], &st, &sr, &see);
 
 		it->b = b;
 		it->len = b->lens[i];
 		it->path = malloc(it->len + 1);
 		if (it->path)
 			memcpy(it->path, b->paths[i], it->len + 1);
-		it->state = -1;
-		uv_mutex_lock(&b->s->rcat_lock);
-		if (tl > 0 && td_ns_parse_link(state_dir, target, (size_t)tl, id))
-			r = td_catalog_get(&e, b->s->rcat, id, &ce);
-		else
-			r = td_catalog_get_by_path(&e, b->s->rcat, b->paths[i], b->lens[i], &ce);
-		uv_mutex_unlock(&b->s->rcat_lock);
-		if (r == 0) {
+		it->state = -1; /* also what a file the peer may not see gets */
+		if (e) {
 			memcpy(it->id, e->id, sizeof(it->id));
 			it->state = (int)e->state;
 			it->uid = e->uid;
+			it->mine = see == SEE_ALL;
 		}
 		/* pin/unpin: the flag is set here, for those allowed to (checked
 		 * again on the loop for the reply). */
-		if (r == 0 && b->action != RA_RECALL && (b->c->privileged || e->uid == b->c->uid) &&
-		    e->state != TD_CATALOG_LOCAL) {
+		if (e && b->action != RA_RECALL && it->mine && e->state != TD_CATALOG_LOCAL) {
 			struct td_catalog_entry upd = { 0 };
 
 			memcpy(upd.id, e->id, sizeof(upd.id));
@@ -697,6 +886,7 @@ static void a_recall_lookup(uv_work_t *w, int status)
 	struct rbatch *b = w->data;
 	struct service *s = b->s;
 
+	svc_work_done(b->c);
 	for (size_t i = 0; i < b->n; i++) {
 		struct ritem *it = &b->items[i];
 		int r;
@@ -707,8 +897,10 @@ static void a_recall_lookup(uv_work_t *w, int status)
 			ritem_event(it, "skipped", "not tiered");
 			continue;
 		}
-		/* Users may recall the files they own. */
-		if (!b->c->privileged && it->uid != b->c->uid) {
+		/* Users may recall the files they own; of others' they learn
+		 * nothing stat would not tell them, not even the id. */
+		if (!it->mine) {
+			it->id[0] = '\0';
 			ritem_event(it, "failed",
 			            "not your file: recall needs its owner, root, or "
 			            "the admin group");
@@ -770,7 +962,7 @@ static void files_cmd(struct service *s, struct client *c, json_t *args, enum ra
 	b->action = action;
 	b->work.data = b;
 	client_ref(c);
-	if (uv_queue_work(s->loop, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
+	if (svc_queue_work(c, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
 		client_unref(c);
 		free(b->items);
 		td_ctl_paths_free(b->paths, b->lens, b->n);

@@ -8,10 +8,16 @@
  * mover answer "recovering" until it is ready.
  *
  * The control socket speaks lib/ctl's line protocol. Every connection's peer
- * is identified with SO_PEERCRED: root and members of admin_group may run
- * every command; anyone else may run the read-only ones. Each connection is
- * bounded (one capped request line buffered, a capped write queue, an idle
- * timer), and so is the number of connections.
+ * is identified with SO_PEERCRED and SO_PEERGROUPS, which the kernel records
+ * at connect: root and members of admin_group may run every command; anyone
+ * else may run the read-only ones and sees only what they could stat
+ * (commands.c). No user can lock root out (invariant 9): each connection is
+ * bounded (one capped request line buffered, which must complete within
+ * CLIENT_LINE_MS of its first byte; a capped write queue; an idle timer that
+ * only complete requests reset), a uid that is not an admin holds at most
+ * MAX_CLIENTS_PER_UID connections, all of them together never the
+ * ADMIN_RESERVE slots kept for admins, and their pool work is capped at
+ * USER_JOBS_MAX jobs. tierd(8), SECURITY, states these bounds.
  *
  * Targets: each configured one has a slot (its td_target, its probe); whether
  * it answers lives in a td_reach hub, which probes and transfers report to and
@@ -40,11 +46,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS      64
-#define CLIENT_IDLE_MS   (10 * 60 * 1000) /* a migrate of many files may be quiet a while */
-#define CLIENT_WQ_MAX    (4u << 20)       /* bytes of replies queued to a slow reader */
-#define PROBE_INTERVAL_S 30
-#define SWAP_GRACE_MS    2000
+#define MAX_CLIENTS         64          /* connections of every peer together */
+#define ADMIN_RESERVE       16          /* of those, the ones only root and admin_group get */
+#define MAX_CLIENTS_PER_UID 8           /* connections of one uid that is not an admin */
+#define USER_JOBS_MAX       2           /* pool jobs of non-admins at a time (libuv's pool has 4) */
+#define CLIENT_LINE_MS      (10 * 1000) /* a request line, from its first byte */
+#define CLIENT_IDLE_MS      (60 * 1000) /* between complete requests, no reply pending */
+#define CLIENT_WQ_MAX       (4u << 20)  /* bytes of replies queued to a slow reader */
+#define REFUSAL_LOG_S       10          /* refused connections are logged this often at most */
+#define PROBE_INTERVAL_S    30
+#define SWAP_GRACE_MS       2000
 
 static void stop(struct service *s);
 
@@ -140,6 +151,7 @@ static void client_free_if_done(struct client *c)
 	if (c->open_handles > 0 || c->refs > 0)
 		return;
 	td_ctl_framer_free(&c->framer);
+	td_ctl_peer_free(&c->peer);
 	free(c);
 }
 
@@ -165,8 +177,48 @@ static void client_close(struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_clients--;
+	if (c->user_slot)
+		s->n_user_clients--;
 	uv_close((uv_handle_t *)&c->pipe, client_handle_closed);
 	uv_close((uv_handle_t *)&c->idle, client_handle_closed);
+	uv_close((uv_handle_t *)&c->deadline, client_handle_closed);
+}
+
+/* Answers with one error line, written at once if nothing else is queued (a
+ * uv_write would be cancelled by the close), and closes the connection. */
+static void client_refuse(struct client *c, json_t *msg)
+{
+	uv_os_fd_t fd;
+	size_t len;
+	char *line = td_ctl_encode(msg, &len);
+
+	json_decref(msg);
+	if (line && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0 &&
+	    uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+	    send(fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("control: could not tell uid %u why: %s", (unsigned)c->peer.uid,
+		          strerror(errno));
+	free(line);
+	client_close(c);
+}
+
+int svc_queue_work(struct client *c, uv_work_t *w, uv_work_cb work, uv_after_work_cb after)
+{
+	struct service *s = c->svc;
+	int r;
+
+	if (!c->privileged && s->user_jobs >= USER_JOBS_MAX)
+		return -EAGAIN;
+	r = uv_queue_work(s->loop, w, work, after);
+	if (r == 0 && !c->privileged)
+		s->user_jobs++;
+	return r < 0 ? -EAGAIN : 0;
+}
+
+void svc_work_done(struct client *c)
+{
+	if (!c->privileged)
+		c->svc->user_jobs--;
 }
 
 void client_ref(struct client *c)
@@ -214,7 +266,7 @@ void client_send(struct client *c, json_t *msg)
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + len > CLIENT_WQ_MAX) {
 		log_warning(
 		    "control: closing a connection from uid %u that does not read its replies",
-		    (unsigned)c->uid);
+		    (unsigned)c->peer.uid);
 		free(line);
 		client_close(c);
 		return;
@@ -232,7 +284,6 @@ void client_send(struct client *c, json_t *msg)
 		free(w);
 		client_close(c);
 	}
-	uv_timer_again(&c->idle);
 }
 
 static int on_line(void *ctx, int err, const char *line, size_t len)
@@ -247,8 +298,10 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 		    c, td_ctl_error_reply(err, "request longer than %u bytes", TD_CTL_MAX_LINE));
 		return 0;
 	}
+	uv_timer_stop(&c->deadline); /* the next line has a deadline of its own */
 	if (len == 0)
 		return 0;
+	uv_timer_again(&c->idle); /* a complete request, and only that, resets it */
 	r = td_ctl_parse_request(line, len, &name, &args, msg, sizeof(msg));
 	if (r < 0) {
 		client_send(c, td_ctl_error_reply(r, "%s", msg));
@@ -261,7 +314,7 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 			continue;
 		if (cmd->mutating && !c->privileged) {
 			log_notice("control: refused '%s' from uid %u (not root or in group %s)",
-			           name, (unsigned)c->uid, c->svc->conf->c->admin_group);
+			           name, (unsigned)c->peer.uid, c->svc->conf->c->admin_group);
 			client_send(c, td_ctl_error_reply(-EPERM,
 			                                  "'%s' needs root or membership of "
 			                                  "group '%s'",
@@ -276,6 +329,25 @@ out:
 	free(name);
 	json_decref(args);
 	return c->closing;
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	struct client *c = t->data;
+
+	if (c->refs == 0) /* never cut off a client still waiting for a reply */
+		client_close(c);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct client *c = t->data;
+
+	log_info("control: closing a connection from uid %u: a request took over %d s to "
+	         "arrive",
+	         (unsigned)c->peer.uid, CLIENT_LINE_MS / 1000);
+	client_refuse(c, td_ctl_error_reply(-ETIMEDOUT, "request not complete within %d s",
+	                                    CLIENT_LINE_MS / 1000));
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -296,24 +368,63 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	uv_timer_again(&c->idle);
-	if (td_ctl_framer_feed(&c->framer, buf->base, (size_t)nread, on_line, c) < 0)
+	if (td_ctl_framer_feed(&c->framer, buf->base, (size_t)nread, on_line, c) != 0 ||
+	    c->closing) {
 		client_close(c);
+		return;
+	}
+	/* Trickled bytes buy nothing: a line must end within CLIENT_LINE_MS of the
+	 * byte that began it. */
+	if (!td_ctl_framer_pending(&c->framer))
+		uv_timer_stop(&c->deadline);
+	else if (!uv_is_active((uv_handle_t *)&c->deadline))
+		uv_timer_start(&c->deadline, on_deadline, CLIENT_LINE_MS, 0);
 }
 
-static void on_idle(uv_timer_t *t)
+/* Connections of uid that hold a slot of the users' pool. */
+static unsigned user_clients_of(const struct service *s, uid_t uid)
 {
-	struct client *c = t->data;
+	unsigned n = 0;
 
-	if (c->refs == 0) /* never cut off a client still waiting for a reply */
-		client_close(c);
+	for (const struct client *c = s->clients; c; c = c->next)
+		n += c->user_slot && c->peer.uid == uid;
+	return n;
+}
+
+/* NULL when c may stay; else why not. Admins are limited only by the total,
+ * and users together never reach the admins' reserve. */
+static const char *over_limit(const struct service *s, const struct client *c)
+{
+	if (c->privileged)
+		return s->n_clients > MAX_CLIENTS ? "too many connections" : NULL;
+	if (s->n_user_clients >= MAX_CLIENTS - ADMIN_RESERVE)
+		return "too many connections";
+	if (user_clients_of(s, c->peer.uid) >= MAX_CLIENTS_PER_UID)
+		return "too many connections from this user";
+	return NULL;
+}
+
+/* A flood of refused connections would flood the log too: one line per
+ * REFUSAL_LOG_S, with the count. */
+static void log_refusal(const struct client *c, const char *why)
+{
+	static int64_t last_s;
+	static unsigned n;
+	int64_t now = td_monotonic_ns() / 1000000000;
+
+	n++;
+	if (last_s && now - last_s < REFUSAL_LOG_S)
+		return;
+	log_warning("control: refusing uid %u: %s (%u refused since the last message)",
+	            (unsigned)c->peer.uid, why, n);
+	last_s = now;
+	n = 0;
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct service *s = server->data;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	const char *why;
 	struct client *c;
 	uv_os_fd_t fd;
 
@@ -328,31 +439,31 @@ static void on_connection(uv_stream_t *server, int status)
 	td_ctl_framer_init(&c->framer);
 	uv_pipe_init(s->loop, &c->pipe, 0);
 	uv_timer_init(s->loop, &c->idle);
-	c->pipe.data = c->idle.data = c;
-	c->open_handles = 2;
+	uv_timer_init(s->loop, &c->deadline);
+	c->pipe.data = c->idle.data = c->deadline.data = c;
+	c->open_handles = 3;
 	c->next = s->clients;
 	if (s->clients)
 		s->clients->prev = c;
 	s->clients = c;
 	s->n_clients++;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
-	    uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+	    uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 || td_ctl_peer_get(&c->peer, fd) < 0) {
 		client_close(c);
 		return;
 	}
-	if (s->n_clients > MAX_CLIENTS) {
-		log_warning("control: too many connections (%u); refusing uid %u", MAX_CLIENTS,
-		            (unsigned)cred.uid);
-		client_send(c, td_ctl_error_reply(-EBUSY, "too many connections"));
-		client_close(c);
+	c->privileged =
+	    td_ctl_peer_is_admin(&c->peer, s->conf->c->has_admin_gid, s->conf->c->admin_gid);
+	why = over_limit(s, c);
+	if (why) {
+		log_refusal(c, why);
+		client_refuse(c, td_ctl_error_reply(-EBUSY, "%s", why));
 		return;
 	}
-	c->uid = cred.uid;
-	c->gid = cred.gid;
-	c->pid = cred.pid;
-	c->privileged = td_ctl_peer_is_admin(cred.uid, cred.gid, cred.pid,
-	                                     s->conf->c->has_admin_gid, s->conf->c->admin_gid);
+	if (!c->privileged) {
+		c->user_slot = true;
+		s->n_user_clients++;
+	}
 	uv_timer_start(&c->idle, on_idle, CLIENT_IDLE_MS, CLIENT_IDLE_MS);
 	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
@@ -410,7 +521,7 @@ static int open_control_socket(struct service *s)
 	if (r == 0 && chmod(s->sock_path, 0666) < 0) /* access control is by SO_PEERCRED */
 		r = -errno;
 	if (r == 0)
-		r = uv_listen((uv_stream_t *)&s->server, 16, on_connection);
+		r = uv_listen((uv_stream_t *)&s->server, SOMAXCONN, on_connection);
 	if (r < 0)
 		log_error("cannot listen on %s: %s", s->sock_path, uv_strerror(r));
 	return r;

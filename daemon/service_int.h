@@ -57,7 +57,9 @@ struct service {
 	bool sock_owned;
 	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct client *clients;
-	unsigned n_clients;
+	unsigned n_clients;      /* every connection */
+	unsigned n_user_clients; /* those of peers that are not admins */
+	unsigned user_jobs;      /* pool work queued for them (svc_queue_work) */
 
 	struct target_slot *targets;
 	size_t n_targets;
@@ -89,21 +91,32 @@ struct client {
 	struct service *svc;
 	struct client *next, *prev;
 	uv_pipe_t pipe;
-	uv_timer_t idle;
+	uv_timer_t idle;     /* reset by complete requests only */
+	uv_timer_t deadline; /* runs while a request line is incomplete */
 	int open_handles;
 	unsigned refs; /* pending asynchronous replies */
 	bool closing;
 	struct td_ctl_framer framer;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	bool privileged;
+	struct td_ctl_peer peer; /* immutable after accept: pool threads read it */
+	bool privileged;         /* root or admin_group */
+	bool user_slot;          /* counted in service.n_user_clients */
 };
 
 /* Sends one line (steals msg). A no-op once the client is closing. */
 void client_send(struct client *c, json_t *msg);
 void client_ref(struct client *c);
 void client_unref(struct client *c);
+
+/*
+ * Queues a command's work on the thread pool for client c (uv_queue_work).
+ * Work for peers that are not admins is capped (USER_JOBS_MAX in service.c):
+ * beyond that it is refused with -EAGAIN at once, so users can never fill the
+ * pool ahead of root. The after callback calls svc_work_done(c) once, when the
+ * command no longer needs the pool (a paged command may queue more work with
+ * uv_queue_work directly before that).
+ */
+int svc_queue_work(struct client *c, uv_work_t *w, uv_work_cb work, uv_after_work_cb after);
+void svc_work_done(struct client *c);
 
 /* Logs an error and keeps it for `tierctl status`. */
 void svc_error(struct service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

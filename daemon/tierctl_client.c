@@ -186,7 +186,8 @@ static void print_status(json_t *st)
 	       (long long)json_integer_value(json_object_get(st, "pid")),
 	       (long long)json_integer_value(json_object_get(st, "uptime_s")),
 	       json_is_false(json_object_get(st, "ready")) ? " (recovering)" : "");
-	printf("config:  %s\n", json_string_value(json_object_get(st, "config")));
+	if (json_is_string(json_object_get(st, "config")))
+		printf("config:  %s\n", json_string_value(json_object_get(st, "config")));
 	printf("targets:\n");
 	json_object_foreach(json_object_get(st, "targets"), k, v)
 	{
@@ -198,21 +199,26 @@ static void print_status(json_t *st)
 		                                                       : "UNREACHABLE",
 		       err ? ": " : "", err ? err : "");
 	}
-	td_human_bytes(b1, sizeof(b1),
-	               (uint64_t)json_integer_value(
-	                   json_object_get(json_object_get(st, "cache"), "used_bytes")));
-	td_human_bytes(b2, sizeof(b2),
-	               (uint64_t)json_integer_value(
-	                   json_object_get(json_object_get(st, "cache"), "limit_bytes")));
-	printf("cache:   %s used of %s\n", b1, b2);
-	printf("files:\n");
-	json_object_foreach(files, k, v)
-	{
-		if (!json_integer_value(v))
-			continue;
+	if (json_is_true(json_object_get(st, "restricted"))) {
+		/* A user's status carries no counts of other users' files. */
+		printf("files:   (root and admin_group see the catalog's counts)\n");
+	} else {
 		td_human_bytes(b1, sizeof(b1),
-		               (uint64_t)json_integer_value(json_object_get(bytes, k)));
-		printf("  %-10s %10lld  %s\n", k, (long long)json_integer_value(v), b1);
+		               (uint64_t)json_integer_value(
+		                   json_object_get(json_object_get(st, "cache"), "used_bytes")));
+		td_human_bytes(b2, sizeof(b2),
+		               (uint64_t)json_integer_value(
+		                   json_object_get(json_object_get(st, "cache"), "limit_bytes")));
+		printf("cache:   %s used of %s\n", b1, b2);
+		printf("files:\n");
+		json_object_foreach(files, k, v)
+		{
+			if (!json_integer_value(v))
+				continue;
+			td_human_bytes(b1, sizeof(b1),
+			               (uint64_t)json_integer_value(json_object_get(bytes, k)));
+			printf("  %-10s %10lld  %s\n", k, (long long)json_integer_value(v), b1);
+		}
 	}
 	printf("in flight: %lld, queued: %lld\n",
 	       (long long)json_integer_value(json_object_get(st, "in_flight")),

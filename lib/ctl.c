@@ -1,5 +1,6 @@
 /* ctl — see ctl.h. Any thread; no state of its own: each function works on what
- * it is given (a framer belongs to its connection). */
+ * it is given (a framer belongs to its connection), except td_ctl_as_peer and
+ * td_ctl_as_self, which change and restore the calling thread's credentials. */
 #include "ctl.h"
 #include "util.h"
 
@@ -9,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 void td_ctl_framer_init(struct td_ctl_framer *f)
 {
@@ -19,6 +24,11 @@ void td_ctl_framer_free(struct td_ctl_framer *f)
 {
 	free(f->buf);
 	memset(f, 0, sizeof(*f));
+}
+
+bool td_ctl_framer_pending(const struct td_ctl_framer *f)
+{
+	return f->len > 0 || f->discarding;
 }
 
 int td_ctl_framer_feed(struct td_ctl_framer *f, const char *data, size_t n, td_ctl_line_cb cb,
@@ -394,41 +404,112 @@ bool td_ctl_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
 	return false;
 }
 
-/* The numbers of a "Groups:" line of /proc/PID/status, into g (at most max). */
-static size_t parse_groups(const char *p, gid_t *g, size_t max)
+int td_ctl_peer_get(struct td_ctl_peer *out, int fd)
 {
-	size_t n = 0;
-	char *end;
+	struct ucred cred;
+	socklen_t len = sizeof(cred), glen = 0;
+	gid_t *groups = NULL;
 
-	for (;; p = end) {
-		unsigned long v = strtoul(p, &end, 10);
-
-		if (end == p || n >= max)
-			break;
-		g[n++] = (gid_t)v;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	/* The size first: ERANGE with the length needed (0 for no groups). A
+	 * kernel before 4.13 has no SO_PEERGROUPS: then no supplementary group
+	 * counts, which errs on the side of refusing. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &glen) < 0 && errno != ERANGE) {
+		if (errno != ENOPROTOOPT)
+			return -errno;
+		glen = 0;
 	}
-	return n;
+	if (glen > 0) {
+		groups = malloc(glen);
+		if (!groups)
+			return -ENOMEM;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0) {
+			free(groups);
+			return -errno;
+		}
+	}
+	out->uid = cred.uid;
+	out->gid = cred.gid;
+	out->pid = cred.pid;
+	out->groups = groups;
+	out->n_groups = glen / sizeof(gid_t);
+	return 0;
 }
 
-bool td_ctl_peer_is_admin(uid_t uid, gid_t gid, pid_t pid, bool has_admin_gid, gid_t admin_gid)
+void td_ctl_peer_free(struct td_ctl_peer *p)
 {
-	char path[64], line[4096];
-	gid_t groups[sizeof(line) / 2]; /* each takes a digit and a blank at least */
-	bool admin = false;
-	FILE *f;
+	free(p->groups);
+	p->groups = NULL;
+	p->n_groups = 0;
+}
 
-	if (uid == 0 || !has_admin_gid || gid == admin_gid)
-		return td_ctl_is_admin(uid, gid, NULL, 0, has_admin_gid, admin_gid);
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "Groups:", 7) == 0 &&
-		    td_ctl_is_admin(uid, gid, groups,
-		                    parse_groups(line + 7, groups, TD_ARRAY_SIZE(groups)),
-		                    has_admin_gid, admin_gid))
-			admin = true;
-	fclose(f);
-	return admin;
+bool td_ctl_peer_is_admin(const struct td_ctl_peer *p, bool has_admin_gid, gid_t admin_gid)
+{
+	return td_ctl_is_admin(p->uid, p->gid, p->groups, p->n_groups, has_admin_gid, admin_gid);
+}
+
+/* glibc's setgroups() changes every thread (POSIX semantics); the syscall
+ * changes only this one. */
+static int thread_setgroups(size_t n, const gid_t *g)
+{
+#ifdef SYS_setgroups32
+	long nr = SYS_setgroups32;
+#else
+	long nr = SYS_setgroups;
+#endif
+	return syscall(nr, n, g) < 0 ? -errno : 0;
+}
+
+/* setfsuid/setfsgid return the previous id whether or not they worked: a
+ * second call with the same id reports what is in force. */
+static bool thread_setfsuid(uid_t uid)
+{
+	setfsuid(uid);
+	return (uid_t)setfsuid(uid) == uid;
+}
+
+static bool thread_setfsgid(gid_t gid)
+{
+	setfsgid(gid);
+	return (gid_t)setfsgid(gid) == gid;
+}
+
+int td_ctl_as_peer(struct td_ctl_self *saved, const struct td_ctl_peer *p)
+{
+	int n = getgroups(0, NULL), r;
+
+	if (n < 0)
+		return -errno;
+	saved->groups = malloc((size_t)(n ? n : 1) * sizeof(gid_t));
+	if (!saved->groups)
+		return -ENOMEM;
+	n = getgroups(n, saved->groups);
+	if (n < 0) {
+		r = -errno;
+		free(saved->groups);
+		return r;
+	}
+	saved->n_groups = n;
+	saved->fsuid = (uid_t)setfsuid((uid_t)-1); /* an invalid id changes nothing */
+	saved->fsgid = (gid_t)setfsgid((gid_t)-1);
+	r = thread_setgroups(p->n_groups, p->groups);
+	if (r == 0 && !thread_setfsgid(p->gid))
+		r = -EPERM;
+	if (r == 0 && !thread_setfsuid(p->uid))
+		r = -EPERM;
+	if (r < 0)
+		td_ctl_as_self(saved);
+	return r;
+}
+
+void td_ctl_as_self(struct td_ctl_self *saved)
+{
+	bool ok = thread_setfsuid(saved->fsuid) && thread_setfsgid(saved->fsgid) &&
+	          thread_setgroups((size_t)saved->n_groups, saved->groups) == 0;
+
+	free(saved->groups);
+	saved->groups = NULL;
+	if (!ok)
+		abort();
 }

@@ -10,8 +10,8 @@
  *
  * Paths are bytes, not text: one that is valid UTF-8 travels as a string, any
  * other as base64 under the key with "_b64" appended, so no byte is lost or
- * guessed. The helpers for that, and for who counts as an admin on the
- * socket, are here too.
+ * guessed. The helpers for that, for who counts as an admin on the socket, and
+ * for checking a path with a peer's own permissions are here too.
  */
 #pragma once
 
@@ -37,6 +37,8 @@ typedef int (*td_ctl_line_cb)(void *ctx, int err, const char *line, size_t len);
 
 void td_ctl_framer_init(struct td_ctl_framer *f);
 void td_ctl_framer_free(struct td_ctl_framer *f);
+/* Whether part of a line has been fed and its '\n' has not come yet. */
+bool td_ctl_framer_pending(const struct td_ctl_framer *f);
 /* Returns 0, a callback's nonzero value, or -ENOMEM. */
 int td_ctl_framer_feed(struct td_ctl_framer *f, const char *data, size_t n, td_ctl_line_cb cb,
                        void *ctx);
@@ -90,12 +92,51 @@ int td_ctl_request_paths(json_t *args, size_t max, char ***paths_out, size_t **l
                          size_t *n_out, char *err, size_t errlen);
 void td_ctl_paths_free(char **paths, size_t *lens, size_t n);
 
-/* ---- who may change things ------------------------------------------------- */
+/* ---- who may change things, and who may see what ---------------------------- */
 
 /* Root, the admin group as primary group, or as one of `groups`. Without an
  * admin group (has_admin_gid false) only root. */
 bool td_ctl_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, bool has_admin_gid,
                      gid_t admin_gid);
-/* td_ctl_is_admin for a socket peer (SO_PEERCRED), whose supplementary groups
- * are read from /proc/PID/status (the kernel fills it from its credentials). */
-bool td_ctl_peer_is_admin(uid_t uid, gid_t gid, pid_t pid, bool has_admin_gid, gid_t admin_gid);
+
+/*
+ * A socket peer's credentials, as the kernel recorded them when it connected
+ * (SO_PEERCRED and SO_PEERGROUPS): nothing the peer does afterwards, and no
+ * recycled pid, changes them. Immutable once read, so any thread may use one.
+ */
+struct td_ctl_peer {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	gid_t *groups; /* supplementary groups, malloc'd */
+	size_t n_groups;
+};
+
+/* Reads the peer of a connected unix socket. Returns 0 or -errno; before Linux
+ * 4.13 (no SO_PEERGROUPS) the peer has no supplementary groups. On success
+ * free it with td_ctl_peer_free. */
+int td_ctl_peer_get(struct td_ctl_peer *out, int fd);
+void td_ctl_peer_free(struct td_ctl_peer *p);
+/* td_ctl_is_admin for a peer. */
+bool td_ctl_peer_is_admin(const struct td_ctl_peer *p, bool has_admin_gid, gid_t admin_gid);
+
+/*
+ * Acting as a peer on the file system: the calling thread's fsuid, fsgid and
+ * supplementary groups become the peer's (setfsuid, setfsgid and the raw
+ * setgroups syscall all change only the calling thread on Linux; the fs
+ * capabilities drop with a nonzero fsuid), so the kernel checks each path with
+ * the peer's permissions, ACLs included. Needs CAP_SETUID and CAP_SETGID.
+ * td_ctl_as_peer returns 0 or -errno (then nothing changed); every successful
+ * call is paired with td_ctl_as_self on the same thread, before that thread
+ * does anything else. td_ctl_as_self aborts the process if it cannot restore
+ * the thread's own credentials: a pool thread left with a user's is worse than
+ * a crash, which systemd restarts and recovery finishes.
+ */
+struct td_ctl_self {
+	uid_t fsuid;
+	gid_t fsgid;
+	gid_t *groups;
+	int n_groups;
+};
+int td_ctl_as_peer(struct td_ctl_self *saved, const struct td_ctl_peer *p);
+void td_ctl_as_self(struct td_ctl_self *saved);

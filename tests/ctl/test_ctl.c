@@ -1,10 +1,20 @@
 /* The control-socket wire format: framing with a cap, garbage requests, paths
- * as JSON and base64 both ways, and who counts as an admin. */
+ * as JSON and base64 both ways, who counts as an admin (from the socket's
+ * credentials), and checking paths with a peer's own permissions. */
 #include "ctl.h"
 #include "testlib.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/fsuid.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct lines {
@@ -258,22 +268,112 @@ static void test_admin(void)
 	CHECK(td_ctl_is_admin(1000, 99, groups, 3, true, 30));   /* supplementary group */
 	CHECK(!td_ctl_is_admin(1000, 99, groups, 3, true, 40));
 	CHECK(!td_ctl_is_admin(1000, 99, groups, 2, true, 30)); /* only n_groups count */
-	/* The peer's supplementary groups come from /proc: ours, as a stand-in. */
-	{
-		gid_t mine[256];
-		int n = getgroups(256, mine);
+}
 
-		REQUIRE(n >= 0);
-		for (int i = 0; i < n; i++)
-			if (mine[i] != getgid())
-				CHECK(
-				    td_ctl_peer_is_admin(4242, getgid(), getpid(), true, mine[i]));
-		CHECK(!td_ctl_peer_is_admin(4242, 4243, getpid(), true, 4244));
-		CHECK(td_ctl_peer_is_admin(4242, 4243, getpid(), true, 4243));
-		CHECK(!td_ctl_peer_is_admin(4242, 4243, getpid(), false, 4243));
-		CHECK(td_ctl_peer_is_admin(0, 4243, getpid(), false, 0));
-		CHECK(!td_ctl_peer_is_admin(4242, 1, 0x7ffffff0, true, 4244)); /* no such pid */
+/* A peer's credentials come from the socket, as the kernel recorded them at
+ * connect: a child that drops to uid 65534 with supplementary group 4321
+ * connects and exits before we look, so no pid could tell us anything. */
+static void test_peer_from_socket(void)
+{
+	const char *dir = td_test_tmpdir("ctl-peer");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct td_ctl_peer p = { 0 };
+	int lfd, fd, st;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		td_test_missing("root (to connect as another uid)");
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+	REQUIRE(chmod(dir, 0755) == 0);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	REQUIRE(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	        chmod(sa.sun_path, 0666) == 0 && listen(lfd, 4) == 0);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		gid_t g = 4321;
+		int cfd;
+
+		if (setgroups(1, &g) < 0 || setgid(4322) < 0 || setuid(65534) < 0)
+			_exit(2);
+		cfd = socket(AF_UNIX, SOCK_STREAM, 0);
+		_exit(cfd >= 0 && connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : 3);
 	}
+	REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	fd = accept(lfd, NULL, NULL);
+	REQUIRE(fd >= 0);
+	CHECK_INT(td_ctl_peer_get(&p, fd), 0);
+	CHECK_INT(p.uid, 65534);
+	CHECK_INT(p.gid, 4322);
+	CHECK_INT(p.n_groups, 1);
+	CHECK(p.n_groups == 1 && p.groups[0] == 4321);
+	CHECK(td_ctl_peer_is_admin(&p, true, 4321));  /* supplementary */
+	CHECK(td_ctl_peer_is_admin(&p, true, 4322));  /* primary */
+	CHECK(!td_ctl_peer_is_admin(&p, true, 4323)); /* a group it is not in */
+	CHECK(!td_ctl_peer_is_admin(&p, false, 4321));
+	td_ctl_peer_free(&p);
+	close(fd);
+	close(lfd);
+	td_test_rmtree(dir);
+}
+
+struct held {
+	const struct td_ctl_peer *p;
+	int ready[2], go[2];
+};
+
+/* Holds a peer's credentials on its own thread until told to drop them. */
+static void *hold_peer(void *arg)
+{
+	struct held *h = arg;
+	struct td_ctl_self self;
+	char c = td_ctl_as_peer(&self, h->p) == 0 ? 'y' : 'n';
+
+	if (write(h->ready[1], &c, 1) != 1 || read(h->go[0], &c, 1) != 1)
+		abort();
+	if (c == 'y')
+		td_ctl_as_self(&self);
+	return NULL;
+}
+
+/* The kernel checks paths as the peer, groups included, on that thread only. */
+static void test_as_peer(void)
+{
+	const char *dir = td_test_tmpdir("ctl-as-peer");
+	char sub[4096], file[4200];
+	gid_t g4321 = 4321;
+	struct td_ctl_peer nobody = { .uid = 65534, .gid = 65534 };
+	struct td_ctl_peer member = { .uid = 65534, .gid = 65534, .groups = &g4321, .n_groups = 1 };
+	struct td_ctl_self self;
+	struct held h = { .p = &nobody };
+	struct stat st;
+	pthread_t t;
+	char c;
+
+	if (geteuid() != 0)
+		td_test_missing("root (to act as another uid)");
+	snprintf(sub, sizeof(sub), "%s/d", dir);
+	snprintf(file, sizeof(file), "%s/f", sub);
+	REQUIRE(chmod(dir, 0755) == 0 && mkdir(sub, 0750) == 0 && chown(sub, 0, 4321) == 0);
+	REQUIRE(close(open(file, O_CREAT | O_WRONLY, 0644)) == 0);
+	REQUIRE(td_ctl_as_peer(&self, &nobody) == 0);
+	CHECK(lstat(file, &st) < 0 && errno == EACCES);
+	td_ctl_as_self(&self);
+	CHECK_INT(setfsuid((uid_t)-1), 0);
+	CHECK(lstat(file, &st) == 0);
+	REQUIRE(td_ctl_as_peer(&self, &member) == 0);
+	CHECK(lstat(file, &st) == 0); /* its supplementary group may search d */
+	td_ctl_as_self(&self);
+	/* Another thread acting as nobody changes nothing here. */
+	REQUIRE(pipe(h.ready) == 0 && pipe(h.go) == 0);
+	REQUIRE(pthread_create(&t, NULL, hold_peer, &h) == 0);
+	REQUIRE(read(h.ready[0], &c, 1) == 1);
+	CHECK(c == 'y');
+	CHECK(lstat(file, &st) == 0);
+	CHECK_INT(setfsuid((uid_t)-1), 0);
+	REQUIRE(write(h.go[1], "y", 1) == 1);
+	pthread_join(t, NULL);
+	td_test_rmtree(dir);
 }
 
 int main(void)
@@ -288,5 +388,7 @@ int main(void)
 	TD_RUN(test_request_paths_round_trip);
 	TD_RUN(test_request_paths_refused);
 	TD_RUN(test_admin);
+	TD_RUN(test_peer_from_socket);
+	TD_RUN(test_as_peer);
 	return td_test_done();
 }

@@ -78,7 +78,7 @@ state_dir = ${STATE_DIR:-$T/state}
 cache_dir = $T/cache
 run_dir   = $T/run
 log_level = ${LOG_LEVEL:-info}
-admin_group = root
+admin_group = ${ADMIN_GROUP:-root}
 max_transfers = ${MAX_TRANSFERS:-4}
 
 CONF
