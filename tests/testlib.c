@@ -47,6 +47,22 @@ const char *td_test_tmpdir(const char *tag)
 	return path;
 }
 
+void td_test_tree_make(struct td_test_tree *t, const char *tag)
+{
+	snprintf(t->top, sizeof(t->top), "%s", td_test_tmpdir(tag));
+	snprintf(t->root, sizeof(t->root), "%s/data", t->top);
+	snprintf(t->state, sizeof(t->state), "%s/state", t->top);
+	snprintf(t->cache, sizeof(t->cache), "%s/cache", t->top);
+	snprintf(t->run, sizeof(t->run), "%s/run", t->top);
+	snprintf(t->tier, sizeof(t->tier), "%s/tier", t->top);
+	snprintf(t->catdb, sizeof(t->catdb), "%s/catalog.db", t->state);
+	mkdir(t->root, 0755);
+	mkdir(t->state, 0711);
+	mkdir(t->cache, 0711);
+	mkdir(t->run, 0711);
+	mkdir(t->tier, 0700);
+}
+
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;

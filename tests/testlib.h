@@ -81,6 +81,14 @@ int td_test_done(void);
 /* Makes a fresh private directory under $TMPDIR (or /tmp) and returns its path
  * (static storage, valid until the next call). Removed by td_test_rmtree. */
 const char *td_test_tmpdir(const char *tag);
+
+/* The temp tree of the tests that drive the mover directly: top/ holds data/
+ * (the policy root), state/ (with catalog.db), cache/, run/ and tier/ (a dir
+ * target), each made with the mode tierd gives it. */
+struct td_test_tree {
+	char top[4096], root[4200], state[4200], cache[4200], run[4200], tier[4200], catdb[4300];
+};
+void td_test_tree_make(struct td_test_tree *t, const char *tag);
 int td_test_rmtree(const char *path);
 
 /* S3 settings for tests that need the radosgw started by scripts/test. */

@@ -26,7 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static char T[4096], ROOT[4200], STATE[4200], CACHE[4200], RUN[4200], TIER[4200], CATDB[4300];
+static struct td_test_tree tree;
+#define T     tree.top
+#define ROOT  tree.root
+#define STATE tree.state
+#define CACHE tree.cache
+#define RUN   tree.run
+#define TIER  tree.tier
+#define CATDB tree.catdb
 static uv_loop_t loop;
 static struct td_target *target;
 static struct td_mover *mover;
@@ -54,23 +61,12 @@ static void setup(const char *tag)
 	struct td_mover_opts mo = { 0 };
 	char err[256];
 
-	snprintf(T, sizeof(T), "%s", td_test_tmpdir(tag));
-	snprintf(ROOT, sizeof(ROOT), "%s/data", T);
-	snprintf(STATE, sizeof(STATE), "%s/state", T);
-	snprintf(CACHE, sizeof(CACHE), "%s/cache", T);
-	snprintf(RUN, sizeof(RUN), "%s/run", T);
-	snprintf(TIER, sizeof(TIER), "%s/tier", T);
-	snprintf(CATDB, sizeof(CATDB), "%s/catalog.db", STATE);
-	mkdir(ROOT, 0755);
-	mkdir(STATE, 0711);
-	mkdir(CACHE, 0711);
+	td_test_tree_make(&tree, tag);
 	if (cache_on_tmpfs && mount("tmpfs", CACHE, "tmpfs", 0, "mode=0711,size=64m") < 0) {
 		/* The cross-filesystem paths are what these cases test: no skipping. */
 		printf("cannot mount a tmpfs at %s: %s\n", CACHE, strerror(errno));
 		exit(1);
 	}
-	mkdir(RUN, 0711);
-	mkdir(TIER, 0700);
 	tc.path = TIER;
 	uv_loop_init(&loop);
 	if (td_target_new(&target, &loop, &tc, &terr) < 0) {

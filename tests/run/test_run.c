@@ -21,7 +21,14 @@
 
 #define N_FILES 150 /* more than TD_RUN_MOVER_FEED: the feed refills as files finish */
 
-static char T[4096], ROOT[4200], STATE[4200], CACHE[4200], RUN[4200], TIER[4200], CATDB[4300];
+static struct td_test_tree tree;
+#define T     tree.top
+#define ROOT  tree.root
+#define STATE tree.state
+#define CACHE tree.cache
+#define RUN   tree.run
+#define TIER  tree.tier
+#define CATDB tree.catdb
 static uv_loop_t loop;
 static struct td_target *target;
 static struct td_mover *mover;
@@ -61,18 +68,7 @@ static void setup(const char *tag, unsigned n_files)
 	struct td_mover_opts mo = { 0 };
 	char err[256];
 
-	snprintf(T, sizeof(T), "%s", td_test_tmpdir(tag));
-	snprintf(ROOT, sizeof(ROOT), "%s/data", T);
-	snprintf(STATE, sizeof(STATE), "%s/state", T);
-	snprintf(CACHE, sizeof(CACHE), "%s/cache", T);
-	snprintf(RUN, sizeof(RUN), "%s/run", T);
-	snprintf(TIER, sizeof(TIER), "%s/tier", T);
-	snprintf(CATDB, sizeof(CATDB), "%s/catalog.db", STATE);
-	mkdir(ROOT, 0755);
-	mkdir(STATE, 0711);
-	mkdir(CACHE, 0711);
-	mkdir(RUN, 0711);
-	mkdir(TIER, 0700);
+	td_test_tree_make(&tree, tag);
 	{
 		char sub[4300];
 
