@@ -174,6 +174,7 @@ struct node {
 	char *name;
 	size_t name_len;
 	char *target_name, *key;
+	char *etag; /* the tiered object's, "" unknown: every range GET is tied to it */
 	char sha256[TD_SHA256_HEX];
 	uint64_t size;
 	uint32_t mode, uid, gid;
