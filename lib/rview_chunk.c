@@ -344,8 +344,8 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 		free(g);
 		return NULL;
 	}
-	r = td_target_get_range_v(n->t, &g->req, n->key, idx * CHUNK, iov, g->n, &g->got, on_group,
-	                          g);
+	r = td_target_get_range_etag(n->t, &g->req, n->key, idx * CHUNK, iov, g->n, n->etag,
+	                             &g->got, on_group, g);
 	c0 = g->c[0];
 	c0->refs++; /* the caller's */
 	if (r == 0) {
@@ -380,8 +380,9 @@ struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
 	if (!n->t || !(c = chunk_add(rv, n, idx)))
 		return NULL;
 	c->refs++; /* the caller's */
-	r = td_target_get_range(n->t, &c->req, n->key, idx * CHUNK, c->len, c->buf, &c->got,
-	                        on_chunk, c);
+	r = td_target_get_range_etag(n->t, &c->req, n->key, idx * CHUNK,
+	                             &(struct iovec){ .iov_base = c->buf, .iov_len = c->len }, 1,
+	                             n->etag, &c->got, on_chunk, c);
 	if (r == 0)
 		td_target_req_on_progress(c->req, on_chunk_progress, c);
 	if (r < 0) {

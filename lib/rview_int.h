@@ -121,7 +121,8 @@ struct pread {
 	bool out_pooled;
 	unsigned missing;
 	int err;
-	bool verify; /* reaches EOF: answered once the hydration verified the bytes */
+	bool verify;      /* reaches EOF: answered once the hydration verified the bytes */
+	struct handle *h; /* whose read it is (a stream hashes what it serves) */
 	struct pread *held_next;
 };
 
@@ -174,6 +175,7 @@ struct node {
 	char *name;
 	size_t name_len;
 	char *target_name, *key;
+	char *etag; /* the tiered object's, "" unknown: every range GET is tied to it */
 	char sha256[TD_SHA256_HEX];
 	uint64_t size;
 	uint32_t mode, uid, gid;
@@ -196,6 +198,11 @@ struct handle {
 	uint64_t next_off;
 	bool streaming;
 	uv_file wfd; /* a write open: served on the cache copy; -1 otherwise */
+	/* A stream read in order from offset 0: the SHA-256 of what it served
+	 * so far (NULL before the first read and once out of order). */
+	struct td_hash *sha;
+	uint64_t hashed;   /* bytes in sha */
+	bool unverifiable; /* read out of order: no check is possible */
 };
 
 /* Someone waiting for a node's hydration to end. */

@@ -55,6 +55,7 @@ static void node_free(struct node *n)
 	free(n->name);
 	free(n->target_name);
 	free(n->key);
+	free(n->etag);
 	free(n);
 }
 
@@ -73,7 +74,8 @@ struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e)
 	n->name = malloc(e->name_len + 1);
 	n->target_name = strdup(e->target ? e->target : "");
 	n->key = strdup(e->object_key ? e->object_key : "");
-	if (!n->name || !n->target_name || !n->key) {
+	n->etag = strdup(e->etag ? e->etag : "");
+	if (!n->name || !n->target_name || !n->key || !n->etag) {
 		node_free(n);
 		return NULL;
 	}

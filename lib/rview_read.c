@@ -19,6 +19,55 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * A stream read from offset 0 to its end, in order, is checked against the
+ * catalog's SHA-256 (a hydration checks its own bytes; a stream has no copy
+ * to check later). The bytes a read is about to serve are hashed; the read
+ * that reaches the end gets -EIO if the object's bytes are not the ones that
+ * were tiered. A stream that skips or goes back cannot be checked this way.
+ */
+static int stream_check(struct td_rview *rv, struct handle *h, uint64_t off,
+                        const struct iovec *iov, unsigned n_iov)
+{
+	struct node *n = h->n;
+	unsigned char digest[TD_SHA256_LEN];
+	char hex[TD_SHA256_HEX];
+
+	if (!h->streaming || h->wfd >= 0 || !n->sha256[0])
+		return 0;
+	if (off == 0 && !h->sha) { /* from the start (again): a fresh check */
+		h->unverifiable = false;
+		h->hashed = 0;
+		if (td_hash_new(&h->sha, TD_HASH_SHA256) < 0)
+			h->unverifiable = true;
+	}
+	if (h->unverifiable || !h->sha)
+		return 0;
+	if (off != h->hashed) {
+		h->unverifiable = true;
+		td_hash_free(h->sha);
+		h->sha = NULL;
+		return 0;
+	}
+	for (unsigned i = 0; i < n_iov; i++) {
+		td_hash_update(h->sha, iov[i].iov_base, iov[i].iov_len);
+		h->hashed += iov[i].iov_len;
+	}
+	if (h->hashed < n->size)
+		return 0;
+	td_hash_final(h->sha, digest);
+	td_hash_free(h->sha);
+	h->sha = NULL;
+	td_hex(hex, digest, sizeof(digest));
+	if (strcmp(hex, n->sha256) == 0)
+		return 0;
+	rv_report(rv, n->id,
+	          "streamed read of %s: object changed on the target (its bytes hash to %s, the "
+	          "catalog has %s)",
+	          n->key, hex, n->sha256);
+	return -EIO;
+}
+
 void rv_pread_finish(struct pread *pr)
 {
 	struct td_rview *rv = pr->rv;
@@ -31,6 +80,10 @@ void rv_pread_finish(struct pread *pr)
 		pr->n->held = pr;
 		return;
 	}
+	if (pr->err == 0 && pr->h)
+		pr->err =
+		    stream_check(rv, pr->h, pr->off,
+		                 &(struct iovec){ .iov_base = pr->out, .iov_len = pr->size }, 1);
 	if (pr->err < 0) {
 		fuse_reply_err(pr->req, -pr->err);
 	} else {
@@ -122,8 +175,8 @@ static void stream_mark(const struct handle *h, struct chunk *c, uint64_t off, s
 		c->read_out = true;
 }
 
-static bool reply_from_chunks(struct td_rview *rv, fuse_req_t req, const struct handle *h,
-                              uint64_t off, size_t size)
+static bool reply_from_chunks(struct td_rview *rv, fuse_req_t req, struct handle *h, uint64_t off,
+                              size_t size)
 {
 	struct node *n = h->n;
 	uint64_t first = off / CHUNK, last = (off + size - 1) / CHUNK;
@@ -145,9 +198,13 @@ static bool reply_from_chunks(struct td_rview *rv, fuse_req_t req, const struct 
 		iov[k].iov_len = (size_t)(e - s);
 		cs[k++] = c;
 	}
-	fuse_reply_iov(req, iov, (int)k);
-	rv->st.reads++;
-	rv->st.read_bytes += size;
+	if (stream_check(rv, h, off, iov, k) < 0) {
+		fuse_reply_err(req, EIO);
+	} else {
+		fuse_reply_iov(req, iov, (int)k);
+		rv->st.reads++;
+		rv->st.read_bytes += size;
+	}
 	for (unsigned i = 0; i < k; i++) { /* used: to the young end of the LRU */
 		stream_mark(h, cs[i], off, size);
 		rv_chunk_hold(rv, cs[i]);
@@ -178,8 +235,8 @@ static bool ends_unverified(const struct handle *h, uint64_t off, size_t size)
 	return n->hyd && !n->hyd->verified && !h->streaming && h->wfd < 0 && off + size == n->size;
 }
 
-static struct pread *pread_new(struct td_rview *rv, fuse_req_t req, const struct handle *h,
-                               uint64_t off, size_t size)
+static struct pread *pread_new(struct td_rview *rv, fuse_req_t req, struct handle *h, uint64_t off,
+                               size_t size)
 {
 	struct pread *pr = calloc(1, sizeof(*pr));
 
@@ -194,6 +251,7 @@ static struct pread *pread_new(struct td_rview *rv, fuse_req_t req, const struct
 	pr->rv = rv;
 	pr->req = req;
 	pr->n = h->n;
+	pr->h = h->streaming ? h : NULL; /* only a stream's reads look at it */
 	pr->off = off;
 	pr->size = size;
 	pr->missing = 1; /* held until every piece is asked for */
@@ -415,6 +473,7 @@ void rv_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rv->o.on_dirty(rv->o.ctx, n->id);
 		}
 	}
+	td_hash_free(h->sha);
 	free(h);
 	n->opens--;
 	fuse_reply_err(req, 0);

@@ -139,6 +139,13 @@ int td_target_get_range_v(struct td_target *t, struct td_target_req **req_out, c
                           uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
                           td_target_cb cb, void *data)
 {
+	return td_target_get_range_etag(t, req_out, key, off, iov, iovcnt, NULL, got, cb, data);
+}
+
+int td_target_get_range_etag(struct td_target *t, struct td_target_req **req_out, const char *key,
+                             uint64_t off, const struct iovec *iov, unsigned iovcnt,
+                             const char *expect_etag, size_t *got, td_target_cb cb, void *data)
+{
 	uint64_t len = 0;
 
 	if (check_key(key) < 0 || !iov || iovcnt == 0 || iovcnt > TD_TARGET_IOV_MAX || !got || !cb)
@@ -148,9 +155,11 @@ int td_target_get_range_v(struct td_target *t, struct td_target_req **req_out, c
 			return -EINVAL;
 		len += iov[i].iov_len;
 	}
-	if (len > TD_TARGET_BUF_MAX)
+	if (len > TD_TARGET_BUF_MAX || (expect_etag && strlen(expect_etag) >= 132))
 		return -EINVAL;
-	return t->ops->get_range(t, req_out, key, off, iov, iovcnt, got, cb, data);
+	if (expect_etag && !expect_etag[0])
+		expect_etag = NULL;
+	return t->ops->get_range(t, req_out, key, off, iov, iovcnt, expect_etag, got, cb, data);
 }
 
 int td_target_get_fd(struct td_target *t, struct td_target_req **req_out, const char *key,

@@ -138,6 +138,15 @@ int td_target_get_range_v(struct td_target *t, struct td_target_req **req_out, c
                           uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
                           td_target_cb cb, void *data);
 
+/* The same, tied to the object that was tiered: with expect_etag (the ETag its
+ * put returned, without quotes) a read of an object that has since been
+ * replaced fails with -EIO ("object changed on the target") and never
+ * returns other bytes. s3 sends it as If-Match on every attempt; dir compares
+ * it with the object's stored SHA-256. NULL or "" checks nothing. */
+int td_target_get_range_etag(struct td_target *t, struct td_target_req **req_out, const char *key,
+                             uint64_t off, const struct iovec *iov, unsigned iovcnt,
+                             const char *expect_etag, size_t *got, td_target_cb cb, void *data);
+
 /*
  * Progress of a get_range: `got` leading bytes of buf hold the object's bytes
  * (it only grows). Called on the loop as they arrive (a backend may call it

@@ -132,6 +132,7 @@ struct dir_req {
 	uint64_t dst_off;
 	bool verify;
 	char expect_hex[TD_SHA256_HEX];
+	char expect_etag[132]; /* get_range: "" or the ETag the object must have */
 
 	/* head */
 	struct td_object_info *info;
@@ -721,6 +722,22 @@ static int check_sum(struct dir_req *r, struct td_hash *h)
 	return -EIO;
 }
 
+/* A get tied to the object that was tiered: its ETag (the SHA-256 stored at
+ * put time) must still be the one expected. */
+static int check_etag(struct dir_req *r, int dfd, const char *name, int fd, const struct stat *st)
+{
+	char etag[132];
+
+	if (!r->expect_etag[0])
+		return 0;
+	read_etag(dfd, name, fd, st, etag, sizeof(etag));
+	if (strcmp(etag, r->expect_etag) == 0)
+		return 0;
+	td_target_error_set(&r->err, "object changed on the target: %s has ETag %s, expected %s",
+	                    r->key, etag, r->expect_etag);
+	return -EIO;
+}
+
 static int do_get(struct dir_req *r)
 {
 	struct td_hash *h = NULL;
@@ -728,11 +745,15 @@ static int do_get(struct dir_req *r)
 	const char *name;
 	struct stat st;
 	uint64_t end, pos, done = 0;
-	int fd, s;
+	int dfd, fd, s;
 
-	fd = open_object(r, NULL, &name, &st);
+	fd = open_object(r, &dfd, &name, &st);
 	if (fd < 0)
 		return fail(r, fd, "cannot open");
+	s = check_etag(r, dfd, name, fd, &st);
+	close(dfd);
+	if (s < 0)
+		goto out;
 	if (r->verify && (s = td_hash_new(&h, TD_HASH_SHA256)) < 0)
 		goto out;
 	pos = r->off;
@@ -1577,8 +1598,8 @@ static int dir_put_buf(struct td_target *t, struct td_target_req **req_out, cons
 }
 
 static int dir_get_range(struct td_target *base, struct td_target_req **req_out, const char *key,
-                         uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
-                         td_target_cb cb, void *data)
+                         uint64_t off, const struct iovec *iov, unsigned iovcnt,
+                         const char *expect_etag, size_t *got, td_target_cb cb, void *data)
 {
 	struct dir_target *t = (struct dir_target *)base;
 	struct dir_req *r;
@@ -1593,6 +1614,8 @@ static int dir_get_range(struct td_target *base, struct td_target_req **req_out,
 	memcpy(r->dst_iov, iov, iovcnt * sizeof(*iov));
 	r->dst_iovcnt = iovcnt;
 	r->got = got;
+	if (expect_etag)
+		snprintf(r->expect_etag, sizeof(r->expect_etag), "%s", expect_etag);
 	return submit(t, r, req_out);
 }
 

@@ -20,9 +20,10 @@ struct td_target_ops {
 	               const struct td_target_kv *meta, size_t n_meta, struct td_put_result *res,
 	               td_target_cb cb, void *data);
 	/* iov: 1..TD_TARGET_IOV_MAX buffers, copied by the backend */
+	/* expect_etag: NULL, or the ETag the object must still have (-EIO if not) */
 	int (*get_range)(struct td_target *t, struct td_target_req **req_out, const char *key,
-	                 uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
-	                 td_target_cb cb, void *data);
+	                 uint64_t off, const struct iovec *iov, unsigned iovcnt,
+	                 const char *expect_etag, size_t *got, td_target_cb cb, void *data);
 	int (*get_fd)(struct td_target *t, struct td_target_req **req_out, const char *key,
 	              uint64_t off, uint64_t len, int fd, uint64_t fd_off,
 	              const char *expect_sha256_hex, td_target_cb cb, void *data);

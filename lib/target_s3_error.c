@@ -185,7 +185,9 @@ static void write_msg(char *out, size_t cap, enum msg m, const struct msg_ctx *c
 		snprintf(out, cap, "the server received other bytes than were sent (%s)", c->code);
 		break;
 	case M_CHANGED:
-		snprintf(out, cap, "the object changed during the download");
+		snprintf(out, cap,
+		         "object changed on the target (its ETag is no longer the one "
+		         "expected)");
 		break;
 	case M_NO_OBJECT_IF_NONE:
 	case M_DENIED_IF_NONE:

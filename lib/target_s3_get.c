@@ -67,8 +67,8 @@ static int get_sink(struct s3_http *h, const struct iovec *iov, unsigned iovcnt,
 
 static int start_get(struct s3_target *t, struct td_target_req **req_out, const char *key,
                      uint64_t off, uint64_t len, const struct iovec *iov, unsigned iovcnt,
-                     size_t *got, int fd, uint64_t fd_off, const char *expect, td_target_cb cb,
-                     void *data)
+                     size_t *got, int fd, uint64_t fd_off, const char *expect,
+                     const char *expect_etag, td_target_cb cb, void *data)
 {
 	struct s3_req *r;
 	struct s3_http *h;
@@ -90,7 +90,12 @@ static int start_get(struct s3_target *t, struct td_target_req **req_out, const 
 	if (!h)
 		return s3__req_started(r, -ENOMEM, req_out);
 	h->ok416 = true; /* asking past the end reads nothing */
-	/* The first response's ETag pins the object for resumed attempts. */
+	/* The first response's ETag pins the object for resumed attempts; the
+	 * caller's pins every attempt (a 412 is "object changed"). */
+	if (expect_etag) {
+		scpy(h->if_match, sizeof(h->if_match), expect_etag);
+		h->if_match_first = true;
+	}
 	h->has_range = off > 0 || len != UINT64_MAX;
 	h->range_off = off;
 	h->range_len = len;
@@ -101,15 +106,15 @@ static int start_get(struct s3_target *t, struct td_target_req **req_out, const 
 }
 
 int s3__get_range(struct td_target *tt, struct td_target_req **req_out, const char *key,
-                  uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
-                  td_target_cb cb, void *data)
+                  uint64_t off, const struct iovec *iov, unsigned iovcnt, const char *expect_etag,
+                  size_t *got, td_target_cb cb, void *data)
 {
 	uint64_t len = 0;
 
 	for (unsigned i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
 	return start_get((struct s3_target *)tt, req_out, key, off, len, iov, iovcnt, got, -1, 0,
-	                 NULL, cb, data);
+	                 NULL, expect_etag, cb, data);
 }
 
 int s3__get_fd(struct td_target *tt, struct td_target_req **req_out, const char *key, uint64_t off,
@@ -117,7 +122,7 @@ int s3__get_fd(struct td_target *tt, struct td_target_req **req_out, const char 
                td_target_cb cb, void *data)
 {
 	return start_get((struct s3_target *)tt, req_out, key, off, len, NULL, 0, NULL, fd, fd_off,
-	                 expect_sha256_hex, cb, data);
+	                 expect_sha256_hex, NULL, cb, data);
 }
 
 /* ---- head, delete, bucket ---- */

@@ -399,7 +399,8 @@ int s3__http_add_headers(struct s3_http *h, const struct curl_slist *from)
 }
 
 /* The header list of one attempt: the request's own headers, and a Range and
- * If-Match that resume a download where the last attempt broke. */
+ * If-Match that resume a download where the last attempt broke (or, when the
+ * caller named the ETag the object must have, pin every attempt to it). */
 static int attempt_headers(struct s3_http *h, struct curl_slist **out)
 {
 	struct curl_slist *l = NULL;
@@ -427,7 +428,7 @@ static int attempt_headers(struct s3_http *h, struct curl_slist **out)
 			         h->range_off + h->range_len - 1);
 		APPEND(line);
 	}
-	if (h->received > 0 && h->if_match[0]) {
+	if ((h->received > 0 || h->if_match_first) && h->if_match[0]) {
 		snprintf(line, sizeof(line), "If-Match: \"%s\"", h->if_match);
 		APPEND(line);
 	}

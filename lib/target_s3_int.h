@@ -77,6 +77,7 @@ struct s3_http {
 	struct td_object_info *info; /* head: filled from the headers */
 	char etag[132];
 	char if_match[132];
+	bool if_match_first; /* if_match was the caller's: sent on the first attempt too */
 	char version_id[132];
 	char amz_request_id[128];
 	int64_t date_s, last_modified_s;
@@ -300,8 +301,8 @@ int s3__put_buf(struct td_target *tt, struct td_target_req **req_out, const char
 int s3__upload_abort(struct s3_req *r, const char *full_key, const char *upload_id,
                      s3_done_fn done);
 int s3__get_range(struct td_target *tt, struct td_target_req **req_out, const char *key,
-                  uint64_t off, const struct iovec *iov, unsigned iovcnt, size_t *got,
-                  td_target_cb cb, void *data);
+                  uint64_t off, const struct iovec *iov, unsigned iovcnt, const char *expect_etag,
+                  size_t *got, td_target_cb cb, void *data);
 int s3__get_fd(struct td_target *tt, struct td_target_req **req_out, const char *key, uint64_t off,
                uint64_t len, int fd, uint64_t fd_off, const char *expect_sha256_hex,
                td_target_cb cb, void *data);

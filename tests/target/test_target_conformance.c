@@ -592,6 +592,59 @@ static void test_short_source(void)
 	short_source("short/grew", 100, 50);
 }
 
+static int get_range_etag(const char *key, uint64_t off, uint64_t len, const char *etag, void *buf,
+                          size_t *got, struct td_target_error *err)
+{
+	struct td_target_sync s = { 0 };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return RUN_SYNC(
+	    &s, err,
+	    td_target_get_range_etag(tgt, NULL, key, off, &iov, 1, etag, got, conf_cb, &s));
+}
+
+/* A range GET tied to an ETag reads the object that has it, and fails with
+ * -EIO "object changed on the target" (never other bytes) once the key holds
+ * another object, on the first attempt as on resumed ones. */
+static void test_expect_etag(void)
+{
+	struct td_put_result res = { 0 }, res2 = { 0 };
+	struct td_target_error err;
+	char buf[64], wrong[132];
+	size_t got = 0;
+
+	CHECK_INT(put_buf("etag/obj", "the bytes that were tiered", 26, &res), 0);
+	REQUIRE(res.etag[0]);
+	memset(buf, 0, sizeof(buf));
+	CHECK_INT(get_range_etag("etag/obj", 4, 5, res.etag, buf, &got, &err), 0);
+	CHECK_INT(got, 5);
+	CHECK(memcmp(buf, "bytes", 5) == 0);
+	/* No ETag (NULL or "") checks nothing. */
+	CHECK_INT(get_range_etag("etag/obj", 0, 3, "", buf, &got, &err), 0);
+	CHECK_INT(get_range_etag("etag/obj", 0, 3, NULL, buf, &got, &err), 0);
+
+	snprintf(wrong, sizeof(wrong), "%s", res.etag);
+	wrong[0] = wrong[0] == '0' ? '1' : '0';
+	memset(buf, 0, sizeof(buf));
+	got = 0;
+	CHECK_INT(get_range_etag("etag/obj", 0, 10, wrong, buf, &got, &err), -EIO);
+	CHECK(strstr(err.message, "object changed on the target") != NULL);
+	CHECK_INT(got, 0);
+
+	/* The key now holds other bytes of the same size: the old ETag no
+	 * longer reads it. */
+	CHECK_INT(put_buf("etag/obj", "THE BYTES THAT WERE TIERED", 26, &res2), 0);
+	CHECK(strcmp(res.etag, res2.etag) != 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK_INT(get_range_etag("etag/obj", 0, 26, res.etag, buf, &got, &err), -EIO);
+	CHECK(strstr(err.message, "object changed on the target") != NULL);
+	CHECK(memcmp(buf, "THE", 3) != 0);
+	CHECK_INT(get_range_etag("etag/obj", 0, 26, res2.etag, buf, &got, &err), 0);
+	CHECK_INT(got, 26);
+	CHECK(memcmp(buf, "THE BYTES THAT WERE TIERED", 26) == 0);
+	CHECK_INT(del("etag/obj"), 0);
+}
+
 static void test_errors(void)
 {
 	struct td_target_sync s = { 0 };
@@ -1083,6 +1136,7 @@ int main(int argc, char **argv)
 	if (is_dir)
 		TD_RUN(test_dir_cleanup_planted);
 	TD_RUN(test_errors);
+	TD_RUN(test_expect_etag);
 	TD_RUN(test_sizes);
 	TD_RUN(test_keys);
 	TD_RUN(test_list);
