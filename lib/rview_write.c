@@ -25,29 +25,26 @@ struct wopen {
 	fuse_req_t req;
 	struct node *n;
 	struct fuse_file_info fi;
+	/* When a lease on the copy makes the open wait (below). */
+	uv_work_t work;
+	char path[4096];
+	int flags, fd;
 };
 
-static void wopen_reply(struct wopen *wo, int status)
+/* Answers the write open with a handle on `fd`, the opened copy (or -errno). */
+static void wopen_finish(struct wopen *wo, int fd)
 {
 	struct node *n = wo->n;
 	struct td_rview *rv = wo->rv;
-	char path[4096];
-	struct handle *h;
-	int flags = wo->fi.flags & (O_ACCMODE | O_APPEND | O_TRUNC);
+	struct handle *h = fd >= 0 ? calloc(1, sizeof(*h)) : NULL;
 
-	if (status < 0 || rv->closing) {
-		fuse_reply_err(wo->req, status == -EFBIG || status == -EAGAIN ? -status : EIO);
-		goto out;
+	if (!h) {
+		if (fd >= 0)
+			close(fd);
+		fuse_reply_err(wo->req, fd < 0 ? -fd : ENOMEM);
+		return;
 	}
-	h = calloc(1, sizeof(*h));
-	td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id);
-	if (!h || (h->wfd = rv_open_copy(path, flags)) < 0) {
-		int e = h ? -h->wfd : ENOMEM;
-
-		free(h);
-		fuse_reply_err(wo->req, e);
-		goto out;
-	}
+	h->wfd = fd;
 	h->n = n;
 	n->opens++;
 	rv_node_hold(n); /* the handle's, until rv_op_release */
@@ -59,6 +56,60 @@ static void wopen_reply(struct wopen *wo, int status)
 	wo->fi.keep_cache = 0;
 	wo->fi.direct_io = 0;
 	fuse_reply_open(wo->req, &wo->fi);
+}
+
+/* A lease on the copy (tierd's own while it evicts or recalls the file, or
+ * its owner's) makes an open wait for the lease break. That wait happens here,
+ * on the thread pool, never on the loop; the kernel's lease-break-time bounds
+ * it. */
+static void w_open_copy(uv_work_t *w)
+{
+	struct wopen *wo = w->data;
+
+	wo->fd = open(wo->path, wo->flags | O_NOFOLLOW | O_CLOEXEC);
+	if (wo->fd < 0)
+		wo->fd = -errno;
+}
+
+static void a_open_copy(uv_work_t *w, int status)
+{
+	struct wopen *wo = w->data;
+	struct td_rview *rv = wo->rv;
+
+	if (wo->fd >= 0 && (status < 0 || rv->closing)) {
+		close(wo->fd);
+		wo->fd = -EIO;
+	}
+	wopen_finish(wo, wo->fd);
+	rv_node_put(wo->n); /* the wait's */
+	free(wo);
+	rv->pending_work--;
+	rv_maybe_closed(rv);
+}
+
+static void wopen_reply(struct wopen *wo, int status)
+{
+	struct node *n = wo->n;
+	struct td_rview *rv = wo->rv;
+	int fd;
+
+	if (status < 0 || rv->closing) {
+		fuse_reply_err(wo->req, status == -EFBIG || status == -EAGAIN ? -status : EIO);
+		goto out;
+	}
+	wo->flags = wo->fi.flags & (O_ACCMODE | O_APPEND | O_TRUNC);
+	td_ns_cache_path(wo->path, sizeof(wo->path), rv->cache_dir, n->id);
+	fd = rv_open_copy(wo->path, wo->flags);
+	if (fd == -EWOULDBLOCK) {
+		wo->work.data = wo;
+		rv_node_hold(n); /* the wait's, until a_open_copy */
+		if (uv_queue_work(rv->loop, &wo->work, w_open_copy, a_open_copy) == 0) {
+			rv->pending_work++;
+			return;
+		}
+		rv_node_put(n);
+	}
+	wopen_finish(wo, fd);
 out:
 	free(wo);
 }
