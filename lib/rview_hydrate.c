@@ -512,9 +512,12 @@ void rv_hyd_start(struct td_rview *rv, struct node *n)
 	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) == 0 &&
 	    access(path, F_OK) == 0) {
 		r = rv_open_copy(path, O_RDONLY);
-		n->cached = r >= 0;
+		/* A lease in the way (the owner's, or tierd's own): the copy is
+		 * there all the same. Reads come from the target meanwhile, and a
+		 * write open waits for the lease on the thread pool. */
+		n->cached = r >= 0 || r == -EWOULDBLOCK;
 		n->cache_fd = r >= 0 ? r : -1;
-		hwait_fire(n, r >= 0 ? 0 : r == -EWOULDBLOCK ? -EAGAIN : -EIO);
+		hwait_fire(n, n->cached ? 0 : -EIO);
 		td_rview_trim(rv); /* a copy made elsewhere (keep_cached) counts too */
 		return;
 	}

@@ -36,9 +36,21 @@ wait $ppid
 rc=$?
 ms=$((($(date +%s%N) - s) / 1000000))
 check "the read through the view returned the right bytes (rc $rc: $(tr '\n' ' ' <"$t/read.out")) within 2 s ($ms ms)" [ $rc = 0 -a $ms -le 2000 ]
+# A write open through the view meets the lease too. It waits for the break on
+# a worker thread (no EAGAIN, and the loop goes on serving), and completes once
+# the owner lets go.
+(exec 3>>"$(bound_remote f)" && printf APPENDED >&3) >"$t/append.out" 2>&1 &
+apid=$!
+bg_pids="$lpid $apid"
+for _ in $(seq 100); do grep -q BREAK /proc/locks && break; sleep 0.05; done
+check "status answers while a write open waits on the lease" timeout 10 "$TIERCTL" -c "$conf" status
 touch "$t/ipc/go"
 wait $lpid
+wait $apid
+rc=$?
 bg_pids=
 cat "$t/lease.out"
-check "f reads right" cmp -s "$t/data/f" "$t/orig/f"
+printf APPENDED >>"$t/orig/f"
+check "the write open through the view completed once the lease was let go (rc $rc: $(tr '\n' ' ' <"$t/append.out"))" [ $rc = 0 ]
+check "f reads right, with the append" cmp -s "$t/data/f" "$t/orig/f"
 finish
