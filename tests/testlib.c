@@ -1,5 +1,7 @@
 /* testlib — see testlib.h. */
 #include "testlib.h"
+#include "mover.h"
+#include "target.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -61,6 +63,31 @@ void td_test_tree_make(struct td_test_tree *t, const char *tag)
 	mkdir(t->cache, 0711);
 	mkdir(t->run, 0711);
 	mkdir(t->tier, 0700);
+}
+
+void td_test_mover_open(struct td_test_tree *t, void *loop, struct td_mover_opts *mo,
+                        struct td_target **target, struct td_mover **mover)
+{
+	struct td_target_conf tc = { .name = "nas", .type = TD_TARGET_DIR, .path = t->tier };
+	struct td_target_error terr;
+	char err[256];
+
+	uv_loop_init(loop);
+	if (td_target_new(target, loop, &tc, &terr) < 0) {
+		printf("target: %s\n", terr.message);
+		exit(1);
+	}
+	mo->loop = loop;
+	mo->catalog_path = t->catdb;
+	mo->state_dir = t->state;
+	mo->cache_dir = t->cache;
+	mo->run_dir = t->run;
+	mo->max_transfers = 4;
+	mo->grace_ms = 100;
+	if (td_mover_new(mover, mo, err, sizeof(err)) < 0) {
+		printf("mover: %s\n", err);
+		exit(1);
+	}
 }
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)

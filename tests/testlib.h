@@ -89,6 +89,16 @@ struct td_test_tree {
 	char top[4096], root[4200], state[4200], cache[4200], run[4200], tier[4200], catdb[4300];
 };
 void td_test_tree_make(struct td_test_tree *t, const char *tag);
+
+struct td_mover_opts;
+struct td_target;
+struct td_mover;
+/* Opens a dir target "nas" on t->tier, on `loop` (initialised here), and a
+ * mover over t's directories with the tests' settings (4 transfers, 100 ms
+ * grace); the caller sets mo's hooks first and owns both objects. Exits the
+ * test on failure. */
+void td_test_mover_open(struct td_test_tree *t, void *loop, struct td_mover_opts *mo,
+                        struct td_target **target, struct td_mover **mover);
 int td_test_rmtree(const char *path);
 
 /* S3 settings for tests that need the radosgw started by scripts/test. */

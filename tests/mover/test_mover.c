@@ -56,10 +56,7 @@ static void step_hook(void *ctx, const char *id, const char *step)
 
 static void setup(const char *tag)
 {
-	struct td_target_conf tc = { .name = "nas", .type = TD_TARGET_DIR };
-	struct td_target_error terr;
 	struct td_mover_opts mo = { 0 };
-	char err[256];
 
 	td_test_tree_make(&tree, tag);
 	if (cache_on_tmpfs && mount("tmpfs", CACHE, "tmpfs", 0, "mode=0711,size=64m") < 0) {
@@ -67,25 +64,9 @@ static void setup(const char *tag)
 		printf("cannot mount a tmpfs at %s: %s\n", CACHE, strerror(errno));
 		exit(1);
 	}
-	tc.path = TIER;
-	uv_loop_init(&loop);
-	if (td_target_new(&target, &loop, &tc, &terr) < 0) {
-		printf("target: %s\n", terr.message);
-		exit(1);
-	}
-	mo.loop = &loop;
-	mo.catalog_path = CATDB;
-	mo.state_dir = STATE;
-	mo.cache_dir = CACHE;
-	mo.run_dir = RUN;
-	mo.max_transfers = 4;
-	mo.grace_ms = 100;
 	mo.target_for = target_for;
 	mo.step_hook = step_hook;
-	if (td_mover_new(&mover, &mo, err, sizeof(err)) < 0) {
-		printf("mover: %s\n", err);
-		exit(1);
-	}
+	td_test_mover_open(&tree, &loop, &mo, &target, &mover);
 }
 
 static void closed(void *data)

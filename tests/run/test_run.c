@@ -63,10 +63,7 @@ static void make_file(const char *rel, size_t size)
 
 static void setup(const char *tag, unsigned n_files)
 {
-	struct td_target_conf tc = { .name = "nas", .type = TD_TARGET_DIR };
-	struct td_target_error terr;
 	struct td_mover_opts mo = { 0 };
-	char err[256];
 
 	td_test_tree_make(&tree, tag);
 	{
@@ -81,24 +78,8 @@ static void setup(const char *tag, unsigned n_files)
 		snprintf(rel, sizeof(rel), "%sf%03u", i % 2 ? "sub/" : "", i);
 		make_file(rel, 100 + i);
 	}
-	tc.path = TIER;
-	uv_loop_init(&loop);
-	if (td_target_new(&target, &loop, &tc, &terr) < 0) {
-		printf("target: %s\n", terr.message);
-		exit(1);
-	}
-	mo.loop = &loop;
-	mo.catalog_path = CATDB;
-	mo.state_dir = STATE;
-	mo.cache_dir = CACHE;
-	mo.run_dir = RUN;
-	mo.max_transfers = 4;
-	mo.grace_ms = 100;
 	mo.target_for = target_for;
-	if (td_mover_new(&mover, &mo, err, sizeof(err)) < 0) {
-		printf("mover: %s\n", err);
-		exit(1);
-	}
+	td_test_mover_open(&tree, &loop, &mo, &target, &mover);
 	root_v[0] = ROOT;
 	memset(&pc, 0, sizeof(pc));
 	pc.name = "cold";
