@@ -83,7 +83,8 @@ struct hyd_write;
  *     worth keeping lets go, its reference passes to the LRU instead of
  *     reaching zero (rv_chunk_put); a user taking it back takes that
  *     reference over (rv_chunk_hold). The LRU drops it when it trims its
- *     oldest, or when the chunk's node is freed.
+ *     oldest (past CHUNKS_SOFT_MAX, or for a buffer at the memory cap:
+ *     rv_buf_get), or when the chunk's node is freed.
  *   A failed chunk, every chunk while closing, and one a stream has read out
  *   that nobody else can want is freed when its last holder lets go.
  *
