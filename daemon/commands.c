@@ -213,14 +213,15 @@ static void a_status(uv_work_t *w, int status)
 		td_rview_stats(s->rview, &rs);
 		json_object_set_new(
 		    reply, "remote_view",
-		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "opens",
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "opens",
 		              (json_int_t)rs.opens, "reads", (json_int_t)rs.reads, "read_bytes",
 		              (json_int_t)rs.read_bytes, "target_requests",
 		              (json_int_t)rs.target_requests, "target_bytes",
 		              (json_int_t)rs.target_bytes, "hydrations", (json_int_t)rs.hydrations,
 		              "hydration_failures", (json_int_t)rs.hydration_failures,
 		              "streamed_opens", (json_int_t)rs.streamed_opens, "evictions",
-		              (json_int_t)rs.evictions));
+		              (json_int_t)rs.evictions, "chunk_mem_peak_bytes",
+		              (json_int_t)rs.chunk_mem_peak_bytes));
 	}
 	svc_work_done(j->c);
 	client_send(j->c, reply);

@@ -8,6 +8,7 @@
  * hydration and thread-pool job it started has come back (rv_maybe_closed).
  */
 #include "rview_int.h"
+#include "util.h"
 #include "ns.h"
 
 #include <errno.h>
@@ -125,6 +126,21 @@ static void rv_free(struct td_rview *rv)
 	free(rv);
 }
 
+/* The chunk memory and copy fd caps; tests make them tiny (rview.h). */
+static void rv_caps_init(struct td_rview *rv)
+{
+	const char *mib = getenv("TD_TEST_RVIEW_CHUNK_MIB");
+	const char *fds = getenv("TD_TEST_RVIEW_COPY_FDS");
+
+	rv->buf_max = CHUNK_MEM_MAX / CHUNK;
+	if (mib && atoi(mib) > 0)
+		rv->buf_max = (unsigned)atoi(mib);
+	rv->buf_max = TD_MAX(rv->buf_max, 8u); /* every tier of rv_buf_get gets some */
+	rv->copy_fds_max = COPY_FDS_MAX;
+	if (fds && atoi(fds) > 0)
+		rv->copy_fds_max = (unsigned)atoi(fds);
+}
+
 static struct td_rview *rv_alloc(const struct td_rview_opts *o)
 {
 	struct td_rview *rv = calloc(1, sizeof(*rv));
@@ -140,6 +156,7 @@ static struct td_rview *rv_alloc(const struct td_rview_opts *o)
 	rv->run_dir = strdup(o->run_dir);
 	if (getenv("TD_TEST_RVIEW_PAUSE")) /* tests only: rv_test_pause */
 		rv->test_pause = strdup(getenv("TD_TEST_RVIEW_PAUSE"));
+	rv_caps_init(rv);
 	if (!rv->mountpoint || !rv->state_dir || !rv->cache_dir || !rv->run_dir ||
 	    td_rview_set_limits(rv, o->cache_limit_bytes, o->no_hydrate, o->n_no_hydrate,
 	                        o->stream_direct_io) < 0) {

@@ -70,12 +70,16 @@ struct td_rview_stats {
 	uint64_t hydration_failures;
 	uint64_t streamed_opens; /* served without hydrating */
 	uint64_t evictions;
-	uint64_t cache_used_bytes; /* as last measured */
+	uint64_t cache_used_bytes;     /* as last measured */
+	uint64_t chunk_mem_peak_bytes; /* most chunk buffer memory held at once */
 };
 
 /* Mounts the view (a stale mount left by a crash is detached first).
  * Tests only: TD_TEST_RVIEW_PAUSE names a directory where a test asks the view
  * to pause at a step (rview_int.h, rv_test_pause); never set it otherwise.
+ * Tests only, likewise: TD_TEST_RVIEW_CHUNK_MIB (the chunk memory cap in MiB,
+ * default 256) and TD_TEST_RVIEW_COPY_FDS (cache copy fds kept open, default
+ * 256) make the caps tiny.
  * Returns 0 or -errno with a sentence in err. No option callback runs before
  * it returns. */
 int td_rview_new(struct td_rview **out, const struct td_rview_opts *o, char *err, size_t errlen);

@@ -15,17 +15,43 @@
 #include <string.h>
 #include <sys/uio.h>
 
-char *rv_buf_get(struct td_rview *rv)
+static void lru_evict(struct td_rview *rv, struct chunk *c);
+
+/* Every CHUNK-sized buffer the view holds (chunks', reads' and the pool's)
+ * counts against rv->buf_max (the chunk memory cap). Idle chunks and the pool
+ * are reclaimed first. Read-ahead and a hydration's window may fill only 5/8
+ * and the one fetch a hydration needs to go on 6/8 of the cap with busy
+ * buffers: the rest is kept for readers' own chunks. NULL at the cap. */
+char *rv_buf_get(struct td_rview *rv, enum rv_buf_use use)
 {
-	return rv->n_buf_pool ? rv->buf_pool[--rv->n_buf_pool] : malloc(CHUNK);
+	unsigned busy = rv->n_bufs - rv->n_buf_pool - rv->n_idle;
+	char *b;
+
+	if ((use == RV_BUF_AHEAD && busy >= rv->buf_max * 5 / 8) ||
+	    (use == RV_BUF_HYD && busy >= rv->buf_max * 6 / 8))
+		return NULL;
+	while (!rv->n_buf_pool && rv->n_bufs >= rv->buf_max && rv->lru_head)
+		lru_evict(rv, rv->lru_head);
+	if (rv->n_buf_pool)
+		return rv->buf_pool[--rv->n_buf_pool];
+	if (rv->n_bufs >= rv->buf_max || !(b = malloc(CHUNK)))
+		return NULL;
+	rv->n_bufs++;
+	rv->st.chunk_mem_peak_bytes =
+	    TD_MAX(rv->st.chunk_mem_peak_bytes, (uint64_t)rv->n_bufs * CHUNK);
+	return b;
 }
 
 void rv_buf_put(struct td_rview *rv, char *b)
 {
-	if (b && rv->n_buf_pool < BUF_POOL_MAX && !rv->closing)
+	if (!b)
+		return;
+	if (rv->n_buf_pool < BUF_POOL_MAX && !rv->closing) {
 		rv->buf_pool[rv->n_buf_pool++] = b;
-	else
+	} else {
 		free(b);
+		rv->n_bufs--;
+	}
 }
 
 static unsigned chunk_bucket(const struct node *n, uint64_t idx)
@@ -276,15 +302,17 @@ static void on_group(void *data, struct td_target_req *req, int status,
 }
 
 /* A new chunk in the table, fetching (by the caller): its one reference is
- * the fetch's, and it holds its node. NULL on ENOMEM. */
-static struct chunk *chunk_add(struct td_rview *rv, struct node *n, uint64_t idx)
+ * the fetch's, and it holds its node. NULL on ENOMEM or at the memory cap
+ * (rv_buf_get). */
+static struct chunk *chunk_add(struct td_rview *rv, struct node *n, uint64_t idx,
+                               enum rv_buf_use use)
 {
 	struct chunk *c = calloc(1, sizeof(*c));
 	unsigned b;
 
 	if (!c)
 		return NULL;
-	c->buf = rv_buf_get(rv);
+	c->buf = rv_buf_get(rv, use);
 	if (!c->buf) {
 		free(c);
 		return NULL;
@@ -311,7 +339,11 @@ bool rv_on_disk(const struct node *n, uint64_t i)
 /* Like rv_chunk_get, but a missing chunk is fetched with the missing chunks
  * after it (up to GROUP_CHUNKS, not past the object's end, not those already
  * on disk) by one request. */
-struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx)
+static struct chunk *chunk_get(struct td_rview *rv, struct node *n, uint64_t idx,
+                               enum rv_buf_use use);
+
+struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx,
+                               enum rv_buf_use use)
 {
 	uint64_t last = n->size ? (n->size - 1) / CHUNK : 0;
 	struct iovec iov[GROUP_CHUNKS];
@@ -321,7 +353,7 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 
 	if (rv_chunk_find(rv, n, idx) || !n->t || idx >= last || rv_chunk_find(rv, n, idx + 1) ||
 	    rv_on_disk(n, idx + 1))
-		return rv_chunk_get(rv, n, idx);
+		return chunk_get(rv, n, idx, use);
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return NULL;
@@ -332,7 +364,7 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 
 		if (i > idx && (rv_chunk_find(rv, n, i) || rv_on_disk(n, i)))
 			break;
-		c = chunk_add(rv, n, i);
+		c = chunk_add(rv, n, i, use);
 		if (!c)
 			break;
 		c->g = g;
@@ -365,10 +397,8 @@ struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx
 	return c0;
 }
 
-/* Finds or starts fetching a chunk, and returns a reference to it for the
- * caller (which may be a failed chunk). NULL on ENOMEM or a target that is
- * gone. */
-struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
+static struct chunk *chunk_get(struct td_rview *rv, struct node *n, uint64_t idx,
+                               enum rv_buf_use use)
 {
 	struct chunk *c = rv_chunk_find(rv, n, idx);
 	int r;
@@ -377,7 +407,7 @@ struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
 		rv_chunk_hold(rv, c);
 		return c;
 	}
-	if (!n->t || !(c = chunk_add(rv, n, idx)))
+	if (!n->t || !(c = chunk_add(rv, n, idx, use)))
 		return NULL;
 	c->refs++; /* the caller's */
 	r = td_target_get_range_etag(n->t, &c->req, n->key, idx * CHUNK,
@@ -394,6 +424,21 @@ struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
 	return c;
 }
 
+/* Finds or starts fetching a chunk, and returns a reference to it for the
+ * caller (which may be a failed chunk). NULL on ENOMEM, at the memory cap or
+ * with a target that is gone. */
+struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx)
+{
+	return chunk_get(rv, n, idx, RV_BUF_READER);
+}
+
+struct chunk *rv_chunk_get_as(struct td_rview *rv, struct node *n, uint64_t idx,
+                              enum rv_buf_use use)
+{
+	return chunk_get(rv, n, idx, use);
+}
+
+/* Stops early near the memory cap (rv_buf_get): the window shrinks. */
 void rv_read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx)
 {
 	uint64_t last = n->size ? (n->size - 1) / CHUNK : 0;
@@ -403,9 +448,10 @@ void rv_read_ahead(struct td_rview *rv, struct node *n, uint64_t from_idx)
 
 		if (rv_on_disk(n, i))
 			continue;
-		c = rv_chunk_get_run(rv, n, i);
-		if (c)
-			rv_chunk_put(rv, c);
+		c = rv_chunk_get_run(rv, n, i, RV_BUF_AHEAD);
+		if (!c)
+			break;
+		rv_chunk_put(rv, c);
 	}
 }
 

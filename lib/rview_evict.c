@@ -286,9 +286,7 @@ static void a_trim(uv_work_t *w, int status)
 
 		if (n) {
 			n->cached = false;
-			if (n->cache_fd >= 0)
-				close(n->cache_fd);
-			n->cache_fd = -1;
+			rv_close_copy_fd(n);
 		}
 	}
 	/* More to do: another batch. */

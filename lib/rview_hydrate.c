@@ -210,9 +210,7 @@ static void a_hyd_final(uv_work_t *w, int status)
 	} else {
 		n->cached = true;
 		/* Without it (a lease in the way) reads come from the target. */
-		n->cache_fd = rv_open_copy(f->final, O_RDONLY);
-		if (n->cache_fd < 0)
-			n->cache_fd = -1;
+		rv_set_copy_fd(n, rv_open_copy(f->final, O_RDONLY));
 		rv->st.hydrations++;
 		hyd_cleanup(n);
 		td_rview_trim(rv);
@@ -434,11 +432,19 @@ static void hyd_pump(struct node *n)
 	while (!h->failed && !rv->closing && h->in_flight < window && h->next_fetch < h->n_chunks) {
 		/* The first chunk alone (the opener's first read should not wait
 		 * behind a large request), then several per request. */
-		struct chunk *c = h->hash_next ? rv_chunk_get_run(rv, n, h->next_fetch)
-		                               : rv_chunk_get(rv, n, h->next_fetch);
+		struct chunk *c = h->hash_next
+		                      ? rv_chunk_get_run(rv, n, h->next_fetch, RV_BUF_AHEAD)
+		                      : rv_chunk_get_as(rv, n, h->next_fetch, RV_BUF_HYD);
 
+		/* Near the memory cap the window shrinks; the one fetch a
+		 * hydration needs to go on has a better claim. */
+		if (!c && h->in_flight)
+			break;
+		if (!c && h->hash_next)
+			c = rv_chunk_get_as(rv, n, h->next_fetch, RV_BUF_HYD);
 		if (!c) {
-			hyd_fail(n, -EIO, "cannot fetch");
+			hyd_fail(n, n->t ? -EAGAIN : -EIO,
+			         n->t ? "chunk memory cap reached" : "cannot fetch");
 			goto out;
 		}
 		h->next_fetch++; /* c's reference is the hydration's until it is hashed */
@@ -516,7 +522,7 @@ void rv_hyd_start(struct td_rview *rv, struct node *n)
 		 * there all the same. Reads come from the target meanwhile, and a
 		 * write open waits for the lease on the thread pool. */
 		n->cached = r >= 0 || r == -EWOULDBLOCK;
-		n->cache_fd = r >= 0 ? r : -1;
+		rv_set_copy_fd(n, r >= 0 ? r : -1);
 		hwait_fire(n, n->cached ? 0 : -EIO);
 		td_rview_trim(rv); /* a copy made elsewhere (keep_cached) counts too */
 		return;

@@ -41,7 +41,11 @@
 #define CHUNKS_SOFT_MAX 192 /* idle chunks kept in memory */
 #define HASH_BUCKETS    4096
 #define BUF_POOL_MAX    32 /* freed CHUNK-sized buffers kept for reuse */
-#define AA_INO_BASE     2  /* inodes 2..257: the <aa> directories */
+/* The most chunk buffer memory the view holds: 16 big files read at once at
+ * full read-ahead, or a hydration window each. */
+#define CHUNK_MEM_MAX   (256u << 20)
+#define COPY_FDS_MAX    256 /* cache copies' fds kept open by idle nodes */
+#define AA_INO_BASE     2   /* inodes 2..257: the <aa> directories */
 #define NODE_INO_BASE   1024
 #define ENTRY_TIMEOUT_S 3600.0 /* a tiered file's facts never change under its id */
 #define SCAN_WINDOW_NS  (10LL * 1000000000)
@@ -79,7 +83,8 @@ struct hyd_write;
  *     worth keeping lets go, its reference passes to the LRU instead of
  *     reaching zero (rv_chunk_put); a user taking it back takes that
  *     reference over (rv_chunk_hold). The LRU drops it when it trims its
- *     oldest, or when the chunk's node is freed.
+ *     oldest (past CHUNKS_SOFT_MAX, or for a buffer at the memory cap:
+ *     rv_buf_get), or when the chunk's node is freed.
  *   A failed chunk, every chunk while closing, and one a stream has read out
  *   that nobody else can want is freed when its last holder lets go.
  *
@@ -184,7 +189,8 @@ struct node {
 	uint64_t lookups; /* the kernel's references to both inodes */
 	unsigned opens;
 	bool cached;      /* hydrated in this session: reads come from the copy */
-	uv_file cache_fd; /* open on the cache copy, -1 */
+	uv_file cache_fd; /* open on the cache copy, -1 (see rv_copy_fd) */
+	uint64_t fd_used; /* rv->fd_tick when cache_fd was last used */
 	struct hyd *hyd;
 	struct hwait *hwaiters;
 	unsigned writers;
@@ -252,6 +258,13 @@ struct td_rview {
 	 * buffers spare the mmap, page faults and zeroing of fresh ones. */
 	char *buf_pool[BUF_POOL_MAX];
 	unsigned n_buf_pool;
+	/* The chunk memory cap, in buffers (CHUNK_MEM_MAX): n_bufs are
+	 * allocated (busy, idle or pooled); see rv_buf_get. */
+	unsigned n_bufs, buf_max;
+	/* Cache copies' fds held open by nodes (COPY_FDS_MAX); fd_tick
+	 * orders their last use (rv_copy_fd). */
+	unsigned n_copy_fds, copy_fds_max;
+	uint64_t fd_tick;
 	struct pidrec pids[64];
 	bool trimming, trim_again;
 	uv_timer_t trim_timer; /* trims now and then: copies made elsewhere count */
@@ -300,6 +313,14 @@ void rv_report(struct td_rview *rv, const char *id, const char *fmt, ...)
 void rv_maybe_closed(struct td_rview *rv);
 
 /* rview_node.c */
+/* A node's copy fd: rv_set_copy_fd takes fd (or -1) as n->cache_fd and, past
+ * rv->copy_fds_max, closes the least recently used idle node's (not open, not
+ * dirty, not hydrating). rv_copy_fd returns cache_fd, reopening a cached
+ * node's copy that was closed so (-1 if it cannot be opened: a lease).
+ * rv_close_copy_fd closes it. */
+void rv_set_copy_fd(struct node *n, int fd);
+int rv_copy_fd(struct node *n);
+void rv_close_copy_fd(struct node *n);
 struct node *rv_node_by_id(struct td_rview *rv, const char *id);
 struct node *rv_node_by_ino(struct td_rview *rv, fuse_ino_t ino, bool *is_file);
 struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e);
@@ -320,11 +341,16 @@ void rv_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    struct fuse_file_info *fi);
 
 /* rview_chunk.c */
-char *rv_buf_get(struct td_rview *rv);
+/* Who asks for a buffer, in rising claim on the memory cap (rv_buf_get). */
+enum rv_buf_use { RV_BUF_AHEAD, RV_BUF_HYD, RV_BUF_READER };
+char *rv_buf_get(struct td_rview *rv, enum rv_buf_use use);
 void rv_buf_put(struct td_rview *rv, char *b);
 struct chunk *rv_chunk_find(struct td_rview *rv, struct node *n, uint64_t idx);
 struct chunk *rv_chunk_get(struct td_rview *rv, struct node *n, uint64_t idx);
-struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx);
+struct chunk *rv_chunk_get_run(struct td_rview *rv, struct node *n, uint64_t idx,
+                               enum rv_buf_use use);
+struct chunk *rv_chunk_get_as(struct td_rview *rv, struct node *n, uint64_t idx,
+                              enum rv_buf_use use);
 void rv_chunk_hold(struct td_rview *rv, struct chunk *c);
 void rv_chunk_put(struct td_rview *rv, struct chunk *c);
 void rv_chunks_drop_idle(struct td_rview *rv, const struct node *n);

@@ -11,6 +11,7 @@
 #include "ns.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,10 +49,59 @@ struct node *rv_node_by_ino(struct td_rview *rv, fuse_ino_t ino, bool *is_file)
 	return NULL;
 }
 
+void rv_close_copy_fd(struct node *n)
+{
+	if (n->cache_fd >= 0) {
+		close(n->cache_fd);
+		n->rv->n_copy_fds--;
+	}
+	n->cache_fd = -1;
+}
+
+/* The copy fd of the idle node (other than keep) used longest ago, or NULL. */
+static struct node *copy_fd_lru(struct td_rview *rv, const struct node *keep)
+{
+	struct node *old = NULL;
+
+	for (unsigned b = 0; b < HASH_BUCKETS; b++)
+		for (struct node *n = rv->by_id[b]; n; n = n->id_next)
+			if (n != keep && n->cache_fd >= 0 && !n->opens && !n->writers &&
+			    !n->dirty && !n->hyd && (!old || n->fd_used < old->fd_used))
+				old = n;
+	return old;
+}
+
+void rv_set_copy_fd(struct node *n, int fd)
+{
+	struct td_rview *rv = n->rv;
+	struct node *old;
+
+	rv_close_copy_fd(n);
+	if (fd < 0)
+		return;
+	n->cache_fd = fd;
+	n->fd_used = ++rv->fd_tick;
+	rv->n_copy_fds++;
+	while (rv->n_copy_fds > rv->copy_fds_max && (old = copy_fd_lru(rv, n)))
+		rv_close_copy_fd(old); /* still cached: rv_copy_fd reopens it */
+}
+
+int rv_copy_fd(struct node *n)
+{
+	char path[4096];
+
+	if (n->cache_fd >= 0) {
+		n->fd_used = ++n->rv->fd_tick;
+	} else if (n->cached &&
+	           td_ns_cache_path(path, sizeof(path), n->rv->cache_dir, n->id) == 0) {
+		rv_set_copy_fd(n, rv_open_copy(path, O_RDONLY));
+	}
+	return n->cache_fd;
+}
+
 static void node_free(struct node *n)
 {
-	if (n->cache_fd >= 0)
-		close(n->cache_fd);
+	rv_close_copy_fd(n);
 	free(n->name);
 	free(n->target_name);
 	free(n->key);
@@ -167,12 +217,24 @@ void rv_file_attr(struct stat *st, const struct node *n)
 	st->st_ctim = st->st_mtim;
 }
 
+/* A copy whose fd was closed (rv_set_copy_fd) is looked at by its path. */
+static int copy_stat(const struct node *n, struct stat *cs)
+{
+	char path[4096];
+
+	if (n->cache_fd >= 0)
+		return fstat(n->cache_fd, cs);
+	if (td_ns_cache_path(path, sizeof(path), n->rv->cache_dir, n->id) < 0)
+		return -1;
+	return stat(path, cs);
+}
+
 /* Once there is a copy, it is the truth: it may have been written to. */
 void rv_copy_attr(const struct node *n, struct stat *st)
 {
 	struct stat cs;
 
-	if (!n->cached || n->cache_fd < 0 || fstat(n->cache_fd, &cs) < 0)
+	if (!n->cached || copy_stat(n, &cs) < 0)
 		return;
 	st->st_size = cs.st_size;
 	st->st_blocks = cs.st_blocks;

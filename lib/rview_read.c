@@ -242,7 +242,11 @@ static struct pread *pread_new(struct td_rview *rv, fuse_req_t req, struct handl
 
 	if (pr) {
 		pr->out_pooled = size > CHUNK / 4 && size <= CHUNK;
-		pr->out = pr->out_pooled ? rv_buf_get(rv) : malloc(size);
+		pr->out = pr->out_pooled ? rv_buf_get(rv, RV_BUF_AHEAD) : NULL;
+		if (!pr->out) { /* near the memory cap: a buffer of its own */
+			pr->out_pooled = false;
+			pr->out = malloc(size);
+		}
 	}
 	if (!pr || !pr->out) {
 		free(pr);
@@ -279,6 +283,12 @@ static void read_piece(struct pread *pr, const struct handle *h, uint64_t i)
 		return;
 	}
 	c = rv_chunk_get(rv, n, i);
+	if (!c && n->t) {
+		rv_report(rv, n->id, "chunk memory cap (%u MiB) reached: a read of %s got EAGAIN",
+		          rv->buf_max * (CHUNK >> 20), n->key);
+		pr->err = -EAGAIN;
+		return;
+	}
 	if (!c) {
 		pr->err = -EIO;
 		return;
@@ -336,7 +346,7 @@ void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct node *n = h->n;
 	uint64_t off = (uint64_t)offset;
-	bool local = h->wfd >= 0 || (n->cached && n->cache_fd >= 0);
+	bool local = h->wfd >= 0 || (n->cached && rv_copy_fd(n) >= 0);
 	struct pread *pr;
 
 	if (n->corrupt) {

@@ -191,10 +191,8 @@ static int make_empty_copy(struct td_rview *rv, struct node *n)
 		unlink(path);
 		return r;
 	}
-	n->cache_fd = rv_open_copy(path, O_RDONLY);
+	rv_set_copy_fd(n, rv_open_copy(path, O_RDONLY));
 	n->cached = n->cache_fd >= 0;
-	if (n->cache_fd < 0)
-		n->cache_fd = -1;
 	n->dirty = true;
 	mark_dirty(rv, n);
 	return 0;
@@ -308,7 +306,7 @@ void rv_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 		fuse_reply_err(req, n ? EPERM : ENOENT);
 		return;
 	}
-	fd = h && h->wfd >= 0 ? h->wfd : n->cached ? n->cache_fd : -1;
+	fd = h && h->wfd >= 0 ? h->wfd : n->cached ? rv_copy_fd(n) : -1;
 	if (fd < 0) {
 		/* A cold file changes only after a write open has made its copy. */
 		fuse_reply_err(req, EROFS);
