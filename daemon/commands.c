@@ -747,7 +747,9 @@ struct ritem {
 	char id[TD_CATALOG_ID_HEX];
 	int state; /* -1: not in the catalog, or not the peer's to see */
 	uint32_t uid;
-	bool mine; /* the peer is an admin, or owns it and can stat it */
+	bool mine;       /* the peer is an admin, or owns it and can stat it */
+	bool over_quota; /* pin refused: pinned_bytes + its size > the batch's quota */
+	uint64_t pinned_bytes;
 };
 
 enum raction {
@@ -766,6 +768,14 @@ struct rbatch {
 	struct ritem *items;
 	unsigned pending, recalled, failed, skipped;
 	bool started;
+	/* pin by a peer that is not an admin: pin_quota and what a percentage of
+	 * it is taken of, copied on the loop so the pool thread reads no config
+	 * a reload may free; the bytes are worked out on the pool thread
+	 * (statvfs of the cache directory may block). */
+	bool quota_applies;
+	struct td_size_or_pct quota, cache_size;
+	char *cache_dir;
+	uint64_t quota_bytes;
 };
 
 static void rbatch_maybe_done(struct rbatch *b)
@@ -779,10 +789,12 @@ static void rbatch_maybe_done(struct rbatch *b)
 		free(b->items[i].path);
 	free(b->items);
 	td_ctl_paths_free(b->paths, b->lens, b->n);
+	free(b->cache_dir);
 	free(b);
 }
 
-static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
+/* err: an errno the event names ("errno": "EDQUOT"), or 0 for none. */
+static void ritem_event_errno(struct ritem *it, const char *outcome, const char *msg, int err)
 {
 	struct rbatch *b = it->b;
 	json_t *ev = json_pack("{s:s, s:s}", "event", "file", "outcome", outcome);
@@ -792,6 +804,8 @@ static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
 		json_object_set_new(ev, "id", json_string(it->id));
 	if (msg && *msg)
 		json_object_set_new(ev, "message", json_string(msg));
+	if (err)
+		json_object_set_new(ev, "errno", json_string(td_errno_name(err)));
 	client_send(b->c, ev);
 	if (strcmp(outcome, "recalled") == 0 || strcmp(outcome, "pinned") == 0 ||
 	    strcmp(outcome, "unpinned") == 0)
@@ -800,6 +814,11 @@ static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
 		b->failed++;
 	else
 		b->skipped++;
+}
+
+static void ritem_event(struct ritem *it, const char *outcome, const char *msg)
+{
+	ritem_event_errno(it, outcome, msg, 0);
 }
 
 static void on_item_recalled(void *data, const struct td_mover_result *r)
@@ -842,13 +861,46 @@ static void on_item_hydrated(void *data, int status)
 	rbatch_maybe_done(it->b);
 }
 
+/*
+ * The pin of e, under the catalog lock so that the quota check and the flag
+ * it guards are one step: two batches of one user cannot both pass with room
+ * for one. A pin that is refused changes nothing.
+ */
+static void pin_item(struct rbatch *b, struct ritem *it, const struct td_catalog_entry *e, bool pin)
+{
+	struct td_catalog_entry upd = { 0 };
+	struct td_catalog_error ce;
+	uint64_t used = 0;
+
+	memcpy(upd.id, e->id, sizeof(upd.id));
+	upd.pinned = pin;
+	uv_mutex_lock(&b->s->rcat_lock);
+	/* pin_quota = 0 refuses even an empty file: "no pins for users". */
+	if (pin && b->quota_applies && !e->pinned &&
+	    td_catalog_pinned_bytes(&used, b->s->rcat, e->uid, &ce) == 0 &&
+	    (b->quota_bytes == 0 || e->size > b->quota_bytes || used > b->quota_bytes - e->size)) {
+		it->over_quota = true;
+		it->pinned_bytes = used;
+	} else {
+		td_catalog_update(b->s->rcat, &upd, TD_CATALOG_F_PIN, NULL, &ce);
+	}
+	uv_mutex_unlock(&b->s->rcat_lock);
+}
+
 static void w_recall_lookup(uv_work_t *w)
 {
 	struct rbatch *b = w->data;
 
+	if (b->quota_applies) {
+		struct statvfs v;
+		uint64_t fs =
+		    statvfs(b->cache_dir, &v) == 0 ? (uint64_t)v.f_blocks * v.f_frsize : 0;
+
+		b->quota_bytes =
+		    td_cache_limit_of(&b->quota, td_cache_limit_of(&b->cache_size, fs));
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		struct ritem *it = &b->items[i];
-		struct td_catalog_error ce;
 		struct stat st;
 		enum sight see;
 		int sr;
@@ -869,15 +921,8 @@ static void w_recall_lookup(uv_work_t *w)
 		}
 		/* pin/unpin: the flag is set here, for those allowed to (checked
 		 * again on the loop for the reply). */
-		if (e && b->action != RA_RECALL && it->mine && e->state != TD_CATALOG_LOCAL) {
-			struct td_catalog_entry upd = { 0 };
-
-			memcpy(upd.id, e->id, sizeof(upd.id));
-			upd.pinned = b->action == RA_PIN;
-			uv_mutex_lock(&b->s->rcat_lock);
-			td_catalog_update(b->s->rcat, &upd, TD_CATALOG_F_PIN, NULL, &ce);
-			uv_mutex_unlock(&b->s->rcat_lock);
-		}
+		if (e && b->action != RA_RECALL && it->mine && e->state != TD_CATALOG_LOCAL)
+			pin_item(b, it, e, b->action == RA_PIN);
 		td_catalog_entry_free(e);
 	}
 }
@@ -909,6 +954,18 @@ static void a_recall_lookup(uv_work_t *w, int status)
 		}
 		if (b->action == RA_UNPIN) {
 			ritem_event(it, "unpinned", NULL);
+			continue;
+		}
+		if (it->over_quota) {
+			char msg[128], *esc = td_escape(it->path, it->len);
+
+			snprintf(msg, sizeof(msg), "pin quota exceeded: %llu of %llu bytes pinned",
+			         (unsigned long long)it->pinned_bytes,
+			         (unsigned long long)b->quota_bytes);
+			log_notice("pin refused: %s (uid %u): %s", esc ? esc : "?",
+			           (unsigned)it->uid, msg);
+			free(esc);
+			ritem_event_errno(it, "failed", msg, EDQUOT);
 			continue;
 		}
 		if (b->action == RA_PIN && it->state != TD_CATALOG_TIERED) {
@@ -962,11 +1019,25 @@ static void files_cmd(struct service *s, struct client *c, json_t *args, enum ra
 	b->c = c;
 	b->action = action;
 	b->work.data = b;
+	if (action == RA_PIN && !c->privileged) {
+		b->quota_applies = true;
+		b->quota = s->conf->c->pin_quota;
+		b->cache_size = s->conf->c->cache_size;
+		b->cache_dir = strdup(s->conf->c->cache_dir);
+	}
+	if (b->quota_applies && !b->cache_dir) {
+		td_ctl_paths_free(b->paths, b->lens, b->n);
+		free(b->items);
+		free(b);
+		client_send(c, td_ctl_error_reply(-ENOMEM, "out of memory"));
+		return;
+	}
 	client_ref(c);
 	if (svc_queue_work(c, &b->work, w_recall_lookup, a_recall_lookup) < 0) {
 		client_unref(c);
 		free(b->items);
 		td_ctl_paths_free(b->paths, b->lens, b->n);
+		free(b->cache_dir);
 		free(b);
 		client_send(c, td_ctl_error_reply(-EAGAIN, "busy"));
 	}

@@ -380,6 +380,7 @@ static int on_recall_event(void *ctx, json_t *ev)
 	struct mig *m = ctx;
 	const char *outcome = json_string_value(json_object_get(ev, "outcome"));
 	const char *msg = json_string_value(json_object_get(ev, "message"));
+	const char *err = json_string_value(json_object_get(ev, "errno"));
 
 	m->done++;
 	if (outcome && (strcmp(outcome, "recalled") == 0 || strcmp(outcome, "pinned") == 0 ||
@@ -396,8 +397,9 @@ static int on_recall_event(void *ctx, json_t *ev)
 	                       strcmp(outcome, "unpinned") == 0)) {
 		printf("%s %s\n", outcome, ev_path(ev, "path"));
 	} else {
-		fprintf(stderr, "tierctl: %s: %s: %s\n", ev_path(ev, "path"),
-		        outcome ? outcome : "?", msg ? msg : "");
+		fprintf(stderr, "tierctl: %s: %s: %s%s%s%s\n", ev_path(ev, "path"),
+		        outcome ? outcome : "?", msg ? msg : "", err ? " (" : "", err ? err : "",
+		        err ? ")" : "");
 	}
 	return 0;
 }

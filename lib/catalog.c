@@ -221,6 +221,7 @@ enum {
 	ST_ADD_ERROR,
 	ST_DELETE,
 	ST_STATS,
+	ST_PINNED_BYTES,
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -241,6 +242,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	                 "last_error_ns = ?3, updated_ns = ?3 WHERE id = ?1",
 	[ST_DELETE] = "DELETE FROM files WHERE " CAS_WHERE,
 	[ST_STATS] = "SELECT state, count(*), sum(size) FROM files GROUP BY state",
+	[ST_PINNED_BYTES] =
+	    "SELECT coalesce(sum(size), 0) FROM files WHERE pinned = 1 AND uid = ?1",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -1636,6 +1639,26 @@ int td_catalog_stats(struct td_catalog_stats *out, struct td_catalog *cat,
 	if (rc != SQLITE_DONE)
 		return db_err(cat, err, rc, "counting files");
 	*out = s;
+	return 0;
+}
+
+int td_catalog_pinned_bytes(uint64_t *out, struct td_catalog *cat, uint32_t uid,
+                            struct td_catalog_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	clear_err(err);
+	r = stmt(cat, ST_PINNED_BYTES, &st, err);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	done(st);
+	if (rc != SQLITE_ROW)
+		return db_err(cat, err, rc, "summing pinned bytes");
 	return 0;
 }
 

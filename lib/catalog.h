@@ -268,6 +268,10 @@ struct td_catalog_stats {
 int td_catalog_stats(struct td_catalog_stats *out, struct td_catalog *cat,
                      struct td_catalog_error *err);
 
+/* The sum of `size` over the rows of uid that are pinned, into *out (pin_quota). */
+int td_catalog_pinned_bytes(uint64_t *out, struct td_catalog *cat, uint32_t uid,
+                            struct td_catalog_error *err);
+
 /* Runs PRAGMA integrity_check (slow: reads everything; for `tierctl verify`).
  * Returns 0 if the catalog is sound, -EUCLEAN with the first problems in err. */
 int td_catalog_check(struct td_catalog *cat, struct td_catalog_error *err);

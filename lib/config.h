@@ -137,6 +137,7 @@ struct td_config {
 	char *cache_dir;
 	char *run_dir;
 	struct td_size_or_pct cache_size; /* default 10% */
+	struct td_size_or_pct pin_quota;  /* per non-admin uid; % of the cache limit; default 10% */
 	enum td_log_level log_level;      /* default info */
 	char *admin_group;                /* default "tierd"; may not exist */
 	bool has_admin_gid;

@@ -518,6 +518,7 @@ const struct cfg_keydef cfg_tierd_keys[] = {
 	TK(K_PATH, cache_dir),
 	TK(K_PATH, run_dir),
 	TK(K_SIZEPCT, cache_size),
+	TK(K_SIZEPCT, pin_quota), /* per uid not root or admin_group; % of the cache limit */
 	TK(K_ENUM, log_level, .ev = log_levels),
 	TK(K_GROUPNAME, admin_group),
 	TK(K_UINT, max_transfers, .min = 1, .max = 1024),
@@ -679,6 +680,7 @@ int cfg_tierd_defaults(struct td_config *c)
 	c->run_dir = strdup("/run/tierd");
 	c->admin_group = strdup("tierd");
 	c->cache_size = (struct td_size_or_pct){ .is_pct = true, .pct = 10 };
+	c->pin_quota = (struct td_size_or_pct){ .is_pct = true, .pct = 10 };
 	c->log_level = TD_LOG_INFO;
 	c->max_transfers = 8;
 	c->retention_s = 30 * 86400;

@@ -152,6 +152,8 @@ const char *td_errno_name(int errnum)
 		return "EINVAL";
 	case ENOSPC:
 		return "ENOSPC";
+	case EDQUOT:
+		return "EDQUOT";
 	case ENOSYS:
 		return "ENOSYS";
 	case ENOTSUP:

@@ -22,6 +22,28 @@ cat "$tmp/err"
 rc=$?
 check "dump re-parses (got $rc)" $([ $rc -eq 0 ]; echo $?)
 
+# pin_quota: the example's value is dumped; a set one comes back as set, and
+# 0 (no pins for users) stays 0.
+grep -q '^pin_quota *= *10%' "$tmp/out"
+check "example pin_quota is dumped" $?
+printf '[tierd]\npin_quota = 64M\n' >"$tmp/pq.conf"
+"$TIERD" --check-config -c "$tmp/pq.conf" >"$tmp/pqout" 2>"$tmp/err"
+rc=$?
+check "pin_quota = 64M passes (got $rc)" $([ $rc -eq 0 ]; echo $?)
+grep -Eq '^pin_quota *= *64M' "$tmp/pqout"
+check "pin_quota = 64M is dumped" $?
+printf '[tierd]\npin_quota = 0\n' >"$tmp/pq0.conf"
+"$TIERD" --check-config -c "$tmp/pq0.conf" >"$tmp/pqout" 2>"$tmp/err"
+grep -Eq '^pin_quota *= *0( |$)' "$tmp/pqout"
+check "pin_quota = 0 is dumped" $?
+printf '[tierd]\n\npin_quota = -5G\n' >"$tmp/pqbad.conf"
+"$TIERD" --check-config -c "$tmp/pqbad.conf" >/dev/null 2>"$tmp/err"
+rc=$?
+cat "$tmp/err"
+check "bad pin_quota exits 2 (got $rc)" $([ $rc -eq 2 ]; echo $?)
+grep -q "^$tmp/pqbad.conf:3: pin_quota: " "$tmp/err"
+check "pin_quota error names file:line" $?
+
 cat >"$tmp/bad.conf" <<'CONF'
 [tierd]
 log_level = loud

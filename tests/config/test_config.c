@@ -287,6 +287,9 @@ static const struct broken broken[] = {
 	  "duplicate key (first set on line 2)" },
 	{ "bad_size", "[tierd]\ncache_size = 10X\n", 2, "cache_size", "'10X' is not a size" },
 	{ "pct_range", "[tierd]\ncache_size = 150%\n", 2, "cache_size", "out of range" },
+	{ "pin_quota_bad", "[tierd]\nlog_level = info\npin_quota = lots\n", 3, "pin_quota",
+	  "'lots' is not a size" },
+	{ "pin_quota_range", "[tierd]\npin_quota = 101%\n", 2, "pin_quota", "out of range" },
 	{ "relative_path", "[tierd]\nstate_dir = var/lib/tierd\n", 2, "state_dir",
 	  "must be an absolute path" },
 	{ "dotdot_path", "[tierd]\ncache_dir = /var/../tmp\n", 2, "cache_dir",
@@ -493,6 +496,7 @@ static void test_defaults(void)
 	CHECK_STR(c->cache_dir, "/var/cache/tierd");
 	CHECK_STR(c->run_dir, "/run/tierd");
 	CHECK(c->cache_size.is_pct && c->cache_size.pct == 10.0);
+	CHECK(c->pin_quota.is_pct && c->pin_quota.pct == 10.0);
 	CHECK_INT(c->log_level, TD_LOG_INFO);
 	CHECK_STR(c->admin_group, "tierd");
 	CHECK_INT(c->max_transfers, 8);
@@ -517,7 +521,7 @@ static void test_full(void)
 	                           "retention = 2w\n"
 	                           "no_hydrate = updatedb, clamscan,rsync\n"
 	                           "stream_direct_io = no\n"
-	                           "\n"
+	                           "pin_quota = 1.5G\n" /* in place of a blank line: lines stay */
 	                           "[target \"s3\"]\n"
 	                           "  type = s3\n"
 	                           "  endpoint = https://s3.example.com:8443/\n"
@@ -572,6 +576,7 @@ static void test_full(void)
 	CHECK_STR(c->state_dir, "/var/lib/tierd");
 	CHECK_STR(c->cache_dir, "/var/cache/tierd");
 	CHECK(!c->cache_size.is_pct && c->cache_size.bytes == 20ull << 30);
+	CHECK(!c->pin_quota.is_pct && c->pin_quota.bytes == 3ull << 29);
 	CHECK_INT(c->log_level, TD_LOG_DEBUG);
 	CHECK(c->has_admin_gid && c->admin_gid == 0);
 	CHECK_INT(c->max_transfers, 16);
