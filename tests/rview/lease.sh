@@ -22,20 +22,19 @@ lpid=$!
 bg_pids=$lpid
 for _ in $(seq 100); do [ -e "$t/ipc/ready" ] && break; sleep 0.05; done
 check "the owner holds a write lease on the copy" [ -e "$t/ipc/ready" ]
-timeout 60 cmp "$(bound_remote f)" "$t/orig/f" >"$t/read.out" 2>&1 &
+timeout 20 cmp "$(bound_remote f)" "$t/orig/f" >"$t/read.out" 2>&1 &
 ppid=$!
 sleep 0.5
-s=$(date +%s%N)
+# Both bounds are under the kernel's lease-break time (checked: at least 30 s),
+# so a tierd that waited for the owner's lease could answer neither.
+check "the kernel's lease-break time is over the bounds below" [ "$(cat /proc/sys/fs/lease-break-time)" -ge 30 ]
 timeout 10 "$TIERCTL" -c "$conf" status >/dev/null
 rc=$?
-ms=$((($(date +%s%N) - s) / 1000000))
-check "status answers while the lease is held (rc $rc, $ms ms <= 2000)" [ $rc = 0 -a $ms -le 2000 ]
+check "status answers while the lease is held (rc $rc)" [ $rc = 0 ]
 check "... and the owner still holds it" kill -0 $lpid
-s=$(date +%s%N)
 wait $ppid
 rc=$?
-ms=$((($(date +%s%N) - s) / 1000000))
-check "the read through the view returned the right bytes (rc $rc: $(tr '\n' ' ' <"$t/read.out")) within 2 s ($ms ms)" [ $rc = 0 -a $ms -le 2000 ]
+check "the read through the view returned the right bytes (rc $rc: $(tr '\n' ' ' <"$t/read.out"))" [ $rc = 0 ]
 # A write open through the view meets the lease too. It waits for the break on
 # a worker thread (no EAGAIN, and the loop goes on serving), and completes once
 # the owner lets go.
