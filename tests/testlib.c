@@ -90,6 +90,24 @@ void td_test_mover_open(struct td_test_tree *t, void *loop, struct td_mover_opts
 	}
 }
 
+static void closed_cb(void *data)
+{
+	*(int *)data = 1;
+}
+
+void td_test_mover_close(void *loop, struct td_target *target, struct td_mover *mover)
+{
+	int done = 0, tdone = 0;
+
+	td_mover_close(mover, closed_cb, &done);
+	while (!done)
+		uv_run(loop, UV_RUN_ONCE);
+	td_target_close(target, closed_cb, &tdone);
+	while (!tdone)
+		uv_run(loop, UV_RUN_ONCE);
+	CHECK_INT(uv_loop_close(loop), 0);
+}
+
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;

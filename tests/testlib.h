@@ -99,6 +99,9 @@ struct td_mover;
  * test on failure. */
 void td_test_mover_open(struct td_test_tree *t, void *loop, struct td_mover_opts *mo,
                         struct td_target **target, struct td_mover **mover);
+/* Closes what td_test_mover_open opened, running `loop` until both close
+ * callbacks came, and checks the loop is then empty. */
+void td_test_mover_close(void *loop, struct td_target *target, struct td_mover *mover);
 int td_test_rmtree(const char *path);
 
 /* S3 settings for tests that need the radosgw started by scripts/test. */

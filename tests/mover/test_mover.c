@@ -69,22 +69,9 @@ static void setup(const char *tag)
 	td_test_mover_open(&tree, &loop, &mo, &target, &mover);
 }
 
-static void closed(void *data)
-{
-	*(int *)data = 1;
-}
-
 static void teardown(bool keep_tree)
 {
-	int done = 0, tdone = 0;
-
-	td_mover_close(mover, closed, &done);
-	while (!done)
-		uv_run(&loop, UV_RUN_ONCE);
-	td_target_close(target, closed, &tdone);
-	while (!tdone)
-		uv_run(&loop, UV_RUN_ONCE);
-	CHECK_INT(uv_loop_close(&loop), 0);
+	td_test_mover_close(&loop, target, mover);
 	if (cache_on_tmpfs)
 		umount2(CACHE, MNT_DETACH);
 	if (!keep_tree)

@@ -95,22 +95,9 @@ static void setup(const char *tag, unsigned n_files)
 	conf.run_dir = RUN;
 }
 
-static void closed(void *data)
-{
-	*(int *)data = 1;
-}
-
 static void teardown(void)
 {
-	int done = 0, tdone = 0;
-
-	td_mover_close(mover, closed, &done);
-	while (!done)
-		uv_run(&loop, UV_RUN_ONCE);
-	td_target_close(target, closed, &tdone);
-	while (!tdone)
-		uv_run(&loop, UV_RUN_ONCE);
-	CHECK_INT(uv_loop_close(&loop), 0);
+	td_test_mover_close(&loop, target, mover);
 	td_test_rmtree(T);
 }
 
