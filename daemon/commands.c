@@ -556,10 +556,32 @@ static void w_info(uv_work_t *w)
 	}
 }
 
+/* The catalog keeps keys relative to the target's prefix; admins and scripts
+ * want the whole key, the one `aws s3 cp s3://BUCKET/KEY` takes. On the loop:
+ * the config is the current one. */
+static void full_key(const struct service *s, json_t *o)
+{
+	const char *key = json_string_value(json_object_get(o, "key"));
+	const char *tname = json_string_value(json_object_get(o, "target"));
+	const struct td_target_conf *tc = tname ? td_config_target(s->conf->c, tname) : NULL;
+	char *full;
+
+	if (!key || !tc || tc->type != TD_TARGET_S3 || !tc->prefix || !tc->prefix[0])
+		return;
+	if (asprintf(&full, "%s%s", tc->prefix, key) < 0)
+		return;
+	json_object_set_new(o, "key", json_string(full));
+	free(full);
+}
+
 static void a_info(uv_work_t *w, int status)
 {
 	struct info_job *j = w->data;
 
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(j->files, i, v) full_key(j->s, v);
 	svc_work_done(j->c);
 	client_send(j->c, json_pack("{s:b, s:o}", "ok", 1, "files", j->files));
 	client_unref(j->c);
@@ -683,6 +705,7 @@ static void a_ls(uv_work_t *w, int status)
 	json_array_foreach(j->page, i, v)
 	{
 		if (json_is_object(v)) {
+			full_key(j->s, v);
 			client_send(j->c, json_incref(v));
 			j->total++;
 		}

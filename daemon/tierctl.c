@@ -41,6 +41,86 @@ static void usage(FILE *f)
 	fprintf(f, "\nexit codes: 0 done, 1 failed, 2 usage/config error, 3 daemon unreachable\n");
 }
 
+/* Commands that parse --help themselves, for a longer text. */
+static bool own_help(const char *name)
+{
+	return strcmp(name, "plan") == 0 || strcmp(name, "check-target") == 0;
+}
+
+static void command_usage(FILE *f, size_t i)
+{
+	const char *h = commands[i].help, *gap = strstr(h, "  ");
+	int syn = gap ? (int)(gap - h) : (int)strlen(h);
+
+	fprintf(f, "usage: tierctl [-c FILE] [-s SOCKET] [--json] %.*s\n", syn, h);
+	if (gap)
+		fprintf(f, "\n%s\n", gap + strspn(gap, " "));
+	fprintf(f, "\nSee tierctl(1). Exit codes: 0 done, 1 failed, 2 usage/config error, 3 daemon "
+	           "unreachable\n");
+}
+
+/* The value of a global option at argv[*i]: "--name=V", or "--name V" / "-x V"
+ * (then *i moves past V). NULL with *bad set when V is missing. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *bad)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(argv[*i], name, n) == 0 && argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (*i + 1 >= argc) {
+		*bad = true;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/*
+ * Options may follow the command, as with git or aws: takes --json, --config
+ * and -c, --socket, and --help / -h out of the command's arguments (up to a
+ * "--"), leaving the rest in order; --help stays for commands that print
+ * their own. -s stays a command's own flag there (ls
+ * -s STATE); before the command it is the socket. Returns -1 to go on, -2 for
+ * --help, or an exit code.
+ */
+static int take_global_opts(struct tierctl_opts *o, int *argc, char **argv, bool keep_help)
+{
+	int out = 1, help = 0;
+
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+		bool bad = false;
+
+		if (strcmp(a, "--") == 0) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strcmp(a, "--json") == 0) {
+			o->json = true;
+		} else if (!keep_help && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+			help = 1;
+		} else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
+		           strncmp(a, "--config=", 9) == 0) {
+			o->config_path =
+			    opt_value(*argc, argv, &i, a[1] == 'c' ? "-c" : "--config", &bad);
+		} else if (strcmp(a, "--socket") == 0 || strncmp(a, "--socket=", 9) == 0) {
+			o->socket_path = opt_value(*argc, argv, &i, "--socket", &bad);
+		} else {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (bad) {
+			fprintf(stderr, "tierctl: %s: option %s needs a value\n", argv[0], a);
+			return TIERCTL_USAGE;
+		}
+	}
+	argv[out] = NULL;
+	*argc = out;
+	if (help)
+		return -2;
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -52,7 +132,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct tierctl_opts o = { .config_path = TD_DEFAULT_CONFIG };
-	int c;
+	int c, r;
 
 	/* Once, before any thread exists: the S3 target's libcurl needs it. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
@@ -86,12 +166,19 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return TIERCTL_USAGE;
 	}
-	o.tty = isatty(STDOUT_FILENO) && !o.json;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[optind], commands[i].name) == 0) {
 			/* commands see their own name as argv[0] */
 			argv += optind;
 			argc -= optind;
+			r = take_global_opts(&o, &argc, argv, own_help(commands[i].name));
+			if (r >= 0)
+				return r;
+			if (r == -2) {
+				command_usage(stdout, i);
+				return TIERCTL_OK;
+			}
+			o.tty = isatty(STDOUT_FILENO) && !o.json;
 			optind = 0; /* GNU getopt: reinitialize for the command's own flags */
 			return commands[i].fn(&o, argc, argv);
 		}

@@ -155,6 +155,16 @@ PY
 [ $bad = 0 ] && pass "HEAD sizes and manifests (sha256, size, path, owner, mode) match all $total files" ||
 	fail "$bad object/manifest mismatches"
 
+# info's key is the whole object key (prefix included), and options may follow
+# the command: `aws s3 cp s3://BUCKET/KEY` with it gives the file's bytes.
+one=$(python3 -c "import json; print(json.load(open('$T/ls.json'))['files'][0]['original_path'])")
+key=$(ctl info --json "$one" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["key"])') &&
+	case $key in "$E2E_PREFIX"*) pass "info --json after the command gives the full key $key" ;;
+	*) fail "info key '$key' lacks the prefix $E2E_PREFIX" ;; esac || fail "info --json PATH failed"
+aws --endpoint-url "$TD_S3_ENDPOINT" s3 cp "s3://$TD_S3_BUCKET/$key" "$T/by-key" >/dev/null &&
+	cmp -s "$T/by-key" "$one" && pass "aws s3 cp of info's key gives the original bytes" ||
+	fail "aws s3 cp s3://$TD_S3_BUCKET/$key does not give $one's bytes"
+
 [ -z "$(s3_uploads)" ] && pass "no open multipart uploads" || fail "open multipart uploads: $(s3_uploads)"
 tierd_stop
 finish
