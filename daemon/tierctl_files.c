@@ -251,6 +251,10 @@ int tierctl_info(const struct tierctl_opts *o, int argc, char **argv)
 	int r, bad = 0;
 	size_t i;
 
+	if (argc > 1 && strcmp(argv[1], "--") == 0) { /* paths only after it */
+		argv++;
+		argc--;
+	}
 	if (argc < 2) {
 		fprintf(stderr, "usage: tierctl info PATH...\n");
 		return TIERCTL_USAGE;
@@ -410,7 +414,13 @@ static int files_verb(const struct tierctl_opts *o, int argc, char **argv, const
 	struct mig m = { .o = o, .start_ns = td_monotonic_ns() };
 	int r = TIERCTL_OK, i = 1;
 
-	if (argc < 2 || argv[1][0] == '-') {
+	if (argc > 1 && strcmp(argv[1], "--") == 0) { /* paths only after it */
+		argv++;
+		argc--;
+	} else if (argc > 1 && argv[1][0] == '-') {
+		argc = 0; /* no options of its own */
+	}
+	if (argc < 2) {
 		fprintf(stderr, "usage: tierctl %s PATH...\n", verb);
 		return TIERCTL_USAGE;
 	}
