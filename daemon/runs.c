@@ -9,6 +9,7 @@
  * (runs_init): a run that met its target down runs again once it answers.
  */
 #include "log.h"
+#include "plan.h"
 #include "run.h"
 #include "scheduler.h"
 #include "service_int.h"
@@ -74,6 +75,7 @@ static void on_done(void *data, struct td_run *run)
 	struct service *s = sr->s;
 	const char *name = td_run_policy(run);
 	struct td_run_stats st;
+	char skips[512];
 
 	td_run_stats(run, &st);
 	for (pp = &s->runs; *pp; pp = &(*pp)->next)
@@ -84,12 +86,14 @@ static void on_done(void *data, struct td_run *run)
 	if (st.scan_status < 0)
 		svc_error(s, "policy %s: a root could not be scanned: %s", name,
 		          strerror(-st.scan_status));
+	/* The scan's reasons too, in plan's words: a run that moved nothing says why. */
 	log_notice("policy %s: scanned %llu files (%llu bytes) in %.1f s; tiered %llu "
-	           "(%llu bytes), skipped %llu, failed %llu",
+	           "(%llu bytes), skipped %llu, failed %llu; not candidates: %s",
 	           name, (unsigned long long)st.scan.scanned_files,
 	           (unsigned long long)st.scan.scanned_bytes, (double)st.elapsed_ns / 1e9,
 	           (unsigned long long)st.tiered, (unsigned long long)st.tiered_bytes,
-	           (unsigned long long)st.skipped, (unsigned long long)st.failed);
+	           (unsigned long long)st.skipped, (unsigned long long)st.failed,
+	           td_plan_skips_format(skips, sizeof(skips), &st.scan));
 	if (!s->stopping)
 		td_scheduler_run_ended(s->sched, name, st.target_down);
 	conf_put(sr->conf);

@@ -368,7 +368,6 @@ void td_plan_print(const struct td_plan *p, FILE *f)
 	static const char *const age_by[] = { "atime", "mtime", "ctime", "newest" };
 	double secs = (double)st->elapsed_ns / 1e9;
 	char b1[32], b2[32];
-	bool any = false;
 
 	fprintf(f, "policy ");
 	print_path(f, p->name, strlen(p->name));
@@ -428,12 +427,29 @@ void td_plan_print(const struct td_plan *p, FILE *f)
 		        td_human_bytes(b1, sizeof(b1), proj),
 		        100.0 * (double)proj / (double)st->fs_total_bytes);
 	}
-	fprintf(f, "  skipped:");
-	for (int r = TD_SKIP_NONE + 1; r < TD_SKIP__MAX; r++) {
+	char skips[512];
+
+	fprintf(f, "  skipped: %s\n", td_plan_skips_format(skips, sizeof(skips), st));
+}
+
+const char *td_plan_skips_format(char *buf, size_t n, const struct td_scan_stats *st)
+{
+	size_t off = 0;
+
+	if (n)
+		buf[0] = '\0';
+	for (int r = TD_SKIP_NONE + 1; r < TD_SKIP__MAX && off < n; r++) {
+		int w;
+
 		if (!st->skipped[r])
 			continue;
-		fprintf(f, "%s %s %" PRIu64, any ? "," : "", td_skip_name(r), st->skipped[r]);
-		any = true;
+		w = snprintf(buf + off, n - off, "%s%s %" PRIu64, off ? ", " : "", td_skip_name(r),
+		             st->skipped[r]);
+		if (w < 0)
+			break;
+		off += (size_t)w;
 	}
-	fprintf(f, "%s\n", any ? "" : " none");
+	if (n && !buf[0])
+		snprintf(buf, n, "none");
+	return buf;
 }

@@ -83,3 +83,7 @@ void td_plan_print(const struct td_plan *p, FILE *f);
 
 /* "1.5 GiB"-style units into buf; returns buf. */
 const char *td_human_bytes(char *buf, size_t n, uint64_t bytes);
+
+/* "too_small 30, too_young 5" (the reasons with a count, in plan's order), or
+ * "none": the same words for a run's summary as for plan's. Returns buf. */
+const char *td_plan_skips_format(char *buf, size_t n, const struct td_scan_stats *st);

@@ -54,6 +54,18 @@ sock=$t/run/tierd.sock
 out=$("$TIERCTL" -c "$t/tierd.conf" info -- "$t/data/--json" 2>&1) && [[ $out == *"--json"* ]] &&
 	pass "'--' ends the options (a file named --json)" || fail "info -- --json: $out"
 
+# A run that moves nothing says why, in plan's words ("too_small 1" for f).
+want=$("$TIERCTL" -c "$t/tierd.conf" plan | sed -n 's/^  skipped: //p')
+"$TIERCTL" -c "$t/tierd.conf" run data >/dev/null || fail "run data"
+for _ in $(seq 200); do
+	grep -q 'policy data: scanned' "$t/log" && break
+	sleep 0.05
+done
+got=$(sed -n 's/.*policy data: scanned.*not candidates: //p' "$t/log")
+[ -n "$want" ] && [ "$want" != none ] && [ "$got" = "$want" ] &&
+	pass "the run's summary gives plan's skip reasons: $got" ||
+	fail "run summary '$got', plan '$want': $(grep 'policy data' "$t/log")"
+
 set +e
 out=$("$TIERCTL" info "$t/data/f" --config 2>&1)
 rc=$?
