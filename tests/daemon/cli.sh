@@ -34,6 +34,16 @@ mkdir -p "$t/data" "$t/tier"
 	td_conf_dir_target nas "$t/tier"
 	printf '\n[policy "data"]\npaths = %s\ntarget = nas\nschedule = manual\n' "$t/data"
 } >"$t/tierd.conf"
+
+# Bash completion: commands from --help, a command's flags, policy names from -c.
+comp() { # WORDS... : completes the last word
+	PATH=$(dirname "$TIERCTL"):$PATH bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _tierctl; echo "${COMPREPLY[*]}"' \
+		_ "$(dirname "$0")/../../contrib/tierctl.bash-completion" "$@"
+}
+[ "$(comp tierctl sta)" = status ] && [[ " $(comp tierctl migrate --t) " == *" --target "* ]] &&
+	[ "$(comp tierctl -c "$t/tierd.conf" run d)" = data ] &&
+	pass "bash completion: commands, a command's flags, policy names" ||
+	fail "bash completion: '$(comp tierctl sta)' / '$(comp tierctl migrate --t)' / '$(comp tierctl -c "$t/tierd.conf" run d)'"
 echo hello >"$t/data/f"
 "$TIERD" -f -c "$t/tierd.conf" 2>"$t/log" &
 pid=$!

@@ -9,7 +9,7 @@ DESTDIR="$dest" cmake --install "$TD_BUILD_DIR" --prefix /usr >"$dest.log" 2>&1 
 fail=0
 for f in usr/sbin/tierd usr/bin/tierctl etc/tierd/tierd.conf usr/share/doc/tierd/examples/tierd.conf \
 	usr/share/man/man5/tierd.conf.5 usr/share/man/man8/tierd.8 usr/share/man/man1/tierctl.1 \
-	usr/lib/systemd/system/tierd.service; do
+	usr/lib/systemd/system/tierd.service usr/share/bash-completion/completions/tierctl; do
 	if [ ! -e "$dest/$f" ]; then echo "FAIL: not installed: /$f"; fail=1; fi
 done
 [ -x "$dest/usr/sbin/tierd" ] || { echo "FAIL: tierd not executable"; fail=1; }
