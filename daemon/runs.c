@@ -50,8 +50,8 @@ static void on_file(void *data, struct td_run *run, const struct td_mover_result
 			if (ts)
 				svc_target_result(s, ts, res->status, res->message);
 		}
-		svc_error(s, "policy %s: %s: %s", td_run_policy(run), esc ? esc : "?",
-		          res->message);
+		svc_error_kind(s, NULL, "policy %s: %s: %s", td_run_policy(run), esc ? esc : "?",
+		               res->message); /* the mover counted it */
 		break;
 	default:
 		log_info("not tiered: %s: %s", esc ? esc : "?", res->message);
@@ -67,6 +67,24 @@ static void on_queue_failed(void *data, struct td_run *run, const char *path, si
 	svc_error(sr->s, "policy %s: cannot queue %s: %s", td_run_policy(run), esc ? esc : "?",
 	          strerror(-err));
 	free(esc);
+}
+
+/* Keeps when `name`'s last run ended, for the metrics. */
+static void runs_note_ended(struct service *s, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_last_runs; i++)
+		if (strcmp(s->last_runs[i].policy, name) == 0)
+			break;
+	if (i == s->n_last_runs) {
+		if (i == TD_ARRAY_SIZE(s->last_runs) ||
+		    strlen(name) >= sizeof(s->last_runs[i].policy))
+			return;
+		snprintf(s->last_runs[i].policy, sizeof(s->last_runs[i].policy), "%s", name);
+		s->n_last_runs++;
+	}
+	s->last_runs[i].ended_ns = td_now_ns();
 }
 
 static void on_done(void *data, struct td_run *run)
@@ -94,6 +112,7 @@ static void on_done(void *data, struct td_run *run)
 	           (unsigned long long)st.tiered, (unsigned long long)st.tiered_bytes,
 	           (unsigned long long)st.skipped, (unsigned long long)st.failed,
 	           td_plan_skips_format(skips, sizeof(skips), &st.scan));
+	runs_note_ended(s, name);
 	if (!s->stopping)
 		td_scheduler_run_ended(s->sched, name, st.target_down);
 	conf_put(sr->conf);

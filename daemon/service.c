@@ -30,6 +30,7 @@
 #include "service.h"
 #include "cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "ns.h"
 #include "notify.h"
 #include "service_int.h"
@@ -69,20 +70,37 @@ static void notify(struct service *s, const char *state)
 		log_warning("could not notify systemd (%s): %s", s->notify_socket, strerror(-r));
 }
 
-void svc_error(struct service *s, const char *fmt, ...)
+static void svc_verror(struct service *s, const char *kind, const char *fmt, va_list ap)
 {
 	char msg[320];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	log_error("%s", msg);
+	if (kind)
+		td_metrics_add(TD_M_ERRORS, 1, kind, NULL, NULL);
 	memcpy(s->recent[s->recent_next], msg, sizeof(msg));
 	s->recent_ns[s->recent_next] = td_now_ns();
 	s->recent_next = (s->recent_next + 1) % MAX_RECENT_ERRORS;
 	if (s->n_recent < MAX_RECENT_ERRORS)
 		s->n_recent++;
+}
+
+void svc_error(struct service *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	svc_verror(s, "service", fmt, ap);
+	va_end(ap);
+}
+
+void svc_error_kind(struct service *s, const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	svc_verror(s, kind, fmt, ap);
+	va_end(ap);
 }
 
 struct conf_ref *conf_get(struct service *s)
@@ -138,8 +156,8 @@ static void on_reach(void *data, const struct td_reach_event *ev)
 	const struct td_reach_state *st = td_reach_get(s->reach, ev->target);
 
 	if (ev->change == TD_REACH_LOST)
-		svc_error(s, "target %s is unreachable: %s", ev->target,
-		          ev->message ? ev->message : st->last_error);
+		svc_error_kind(s, "target", "target %s is unreachable: %s", ev->target,
+		               ev->message ? ev->message : st->last_error);
 	else if (ev->change == TD_REACH_BACK)
 		log_notice("target %s is reachable again", ev->target);
 }
@@ -601,8 +619,8 @@ static int open_targets(struct service *s)
 			            tc->name, tc->endpoint);
 		r = td_target_new(&ts->t, s->loop, tc, &err);
 		if (r < 0) {
-			svc_error(s, "target %s: %s", tc->name,
-			          err.message[0] ? err.message : strerror(-r));
+			svc_error_kind(s, "target", "target %s: %s", tc->name,
+			               err.message[0] ? err.message : strerror(-r));
 			ts->t = NULL;
 			continue;
 		}
@@ -645,8 +663,9 @@ static void on_cleaned(void *data, struct td_target_req *req, int status,
 	struct service *s = c->s;
 
 	if (status < 0) {
-		svc_error(s, "target %s: cannot clean up stale uploads: %s", c->ts->name,
-		          err && err->message[0] ? err->message : strerror(-status));
+		svc_error_kind(s, "target", "target %s: cannot clean up stale uploads: %s",
+		               c->ts->name,
+		               err && err->message[0] ? err->message : strerror(-status));
 		svc_target_result(s, c->ts, status, err ? err->message : NULL);
 	} else {
 		svc_target_result(s, c->ts, 0, NULL);
@@ -810,7 +829,7 @@ static int open_mover(struct service *s)
 
 static void on_rview_error(void *ctx, const char *id, const char *message)
 {
-	svc_error(ctx, "remote view: %s: %s", id, message);
+	svc_error_kind(ctx, "remote_view", "remote view: %s: %s", id, message);
 }
 
 struct recall_ctx {
@@ -979,6 +998,7 @@ static void reload_done(uv_work_t *w, int status)
 				                    s->conf->c->no_hydrate.n,
 				                    s->conf->c->stream_direct_io);
 			runs_reschedule(s);
+			svc_metrics_listen(s);
 			log_notice("reloaded %s", s->config_path);
 			notify(s, "READY=1\nSTATUS=configuration reloaded");
 		}
@@ -1138,6 +1158,7 @@ static void stop(struct service *s)
 		if (s->sock_owned)
 			unlink(s->sock_path);
 	}
+	svc_metrics_stop(s);
 	uv_timer_stop(&s->tick);
 	uv_close((uv_handle_t *)&s->tick, NULL);
 	uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -1211,6 +1232,8 @@ int td_service_run(const char *config_path, struct td_config *conf)
 		notify(&s, "STATUS=recovering interrupted migrations");
 		uv_timer_start(&s.tick, on_tick, 1000, 1000);
 		start_cleanups(&s);
+		/* A listener that cannot bind is an error to see, not a reason to stop tiering. */
+		svc_metrics_listen(&s);
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&loop);

@@ -85,6 +85,13 @@ struct service {
 	int64_t last_rollback_retry_s;
 	bool retrying_rollbacks;
 	uint64_t dirty_scans; /* completed, for status: tests wait for one */
+
+	struct metrics_http *metrics; /* the metrics_listen server, or NULL */
+	struct {
+		char policy[128];
+		int64_t ended_ns; /* wall clock */
+	} last_runs[64];          /* each policy's last run, for the metrics */
+	size_t n_last_runs;
 };
 
 struct client {
@@ -120,6 +127,10 @@ void svc_work_done(struct client *c);
 
 /* Logs an error and keeps it for `tierctl status`. */
 void svc_error(struct service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* svc_error, counted in tierd_errors_total under `kind` ("service" for
+ * svc_error; NULL: counted where it happened already, e.g. by the mover). */
+void svc_error_kind(struct service *s, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 struct target_slot *svc_target(struct service *s, const char *name);
 /* Publishes what an operation on a target returned (td_reach_report). */
 void svc_target_result(struct service *s, struct target_slot *ts, int status, const char *msg);
@@ -127,6 +138,15 @@ struct conf_ref *conf_get(struct service *s);
 void conf_put(struct conf_ref *r);
 
 void svc_reload(struct service *s);
+
+/* ---- metrics.c ---- */
+/* The metrics text (NULL and err < 0 when it could not be made), on the loop. */
+typedef void (*svc_metrics_cb)(void *data, const char *text, size_t len, int err);
+int svc_metrics_render(struct service *s, svc_metrics_cb cb, void *data);
+/* Opens, moves or closes the /metrics listener to match metrics_listen. */
+int svc_metrics_listen(struct service *s);
+void svc_metrics_stop(struct service *s);
+void cmd_metrics(struct service *s, struct client *c, json_t *args);
 /* Recalls `id` (its cache copy replaces the link); done may be NULL. */
 int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
 void svc_dirty_scan(struct service *s);

@@ -256,6 +256,7 @@ void td_config_free(struct td_config *c)
 	free(c->cache_dir);
 	free(c->run_dir);
 	free(c->admin_group);
+	free(c->metrics_listen);
 	cfg_strlist_free(&c->no_hydrate);
 	free(c);
 }

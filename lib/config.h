@@ -146,6 +146,7 @@ struct td_config {
 	int64_t retention_s;          /* default 30d */
 	struct td_strlist no_hydrate; /* process names */
 	bool stream_direct_io;        /* default yes: streamed reads bypass the page cache */
+	char *metrics_listen;         /* "ADDR:PORT" of the /metrics listener; NULL: off */
 	struct td_target_conf *targets;
 	size_t n_targets;
 	struct td_policy_conf *policies;

@@ -15,6 +15,7 @@
  */
 #include "config_int.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -134,6 +135,51 @@ static void set_token(const struct cfg_setting *s, const char *v)
 		SET_ERROR(s, "'%s' must be one word", v);
 	else
 		copy_str(s, v);
+}
+
+/* "ADDR:PORT" with a numeric IPv4 address or a bracketed IPv6 one, as the
+ * metrics listener binds it; "" (or "off") turns it off. */
+static void set_listen(const struct cfg_setting *s, const char *v)
+{
+	char host[64];
+	struct in6_addr a6;
+	struct in_addr a4;
+	const char *colon = strrchr(v, ':');
+	char *end;
+	unsigned long port;
+	size_t hl;
+
+	if (!*v || strcmp(v, "off") == 0) {
+		free(*(char **)s->field);
+		*(char **)s->field = NULL;
+		return;
+	}
+	if (!colon || colon == v) {
+		SET_ERROR(s, "'%s' is not ADDRESS:PORT (e.g. 127.0.0.1:9474 or [::1]:9474)", v);
+		return;
+	}
+	port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || port == 0 || port > 65535) {
+		SET_ERROR(s, "'%s': the port must be 1..65535", v);
+		return;
+	}
+	hl = (size_t)(colon - v);
+	if (v[0] == '[' && hl >= 2 && v[hl - 1] == ']' && hl - 2 < sizeof(host)) {
+		memcpy(host, v + 1, hl - 2);
+		host[hl - 2] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) == 1) {
+			copy_str(s, v);
+			return;
+		}
+	} else if (hl < sizeof(host)) {
+		memcpy(host, v, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET, host, &a4) == 1) {
+			copy_str(s, v);
+			return;
+		}
+	}
+	SET_ERROR(s, "'%.*s' is not a numeric IPv4 address or a bracketed IPv6 one", (int)hl, v);
 }
 
 /* A group name or gid, resolved at the end; "" means no admin group: root only. */
@@ -455,6 +501,7 @@ static const struct cfg_kind K_PATH = { set_path, cfg_dump_str, NULL };
 static const struct cfg_kind K_CAFILE = { set_cafile, cfg_dump_str, NULL };
 static const struct cfg_kind K_CREDFILE = { set_credfile, cfg_dump_credfile, NULL };
 static const struct cfg_kind K_STR = { set_str, cfg_dump_str, NULL };
+static const struct cfg_kind K_LISTEN = { set_listen, cfg_dump_str, NULL };
 static const struct cfg_kind K_TOKEN = { set_token, cfg_dump_str, NULL };
 static const struct cfg_kind K_GROUPNAME = { set_groupname, cfg_dump_admin_group, NULL };
 static const struct cfg_kind K_ENDPOINT = { set_endpoint, cfg_dump_str, NULL };
@@ -525,6 +572,7 @@ const struct cfg_keydef cfg_tierd_keys[] = {
 	TK(K_DURATION, retention_s),
 	TK(K_LIST, no_hydrate),
 	TK(K_BOOL, stream_direct_io),
+	TK(K_LISTEN, metrics_listen), /* off by default */
 	{ NULL },
 };
 

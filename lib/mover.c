@@ -22,6 +22,7 @@
  * names. The kept fds hold the roots' filesystems busy while tierd runs.
  */
 #include "mover_int.h"
+#include "metrics.h"
 #include "fsat.h"
 #include "hash.h"
 #include "ns.h"
@@ -474,6 +475,14 @@ void mover_finish(struct job *j)
 	if (j->outcome == TD_MOVER_TIERED && !res.message[0])
 		snprintf(res.message, sizeof(res.message), "tiered as %s", j->id);
 	active_remove(m, j);
+	if (j->outcome == TD_MOVER_TIERED && !j->recovering) {
+		td_metrics_add(j->recalling ? TD_M_RECALLED_FILES : TD_M_TIERED_FILES, 1, NULL,
+		               NULL, NULL);
+		td_metrics_add(j->recalling ? TD_M_RECALLED_BYTES : TD_M_TIERED_BYTES,
+		               res.size_bytes, NULL, NULL, NULL);
+	} else if (j->outcome == TD_MOVER_FAILED) {
+		td_metrics_add(TD_M_ERRORS, 1, j->recalling ? "recall" : "migrate", NULL, NULL);
+	}
 	if (j->cb)
 		j->cb(j->data, &res);
 	if (j->grace_init) {

@@ -7,6 +7,7 @@
  * LRU of idle chunks (at most CHUNKS_SOFT_MAX), the pool of free buffers and
  * the groups (several chunks fetched by one request).
  */
+#include "metrics.h"
 #include "rview_int.h"
 #include "util.h"
 
@@ -216,6 +217,8 @@ static void chunk_done(struct chunk *c, int status, const struct td_target_error
 	} else {
 		c->st = C_READY;
 		rv->st.target_bytes += c->got;
+		td_metrics_add(TD_M_FETCHED_BYTES, c->got, n->opener[0] ? n->opener : "unknown",
+		               NULL, NULL);
 	}
 	while ((w = c->waiters)) {
 		struct pread *pr = w->pr;

@@ -10,6 +10,7 @@
  * write). It owns each node's struct hyd (its .part fd, the written bitmap,
  * the hash, the write queue) and the hydration waiters (struct hwait).
  */
+#include "metrics.h"
 #include "rview_int.h"
 #include "ns.h"
 #include "util.h"
@@ -116,6 +117,7 @@ static void hyd_fail(struct node *n, int err, const char *why)
 		h->err = err;
 		if (!n->rv->closing) {
 			n->rv->st.hydration_failures++;
+			td_metrics_add(TD_M_HYDRATIONS, 1, "failed", NULL, NULL);
 			rv_report(n->rv, n->id, "hydration of %s failed: %s", n->key, why);
 		}
 	}
@@ -212,6 +214,7 @@ static void a_hyd_final(uv_work_t *w, int status)
 		/* Without it (a lease in the way) reads come from the target. */
 		rv_set_copy_fd(n, rv_open_copy(f->final, O_RDONLY));
 		rv->st.hydrations++;
+		td_metrics_add(TD_M_HYDRATIONS, 1, "ok", NULL, NULL);
 		hyd_cleanup(n);
 		td_rview_trim(rv);
 	}

@@ -188,6 +188,7 @@ struct node {
 	struct td_target *t;
 	uint64_t lookups; /* the kernel's references to both inodes */
 	unsigned opens;
+	char opener[16];  /* the latest opener's process name, for the metrics */
 	bool cached;      /* hydrated in this session: reads come from the copy */
 	uv_file cache_fd; /* open on the cache copy, -1 (see rv_copy_fd) */
 	uint64_t fd_used; /* rv->fd_tick when cache_fd was last used */

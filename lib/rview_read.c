@@ -8,6 +8,7 @@
  * never reads as a whole file). It owns the open handles, the reads in
  * progress and the per-process open counts that tell a sweep.
  */
+#include "metrics.h"
 #include "rview_int.h"
 #include "util.h"
 
@@ -379,19 +380,18 @@ void rv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		rv_pread_finish(pr);
 }
 
-/* A process in no_hydrate, or one sweeping through many cold files (backup,
- * antivirus, indexer), is served by streaming. */
-static bool should_stream(struct td_rview *rv, pid_t pid)
+/* The opener's name, from /proc (procfs: never blocks on a user's doing);
+ * "" when it is gone. */
+static void proc_comm(pid_t pid, char *comm, size_t n)
 {
-	char path[64], comm[64] = "";
-	int64_t now = td_monotonic_ns();
-	struct pidrec *slot = NULL, *oldest = &rv->pids[0];
+	char path[64];
 	int fd;
 
+	comm[0] = '\0';
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		ssize_t k = read(fd, comm, sizeof(comm) - 1);
+		ssize_t k = read(fd, comm, n - 1);
 
 		close(fd);
 		if (k > 0) {
@@ -399,6 +399,18 @@ static bool should_stream(struct td_rview *rv, pid_t pid)
 			comm[strcspn(comm, "\n")] = '\0';
 		}
 	}
+	for (char *p = comm; *p; p++) /* a name any user picks: printable ASCII only */
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+}
+
+/* A process in no_hydrate, or one sweeping through many cold files (backup,
+ * antivirus, indexer), is served by streaming. */
+static bool should_stream(struct td_rview *rv, pid_t pid, const char *comm)
+{
+	int64_t now = td_monotonic_ns();
+	struct pidrec *slot = NULL, *oldest = &rv->pids[0];
+
 	for (size_t i = 0; i < rv->n_no_hydrate; i++)
 		if (strcmp(comm, rv->no_hydrate[i]) == 0)
 			return true;
@@ -427,6 +439,7 @@ void rv_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h;
 	struct node *n;
 	bool is_file;
+	char comm[64];
 
 	n = rv_node_by_ino(rv, ino, &is_file);
 	if (!n || !is_file) {
@@ -449,7 +462,11 @@ void rv_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->n = n;
 	h->wfd = -1;
-	h->streaming = should_stream(rv, fuse_req_ctx(req)->pid);
+	proc_comm(fuse_req_ctx(req)->pid, comm, sizeof(comm));
+	h->streaming = should_stream(rv, fuse_req_ctx(req)->pid, comm);
+	/* The bytes fetched for this node count for its latest opener. */
+	snprintf(n->opener, sizeof(n->opener), "%s", comm[0] ? comm : "unknown");
+	td_metrics_add(TD_M_COLD_OPENS, 1, n->cached ? "cache" : "remote", NULL, NULL);
 	n->opens++;
 	rv_node_hold(n); /* the handle's, until rv_op_release */
 	rv->st.opens++;

@@ -13,6 +13,7 @@
  * by s3__curl_init and closed by s3__curl_stop. An exchange is the request's
  * (target_s3_http.c); this file only adds it to and takes it off the multi.
  */
+#include "metrics.h"
 #include "target_s3_int.h"
 #include "util.h"
 
@@ -265,11 +266,66 @@ static int64_t retry_delay_ms(struct s3_http *h)
 	return elapsed_ms + delay <= t->tu.retry_budget_ms ? delay : -1;
 }
 
+/* The S3 API's name of what this request does, for the metrics. */
+static const char *op_name(const struct s3_http *h)
+{
+	const struct s3_req *r = h->req;
+	const char *m = h->method;
+
+	if (!r)
+		return m;
+	switch (r->kind) {
+	case K_PUT:
+		if (strcmp(m, "POST") == 0)
+			return r->phase == PH_INIT ? "CreateMultipartUpload"
+			                           : "CompleteMultipartUpload";
+		if (strcmp(m, "HEAD") == 0)
+			return "HeadObject";
+		if (strcmp(m, "DELETE") == 0)
+			return "AbortMultipartUpload";
+		return r->phase == PH_PARTS ? "UploadPart" : "PutObject";
+	case K_GET:
+		return "GetObject";
+	case K_HEAD:
+		return "HeadObject";
+	case K_DELETE:
+		return "DeleteObject";
+	case K_LIST:
+		return "ListObjectsV2";
+	case K_CLEANUP:
+		return strcmp(m, "DELETE") == 0 ? "AbortMultipartUpload" : "ListMultipartUploads";
+	case K_MKBUCKET:
+		return "CreateBucket";
+	}
+	return m;
+}
+
+/* One attempt's count, status code and times, by target and operation. */
+static void count_attempt(const struct s3_http *h)
+{
+	const char *tname = td_target_name(&h->t->base), *op = op_name(h);
+	curl_off_t first = 0, total = 0;
+	long code = 0;
+	char cs[16];
+
+	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
+	snprintf(cs, sizeof(cs), "%ld", code);
+	td_metrics_add(TD_M_S3_REQUESTS, 1, tname, op, cs);
+	if (code == 0)
+		return; /* no answer: no times to speak of */
+	curl_easy_getinfo(h->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
+	curl_easy_getinfo(h->easy, CURLINFO_TOTAL_TIME_T, &total);
+	td_metrics_observe(TD_M_S3_FIRST_BYTE, (double)first / 1e6, tname, op);
+	td_metrics_observe(TD_M_S3_DURATION, (double)total / 1e6, tname, op);
+}
+
 static void http_finished(struct s3_http *h, CURLcode cc)
 {
 	struct td_target_error e;
 	bool retry;
 	int r;
+
+	count_attempt(h);
 
 	if (h->counted_active) {
 		h->t->n_active--;
