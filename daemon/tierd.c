@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -41,6 +42,21 @@ static int load_config(struct td_config **out, const char *path, bool check)
 	if (r < 0)
 		return r == -ENOMEM ? 1 : 2;
 	return 0;
+}
+
+/* Files in their grace period hold fds (lib/mover.c sizes them from the
+ * limit): take the hard limit (systemd's LimitNOFILE, or the shell's ulimit
+ * -Hn) as the soft one, as servers holding many files do. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+		if (rl.rlim_cur > 1048576)
+			rl.rlim_cur = 1048576;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int main(int argc, char **argv)
@@ -101,6 +117,7 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	raise_fd_limit();
 	if (!foreground && daemon(0, 0) < 0) {
 		fprintf(stderr, "tierd: cannot detach: %s\n", strerror(errno));
 		td_config_free(conf);

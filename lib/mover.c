@@ -34,9 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#define MAX_IN_GRACE 256 /* default max_in_grace: two fds each */
+#define MAX_IN_GRACE 16384 /* the most max_in_grace defaults to: two fds each */
+#define FDS_KEPT     1024  /* fds left for everything else when sizing it */
 #define COPY_BUF     (1 << 20)
 /* A user's file under a lease: opens are tried this many times, this far
  * apart, before the caller gets -EAGAIN (see mover_open_user_file). */
@@ -458,6 +460,23 @@ static void on_job_closed(uv_handle_t *h)
 	mover_pump(m);
 }
 
+/* As many files in their grace period as the fd limit leaves room for (two
+ * each), up to MAX_IN_GRACE and at least 64: the grace period moves no bytes,
+ * so the only bound on files watched at once is what they hold open. At 2 s
+ * of grace, 4,096 in grace let 2,000 files a second through. */
+static unsigned default_in_grace(void)
+{
+	struct rlimit rl;
+	rlim_t n = 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > FDS_KEPT + 128)
+		n = (rl.rlim_cur - FDS_KEPT) / 2;
+	else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY)
+		n = MAX_IN_GRACE;
+	return (unsigned)TD_MIN(n, (rlim_t)MAX_IN_GRACE);
+}
+
 void mover_finish(struct job *j)
 {
 	struct td_mover *m = j->m;
@@ -543,7 +562,7 @@ int td_mover_new(struct td_mover **out, const struct td_mover_opts *o, char *err
 	if (!m->o.max_queued)
 		m->o.max_queued = 10000;
 	if (!m->o.max_in_grace)
-		m->o.max_in_grace = MAX_IN_GRACE;
+		m->o.max_in_grace = default_in_grace();
 	m->state_dir = strdup(o->state_dir);
 	m->cache_dir = strdup(o->cache_dir);
 	m->run_dir = strdup(o->run_dir);

@@ -8,7 +8,8 @@
 #   TD_BENCH_SIZE=full: 2,000 x 256 KiB and 4 x 1 GiB; tiny (default): 50 x 256 KiB
 #   and 2 x 8 MiB. TD_BENCH_CONC (default 8): tierd's max_transfers and the s3
 #   target's max_connections, rclone's --transfers, aws's max_concurrent_requests.
-#   TD_BENCH_GRACE_MS (default 100): tierd's swap grace period (TD_SWAP_GRACE_MS).
+#   TD_BENCH_GRACE_MS (default: unset, tierd's own grace period): a swap grace
+#   period to report beside the default (TD_SWAP_GRACE_MS), never instead of it.
 # Prints seconds, MiB/s and files/s per tool and set, then `ratio ...:` lines
 # (tierd / reference, > 1 means tierd is faster). Fails when any contender
 # loses or mangles data: tierd's paths must all be links into state_dir/links
@@ -26,7 +27,7 @@ if [ "$size" = full ]; then n_small=2000 n_big=4 big_mib=1024; else n_small=50 n
 n_small=${TD_BENCH_N_SMALL:-$n_small} n_big=${TD_BENCH_N_BIG:-$n_big} big_mib=${TD_BENCH_BIG_MIB:-$big_mib}
 small_kib=256
 conc=${TD_BENCH_CONC:-8}
-grace_ms=${TD_BENCH_GRACE_MS:-100}
+grace_ms=${TD_BENCH_GRACE_MS:-}
 part_mib=16
 b=$TD_S3_BUCKET
 pfx="bench-mover-$$-$RANDOM/"
@@ -67,7 +68,7 @@ fail() {
 }
 
 echo "bench_mover: size=$size small=${n_small}x${small_kib} KiB big=${n_big}x${big_mib} MiB" \
-	"concurrency=$conc part=${part_mib} MiB grace=${grace_ms} ms endpoint=$TD_S3_ENDPOINT"
+	"concurrency=$conc part=${part_mib} MiB grace=${grace_ms:-default} ms endpoint=$TD_S3_ENDPOINT"
 
 # The pristine data set, from /dev/urandom once; its SHA-256 sums are the truth.
 mkdir -p "$work/src/small" "$work/src/big"
@@ -157,7 +158,8 @@ schedule = manual
 keep_cached = no
 CONF
 } >"$work/tierd.conf"
-TD_SWAP_GRACE_MS=$grace_ms "$TIERD" -f -c "$work/tierd.conf" 2>"$work/tierd.log" &
+if [ -n "$grace_ms" ]; then export TD_SWAP_GRACE_MS=$grace_ms; else unset TD_SWAP_GRACE_MS; fi
+"$TIERD" -f -c "$work/tierd.conf" 2>"$work/tierd.log" &
 pid=$!
 ready=0
 for _ in $(seq 400); do
@@ -213,8 +215,9 @@ for line in open(info):
     rel = path[len(root):]
     assert state == "tiered", (path, state)
     assert sha.strip() == want[rel], (path, "sha256")
-    assert size.get(kp + key) == int(sz), (path, key, size.get(kp + key), sz)
-    assert size.get(kp + key + ".json", 0) > 0, (path, "no manifest")
+    key = key if key.startswith(kp) else kp + key  # info gives the whole key
+    assert size.get(key) == int(sz), (path, key, size.get(key), sz)
+    assert size.get(key + ".json", 0) > 0, (path, "no manifest")
     seen += 1
 assert seen == int(n), ("files", seen, n)
 PY
@@ -225,7 +228,8 @@ while read -r path _ key _; do
 	*) continue ;;
 	esac
 	rm -f "$work/fetched"
-	awsc s3 cp --only-show-errors "s3://$b/${pfx}tierd/$key" "$work/fetched" >/dev/null ||
+	case $key in "${pfx}tierd/"*) ;; *) key=${pfx}tierd/$key ;; esac
+	awsc s3 cp --only-show-errors "s3://$b/$key" "$work/fetched" >/dev/null ||
 		fail "tierd: cannot fetch $key"
 	[ "$(sha256sum "$work/fetched" | cut -d' ' -f1)" = "$(grep " ${path#"$work/tierd/"}\$" "$work/sums" | cut -d' ' -f1)" ] ||
 		fail "tierd: $path came back with the wrong bytes"
