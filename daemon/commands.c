@@ -205,6 +205,7 @@ static void a_status(uv_work_t *w, int status)
 	                  s->mover ? (int)td_mover_queued(s->mover) : 0, "runs", runs_status(s),
 	                  "recent_errors", errors, "ready", s->mover_ready);
 	json_object_set_new(reply, "dirty_scans", json_integer((json_int_t)s->dirty_scans));
+	json_object_set_new(reply, "hot_scans", json_integer((json_int_t)s->hot_scans));
 	if (j->r < 0)
 		json_object_set_new(reply, "catalog_error", json_string(j->ce.message));
 	if (s->rview) {

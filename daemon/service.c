@@ -29,6 +29,7 @@
  */
 #include "service.h"
 #include "cache.h"
+#include "hot.h"
 #include "log.h"
 #include "metrics.h"
 #include "ns.h"
@@ -916,6 +917,35 @@ void svc_dirty_scan(struct service *s)
 		s->dirty_scanning = true;
 }
 
+/* Hot files go back home (lib/hot): a copy's atime moves at most once a day
+ * for reads, so a scan every few minutes sees every day a file was read. */
+#define HOT_SCAN_EVERY_S 300
+
+static void on_hot_found(void *data, const char (*ids)[TD_CATALOG_ID_HEX], unsigned n,
+                         uint64_t looked)
+{
+	struct service *s = data;
+
+	(void)looked;
+	s->hot_scanning = false;
+	for (unsigned i = 0; i < n && !s->stopping; i++) {
+		log_notice("recalling %s: it was read on enough days to be hot (hot_recall_reads)",
+		           ids[i]);
+		svc_recall(s, ids[i], NULL, NULL);
+	}
+	s->hot_scans++; /* after the recalls: they count in in_flight now */
+}
+
+static void svc_hot_scan(struct service *s)
+{
+	if (s->hot_scanning || !s->rcat || !s->mover_ready || s->stopping ||
+	    !td_hot_enabled(s->conf->c))
+		return;
+	if (td_hot_scan(s->loop, s->rcat, &s->rcat_lock, s->conf->c->cache_dir, s->conf->c,
+	                on_hot_found, s) == 0)
+		s->hot_scanning = true;
+}
+
 static int open_rview(struct service *s)
 {
 	const struct td_config *conf = s->conf->c;
@@ -1114,6 +1144,12 @@ static void on_tick(uv_timer_t *t)
 	                                                         : DIRTY_SCAN_EVERY_S)) {
 		s->last_dirty_scan_s = now;
 		svc_dirty_scan(s);
+	}
+	if (s->mover_ready &&
+	    now - s->last_hot_scan_s >=
+	        (getenv("TD_HOT_SCAN_S") ? atoi(getenv("TD_HOT_SCAN_S")) : HOT_SCAN_EVERY_S)) {
+		s->last_hot_scan_s = now;
+		svc_hot_scan(s);
 	}
 }
 

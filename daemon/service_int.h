@@ -85,6 +85,9 @@ struct service {
 	int64_t last_rollback_retry_s;
 	bool retrying_rollbacks;
 	uint64_t dirty_scans; /* completed, for status: tests wait for one */
+	int64_t last_hot_scan_s;
+	bool hot_scanning;
+	uint64_t hot_scans; /* completed, for status */
 
 	struct metrics_http *metrics; /* the metrics_listen server, or NULL */
 	struct {

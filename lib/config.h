@@ -129,6 +129,10 @@ struct td_policy_conf {
 	uint64_t max_files_per_run; /* 0 = unlimited */
 	bool keep_cached;           /* default no */
 	bool one_filesystem;        /* default yes */
+	/* A tiered file read on this many days (cache-copy atime advances)
+	 * within hot_recall_window_s goes back to primary storage; 0: never. */
+	unsigned hot_recall_reads;   /* default 0 */
+	int64_t hot_recall_window_s; /* default 7d */
 };
 
 struct td_config {

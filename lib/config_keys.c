@@ -612,6 +612,8 @@ const struct cfg_keydef cfg_policy_keys[] = {
 	PK(K_U64, max_files_per_run),
 	PK(K_BOOL, keep_cached),
 	PK(K_BOOL, one_filesystem),
+	PK(K_UINT, hot_recall_reads, .min = 0, .max = 1000), /* 0: off */
+	PK(K_DURATION, hot_recall_window_s),
 	{ NULL },
 };
 #undef KEY
@@ -757,5 +759,6 @@ int cfg_policy_defaults(struct td_policy_conf *p)
 	p->max_size_bytes = UINT64_MAX;
 	p->schedule.kind = TD_SCHEDULE_MANUAL;
 	p->one_filesystem = true;
+	p->hot_recall_window_s = 7 * 86400;
 	return cfg_strlist_push(&p->include, "*");
 }
