@@ -29,3 +29,60 @@ td_bench_s3_clients() {
 }
 awsc() { aws --endpoint-url "$TD_S3_ENDPOINT" "$@"; }
 rcl() { env -u AWS_CA_BUNDLE rclone --config /dev/null "$@"; }
+
+# td_bench_tree DIR N KIB: N files of KIB KiB (distinct bytes each) in
+# 100-file directories under DIR, all old by mtime and atime (2000-01-01).
+td_bench_tree() {
+	python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+top, n, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+blob = os.urandom(kib * 1024 + 4096)
+for i in range(n):
+    d = os.path.join(top, "d%04d" % (i // 100))
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, "f%07d" % i)
+    with open(p, "wb") as f:
+        f.write(blob[i % 4096:i % 4096 + kib * 1024])
+    os.utime(p, (946684800, 946684800))
+PY
+}
+
+# td_bench_wait_links DATA SRC TIERCTL CONF: waits until every file of SRC has
+# become a link at the same place under DATA and prints the time it happened
+# (seconds since the epoch). Fails when tierd runs nothing any more with
+# files left.
+td_bench_wait_links() {
+	python3 - "$@" <<'PY'
+import json, os, subprocess, sys, time
+top, src, ctl, conf = sys.argv[1:5]
+left = [os.path.join(top, os.path.relpath(os.path.join(dp, f), src)) for dp, _, fs in os.walk(src) for f in fs]
+last_check = time.time()
+while left:
+    left = [p for p in left if not os.path.islink(p)]
+    if not left:
+        break
+    time.sleep(0.01)
+    if time.time() - last_check > 2:
+        last_check = time.time()
+        st = json.loads(subprocess.run([ctl, "-c", conf, "--json", "status"], capture_output=True).stdout)
+        if not st["runs"] and st["in_flight"] == 0 and st["queued"] == 0:
+            print("run over with %d files not links" % len(left), file=sys.stderr)
+            sys.exit(1)
+print("%.6f" % time.time())
+PY
+}
+
+# td_bench_wait_settled TIERCTL CONF N: waits until tierd runs nothing and N
+# files are tiered (the watch on old inodes after the swaps has ended).
+td_bench_wait_settled() {
+	local ctl=$1 conf=$2 n=$3
+	for _ in $(seq 1 72000); do
+		"$ctl" -c "$conf" --json status | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["in_flight"] == 0 and not d["runs"] and d["files"].get("tiered", 0) == int(sys.argv[1]) else 1)' "$n" && return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -32,20 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The data: n files in 100-file directories, written once, old by mtime.
-python3 - "$w/src" "$n" "$kib" <<'PY'
-import os, sys
-top, n, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-blob = os.urandom(kib * 1024 + 4096)
-for i in range(n):
-    d = os.path.join(top, "d%03d" % (i // 100))
-    if i % 100 == 0:
-        os.makedirs(d, exist_ok=True)
-    p = os.path.join(d, "f%06d" % i)
-    with open(p, "wb") as f:
-        f.write(blob[i % 4096:i % 4096 + kib * 1024])
-    os.utime(p, (946684800, 946684800))
-PY
+td_bench_tree "$w/src" "$n" "$kib"
 cp -a "$w/src" "$w/data"
 sync
 
@@ -64,40 +51,11 @@ mkdir -p "$w/tier"
 pid=$!
 td_daemon_wait "$w/tierd.conf" "$pid" || { echo "FAIL tierd did not start"; cat "$w/tierd.log"; exit 1; }
 
-# Waits until every file is a link, printing the time it happened.
-# Gives up when the run is over with files left.
-watch_links() {
-	python3 - "$w/data" "$n" "$TIERCTL" "$w/tierd.conf" "$w/src" <<'PY'
-import json, os, subprocess, sys, time
-top, n, ctl, conf, src = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-left = [os.path.join(top, os.path.relpath(os.path.join(dp, f), src)) for dp, _, fs in os.walk(src) for f in fs]
-assert len(left) == n, len(left)
-last_check = time.time()
-while left:
-    left = [p for p in left if not os.path.islink(p)]
-    if not left:
-        break
-    time.sleep(0.01)
-    if time.time() - last_check > 2:
-        last_check = time.time()
-        st = json.loads(subprocess.run([ctl, "-c", conf, "--json", "status"], capture_output=True).stdout)
-        if not st["runs"] and st["in_flight"] == 0 and st["queued"] == 0:
-            print("run over with %d files not links" % len(left), file=sys.stderr)
-            sys.exit(1)
-print("%.6f" % time.time())
-PY
-}
 t0=$(td_now)
 "$TIERCTL" -c "$w/tierd.conf" run p >/dev/null
-t1=$(watch_links) || { echo "FAIL not every file became a link"; exit 1; }
+t1=$(td_bench_wait_links "$w/data" "$w/src" "$TIERCTL" "$w/tierd.conf") || { echo "FAIL not every file became a link"; exit 1; }
 # Then the watch on the old inodes ends (grace), and the run with it.
-for _ in $(seq 1 36000); do
-	"$TIERCTL" -c "$w/tierd.conf" --json status | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-sys.exit(0 if d["in_flight"] == 0 and not d["runs"] and d["files"].get("tiered", 0) == int(sys.argv[1]) else 1)' "$n" && break
-	sleep 0.1
-done
+td_bench_wait_settled "$TIERCTL" "$w/tierd.conf" "$n" || { echo "FAIL the run did not settle"; exit 1; }
 t2=$(td_now)
 rss=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
 
