@@ -290,7 +290,8 @@ static void free_target(struct s3_target *t)
 	free(t->region);
 	free(t->bucket);
 	free(t->prefix);
-	free_secret(t->userpwd);
+	free_secret(t->access_key);
+	free_secret(t->secret_key);
 	free(t->sigv4);
 	free(t->storage_class);
 	free(t->ca_file);
@@ -408,10 +409,12 @@ static int conf_copy(struct s3_target *t, const struct td_target_conf *conf)
 		return -ENOMEM;
 	strip_slashes(t->endpoint);
 	strip_slashes(t->hostport);
-	if (asprintf(&t->userpwd, "%s:%s", conf->access_key, conf->secret_key) < 0) {
-		t->userpwd = NULL;
+	/* Kept apart, never joined as "key:secret": curl splits that string at its
+	 * first ':', and keys such as Swift's "account:user" contain one. */
+	t->access_key = strdup(conf->access_key);
+	t->secret_key = strdup(conf->secret_key);
+	if (!t->access_key || !t->secret_key)
 		return -ENOMEM;
-	}
 	if (asprintf(&t->sigv4, "aws:amz:%s:s3", t->region) < 0) {
 		t->sigv4 = NULL;
 		return -ENOMEM;

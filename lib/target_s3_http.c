@@ -452,7 +452,8 @@ static void attempt_options(struct s3_http *h)
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_USERPWD, t->userpwd);
+	curl_easy_setopt(e, CURLOPT_USERNAME, t->access_key);
+	curl_easy_setopt(e, CURLOPT_PASSWORD, t->secret_key);
 	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, t->sigv4);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->hdrs);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

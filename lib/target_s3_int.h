@@ -191,7 +191,7 @@ struct s3_target {
 	char *endpoint; /* scheme://host[:port] */
 	char *scheme;
 	char *hostport;
-	char *region, *bucket, *prefix, *userpwd, *sigv4, *storage_class, *ca_file;
+	char *region, *bucket, *prefix, *access_key, *secret_key, *sigv4, *storage_class, *ca_file;
 	bool virtual_host, plaintext;
 	uint64_t part_size, threshold, bw_limit;
 	unsigned max_conn;
