@@ -295,6 +295,7 @@ static void free_target(struct s3_target *t)
 	free(t->sigv4);
 	free(t->storage_class);
 	free(t->ca_file);
+	curl_slist_free_all(t->connect_to);
 	free(t);
 }
 
@@ -420,6 +421,18 @@ static int conf_copy(struct s3_target *t, const struct td_target_conf *conf)
 		return -ENOMEM;
 	}
 	t->virtual_host = conf->addressing == TD_ADDRESSING_VIRTUAL;
+	t->delete_versions = conf->delete_versions;
+	if (conf->connect_to && *conf->connect_to) {
+		char *line;
+
+		/* Any host and port of a URL (endpoint or bucket.endpoint): there. */
+		if (asprintf(&line, "::%s", conf->connect_to) < 0)
+			return -ENOMEM;
+		t->connect_to = curl_slist_append(NULL, line);
+		free(line);
+		if (!t->connect_to)
+			return -ENOMEM;
+	}
 	t->plaintext = strcmp(t->scheme, "http") == 0;
 	return 0;
 }

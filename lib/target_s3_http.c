@@ -470,6 +470,8 @@ static void attempt_options(struct s3_http *h)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_VERBOSE, 0L);
+	if (t->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, t->connect_to);
 	if (t->ca_file) {
 		/* CAINFO replaces the default bundle; CAPATH keeps the system's too. */
 		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);

@@ -193,6 +193,8 @@ struct s3_target {
 	char *hostport;
 	char *region, *bucket, *prefix, *access_key, *secret_key, *sigv4, *storage_class, *ca_file;
 	bool virtual_host, plaintext;
+	bool delete_versions;          /* delete: every version of the key (versioned buckets) */
+	struct curl_slist *connect_to; /* CURLOPT_CONNECT_TO "::HOST:PORT", or NULL */
 	uint64_t part_size, threshold, bw_limit;
 	unsigned max_conn;
 	struct td_s3_tuning tu;
