@@ -153,10 +153,24 @@ static void write_msg(char *out, size_t cap, enum msg m, const struct msg_ctx *c
 		snprintf(out, cap, "connection to %s broken: %s", ep, c->h->errbuf);
 		break;
 	case M_TLS:
-		snprintf(out, cap,
-		         "TLS with %s failed (certificates are always "
-		         "verified; ca_file adds a bundle): %s",
-		         ep, c->h->errbuf);
+		if (strstr(c->h->errbuf, "certificate problem") && c->t->ca_file)
+			snprintf(out, cap,
+			         "TLS with %s failed: its certificate is signed by no CA in "
+			         "ca_file = %s nor in the system's bundle; set ca_file to the PEM "
+			         "file of the CA that signed it: %s",
+			         ep, c->t->ca_file, c->h->errbuf);
+		else if (strstr(c->h->errbuf, "certificate problem"))
+			snprintf(
+			    out, cap,
+			    "TLS with %s failed: its certificate is signed by no CA this host "
+			    "trusts; for a private CA set ca_file = the PEM file of the CA that "
+			    "signed it: %s",
+			    ep, c->h->errbuf);
+		else
+			snprintf(out, cap,
+			         "TLS with %s failed (certificates are always "
+			         "verified; ca_file adds a bundle): %s",
+			         ep, c->h->errbuf);
 		break;
 	case M_CURL:
 		snprintf(out, cap, "request to %s failed: %s", ep, c->smsg);
