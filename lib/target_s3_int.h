@@ -316,5 +316,8 @@ int s3__list(struct td_target *tt, struct td_target_req **req_out, const char *p
              td_target_list_each each, td_target_cb cb, void *data);
 /* Frees the uploads cleanup_stale holds (one page's). */
 void s3__uploads_clear(struct s3_req *r);
+/* Deletes every version and delete marker of `key` (delete_versions = yes). */
+int s3__delete_versions(struct s3_target *t, struct td_target_req **req_out, const char *key,
+                        td_target_cb cb, void *data);
 int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsigned *n_cleaned,
                       td_target_cb cb, void *data);

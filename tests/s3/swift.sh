@@ -134,7 +134,7 @@ log_name = proxy
 log_level = INFO
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -176,6 +176,13 @@ use = egg:swift#slo
 max_manifest_segments = 10000
 [filter:dlo]
 use = egg:swift#dlo
+# S3 bucket versioning (s3api maps it onto object versioning).
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+allow_versioned_writes = true
+allow_object_versioning = true
+[filter:symlink]
+use = egg:swift#symlink
 CONF
 
 	# tempauth keeps its tokens in memcache; a private one on a free port.
