@@ -30,7 +30,7 @@ esac
 grep -q 'SignatureDoesNotMatch' "$T/tierd.log" && pass "the log says why" ||
 	fail "the log does not name SignatureDoesNotMatch: $(tail -5 "$T/tierd.log")"
 
-out=$(ctl run p 2>&1) || true
+ctl run p >"$T/run.out" 2>&1 || true
 wait_idle 60 || fail "tierd did not go idle"
 [ -f "$T/data/f" ] && [ ! -L "$T/data/f" ] && [ "$(sha256sum <"$T/data/f")" = "$sum" ] &&
 	pass "the file is left alone" || fail "the file changed: $(ls -l "$T/data")"
