@@ -237,6 +237,7 @@ void td_config_free(struct td_config *c)
 		cfg_free_secret(t->secret_key);
 		free(t->storage_class);
 		free(t->ca_file);
+		free(t->connect_to);
 		free(t->path);
 	}
 	free(c->targets);

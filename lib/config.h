@@ -76,6 +76,8 @@ struct td_target_conf {
 	unsigned max_connections;           /* default 8 */
 	uint64_t bandwidth_limit_bytes;     /* bytes per second, 0 = unlimited */
 	char *ca_file;                      /* NULL: system bundle only */
+	char *connect_to;                   /* HOST:PORT every connection goes to; NULL/"": DNS */
+	bool delete_versions;               /* deletes remove every version of the key */
 	bool creds_from_env;                /* keys came from td_config_apply_env_credentials */
 
 	/* type = dir */

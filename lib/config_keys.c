@@ -219,10 +219,16 @@ static void set_prefix(const struct cfg_setting *s, const char *v)
 	size_t n = strlen(v);
 	char *d;
 
-	if (v[0] == '/' || strstr(v, "//") || strpbrk(v, " \t\\") || n > 512) {
+	bool ctl = false;
+
+	/* Blanks and any other byte S3 takes in a key are fine (keys are
+	 * percent-encoded); control characters and '\\' are not. */
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		ctl |= *p < 0x20 || *p == 0x7f || *p == '\\';
+	if (v[0] == '/' || strstr(v, "//") || ctl || n > 512) {
 		SET_ERROR(s,
 		          "'%s' is not a valid key prefix (no leading '/', no '//', no "
-		          "blanks, at most 512 characters)",
+		          "control characters or '\\', at most 512 characters)",
 		          v);
 		return;
 	}
@@ -235,6 +241,36 @@ static void set_prefix(const struct cfg_setting *s, const char *v)
 	if (n && v[n - 1] != '/')
 		strcpy(d + n, "/");
 	put_str(s, d);
+}
+
+/* HOST:PORT or [IPV6]:PORT: where every connection of the target goes,
+ * whatever DNS says of the endpoint's host (and of bucket.host). */
+static void set_connect_to(const struct cfg_setting *s, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	unsigned long port;
+	size_t hl;
+
+	if (!*v) {
+		copy_str(s, v);
+		return;
+	}
+	if (!colon || colon == v || !colon[1])
+		goto bad;
+	hl = (size_t)(colon - v);
+	if (v[0] == '[' ? v[hl - 1] != ']' || hl < 3 : memchr(v, ':', hl) != NULL)
+		goto bad;
+	if (strpbrk(v, " \t/@"))
+		goto bad;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || errno || port < 1 || port > 65535)
+		goto bad;
+	copy_str(s, v);
+	return;
+bad:
+	SET_ERROR(s, "'%s' is not HOST:PORT or [IPV6]:PORT (e.g. 127.0.0.1:7480)", v);
 }
 
 /* ---- setters: numbers, enums, schedules ------------------------------------------------------ */
@@ -507,6 +543,7 @@ static const struct cfg_kind K_GROUPNAME = { set_groupname, cfg_dump_admin_group
 static const struct cfg_kind K_ENDPOINT = { set_endpoint, cfg_dump_str, NULL };
 static const struct cfg_kind K_BUCKET = { set_bucket, cfg_dump_str, NULL };
 static const struct cfg_kind K_PREFIX = { set_prefix, cfg_dump_str, NULL };
+static const struct cfg_kind K_CONNECT_TO = { set_connect_to, cfg_dump_str, NULL };
 static const struct cfg_kind K_SIZE = { set_size, cfg_dump_size, NULL };
 static const struct cfg_kind K_OPTSIZE = { set_optsize, cfg_dump_optsize, NULL };
 static const struct cfg_kind K_SIZEPCT = { set_sizepct, cfg_dump_sizepct, NULL };
@@ -590,6 +627,8 @@ const struct cfg_keydef cfg_target_keys[] = {
 	GK(K_UINT, max_connections, .min = 1, .max = 1024, .flags = F_S3),
 	GK(K_SIZE, bandwidth_limit_bytes, .max = UINT64_MAX, .flags = F_S3),
 	GK(K_CAFILE, ca_file, .flags = F_S3),
+	GK(K_CONNECT_TO, connect_to, .flags = F_S3),
+	GK(K_BOOL, delete_versions, .flags = F_S3),
 	GK(K_PATH, path, .flags = F_DIR),
 	{ NULL },
 };

@@ -60,7 +60,7 @@ static json_t *manifest_xattrs(int fd)
 
 char *mover_manifest_text(struct job *j)
 {
-	char host[256] = "", when[64], *pb64 = b64(j->path, j->path_len), *text;
+	char host[256] = "", when[64], perm[16], *pb64 = b64(j->path, j->path_len), *text;
 	time_t now = time(NULL);
 	struct tm tm;
 	json_t *doc, *pathstr = json_stringn(j->path, j->path_len); /* NULL if not UTF-8 */
@@ -81,6 +81,10 @@ char *mover_manifest_text(struct job *j)
 	free(pb64);
 	if (!doc)
 		return NULL;
+	/* "mode" stays the full st_mode (readers since version 1 take it); "perm"
+	 * is the permission bits as a person writes them. */
+	snprintf(perm, sizeof(perm), "%04o", (unsigned)(j->st.st_mode & 07777));
+	json_object_set_new(doc, "perm", json_string(perm));
 	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(doc);
 	return text;

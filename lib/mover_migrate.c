@@ -269,16 +269,23 @@ static void on_head(void *data, struct td_target_req *req, int status,
 
 static void start_upload(struct job *j)
 {
-	char size[32], mtime[32];
+	char size[32], mtime[32], mode[16], uid[16], gid[16], mtime_s[48];
+	/* tierd's own, then what plain tools show (docs/tierd.8, OBJECTS): the
+	 * permission bits in octal, owner, and rclone's mtime (seconds.fraction). */
 	struct td_target_kv meta[] = {
-		{ "tierd-id", j->id },
-		{ "tierd-size", size },
-		{ "tierd-mtime-ns", mtime },
+		{ "tierd-id", j->id }, { "tierd-size", size }, { "tierd-mtime-ns", mtime },
+		{ "mode", mode },      { "uid", uid },         { "gid", gid },
+		{ "mtime", mtime_s },
 	};
 	int r;
 
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)j->st.st_size);
 	snprintf(mtime, sizeof(mtime), "%lld", (long long)mover_ts_ns(&j->st.st_mtim));
+	snprintf(mode, sizeof(mode), "%04o", (unsigned)(j->st.st_mode & 07777));
+	snprintf(uid, sizeof(uid), "%u", (unsigned)j->st.st_uid);
+	snprintf(gid, sizeof(gid), "%u", (unsigned)j->st.st_gid);
+	snprintf(mtime_s, sizeof(mtime_s), "%lld.%09ld", (long long)j->st.st_mtim.tv_sec,
+	         (long)j->st.st_mtim.tv_nsec);
 	r = td_target_put_fd(j->t, &j->req, j->key, j->fd, (uint64_t)j->st.st_size, meta,
 	                     TD_ARRAY_SIZE(meta), &j->put, on_put, j);
 	if (r < 0) {

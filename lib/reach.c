@@ -43,6 +43,11 @@ bool td_reach_unreachable(int status)
 	}
 }
 
+bool td_reach_refused(int status)
+{
+	return status == -EACCES || status == -EPERM;
+}
+
 int td_reach_new(struct td_reach **out, const char *const *names, size_t n)
 {
 	struct td_reach *r = calloc(1, sizeof(*r));
@@ -91,7 +96,8 @@ int td_reach_report(struct td_reach *r, const char *target, int status, const ch
 {
 	struct reach_slot *s = find(r, target);
 	struct td_reach_event ev;
-	bool reachable = !td_reach_unreachable(status);
+	bool refused = td_reach_refused(status);
+	bool reachable = !td_reach_unreachable(status) && !refused;
 
 	if (!s)
 		return -ENOENT;
@@ -103,7 +109,8 @@ int td_reach_report(struct td_reach *r, const char *target, int status, const ch
 	s->st.checked = true;
 	s->st.reachable = reachable;
 	s->st.checked_ns = now_ns;
-	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s",
+	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s%s",
+	         refused ? "it answers but refuses our requests: " : "",
 	         reachable ? "" : (msg && *msg ? msg : strerror(-status)));
 	ev.message = msg;
 	for (size_t i = 0; i < r->n_subs; i++)

@@ -3,8 +3,9 @@
  *
  * td_reach_unreachable() is the one place that decides which errors mean "the
  * target is not there" (connection-level failures) as opposed to "the target
- * answered, even if with an error". A td_reach keeps the last verdict for each
- * named target and publishes every report to its subscribers (the daemon's
+ * answered, even if with an error"; td_reach_refused() the answers that refuse
+ * our requests (authentication), which make a target unusable all the same. A td_reach keeps the
+ * last verdict for each named target and publishes every report to its subscribers (the daemon's
  * logger, the scheduler that re-runs policies once a target is back), in the
  * order they subscribed. Loop thread only.
  */
@@ -19,6 +20,11 @@
 /* True for the errors that mean the target could not be reached: ECONNREFUSED,
  * EHOSTUNREACH, ENETUNREACH, ETIMEDOUT, EAGAIN, ECONNRESET (negative errno). */
 bool td_reach_unreachable(int status);
+/* True for the answers that refuse us (EACCES, EPERM: a wrong secret, a
+ * signature the server rejects, a bucket we may not use). A target that
+ * answers so is not reachable for tiering either: td_reach_report counts it as
+ * unreachable and its last_error says "it answers but refuses our requests". */
+bool td_reach_refused(int status);
 
 struct td_reach_state {
 	bool checked; /* a probe or a transfer has told us something */

@@ -290,10 +290,12 @@ static void free_target(struct s3_target *t)
 	free(t->region);
 	free(t->bucket);
 	free(t->prefix);
-	free_secret(t->userpwd);
+	free_secret(t->access_key);
+	free_secret(t->secret_key);
 	free(t->sigv4);
 	free(t->storage_class);
 	free(t->ca_file);
+	curl_slist_free_all(t->connect_to);
 	free(t);
 }
 
@@ -408,15 +410,29 @@ static int conf_copy(struct s3_target *t, const struct td_target_conf *conf)
 		return -ENOMEM;
 	strip_slashes(t->endpoint);
 	strip_slashes(t->hostport);
-	if (asprintf(&t->userpwd, "%s:%s", conf->access_key, conf->secret_key) < 0) {
-		t->userpwd = NULL;
+	/* Kept apart, never joined as "key:secret": curl splits that string at its
+	 * first ':', and keys such as Swift's "account:user" contain one. */
+	t->access_key = strdup(conf->access_key);
+	t->secret_key = strdup(conf->secret_key);
+	if (!t->access_key || !t->secret_key)
 		return -ENOMEM;
-	}
 	if (asprintf(&t->sigv4, "aws:amz:%s:s3", t->region) < 0) {
 		t->sigv4 = NULL;
 		return -ENOMEM;
 	}
 	t->virtual_host = conf->addressing == TD_ADDRESSING_VIRTUAL;
+	t->delete_versions = conf->delete_versions;
+	if (conf->connect_to && *conf->connect_to) {
+		char *line;
+
+		/* Any host and port of a URL (endpoint or bucket.endpoint): there. */
+		if (asprintf(&line, "::%s", conf->connect_to) < 0)
+			return -ENOMEM;
+		t->connect_to = curl_slist_append(NULL, line);
+		free(line);
+		if (!t->connect_to)
+			return -ENOMEM;
+	}
 	t->plaintext = strcmp(t->scheme, "http") == 0;
 	return 0;
 }

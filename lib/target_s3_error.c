@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* How a row's message is written. The "_IF_NONE" ones keep the server's own
  * <Message> when it sent one. */
@@ -26,7 +27,8 @@ enum msg {
 	M_BUSY,       /* server busy or failing (HTTP n CODE): the server's message */
 	M_BAD_KEY,    /* ENDPOINT does not know this access key */
 	M_BAD_SECRET, /* the secret key is wrong for this access key */
-	M_SKEW,       /* clock skew with ENDPOINT */
+	M_SKEW,       /* clock skew with ENDPOINT: by how much, from its Date */
+	M_REGION,     /* wrong region: the one the server names in <Region> */
 	M_NO_BUCKET,  /* bucket "B" does not exist on ENDPOINT */
 	M_NO_OBJECT_IF_NONE,
 	M_DENIED_IF_NONE,
@@ -82,6 +84,7 @@ static const struct http_rule {
 	{ 0, 0, "InvalidAccessKeyId", -EACCES, false, M_BAD_KEY },
 	{ 0, 0, "SignatureDoesNotMatch", -EACCES, false, M_BAD_SECRET },
 	{ 0, 0, "RequestTimeTooSkewed", -EACCES, false, M_SKEW },
+	{ 0, 0, "AuthorizationHeaderMalformed", -EACCES, false, M_REGION },
 	{ 0, 0, "NoSuchBucket", -ENOENT, false, M_NO_BUCKET },
 	{ 404, 404, NULL, -ENOENT, false, M_NO_OBJECT_IF_NONE },
 	{ 401, 401, NULL, -EACCES, false, M_DENIED_IF_NONE },
@@ -125,6 +128,7 @@ struct msg_ctx {
 	long status;
 	const char *code;
 	const char *smsg;
+	const char *region; /* <Region> of the error body, "" if none */
 	long oserr;
 };
 
@@ -149,10 +153,24 @@ static void write_msg(char *out, size_t cap, enum msg m, const struct msg_ctx *c
 		snprintf(out, cap, "connection to %s broken: %s", ep, c->h->errbuf);
 		break;
 	case M_TLS:
-		snprintf(out, cap,
-		         "TLS with %s failed (certificates are always "
-		         "verified; ca_file adds a bundle): %s",
-		         ep, c->h->errbuf);
+		if (strstr(c->h->errbuf, "certificate problem") && c->t->ca_file)
+			snprintf(out, cap,
+			         "TLS with %s failed: its certificate is signed by no CA in "
+			         "ca_file = %s nor in the system's bundle; set ca_file to the PEM "
+			         "file of the CA that signed it: %s",
+			         ep, c->t->ca_file, c->h->errbuf);
+		else if (strstr(c->h->errbuf, "certificate problem"))
+			snprintf(
+			    out, cap,
+			    "TLS with %s failed: its certificate is signed by no CA this host "
+			    "trusts; for a private CA set ca_file = the PEM file of the CA that "
+			    "signed it: %s",
+			    ep, c->h->errbuf);
+		else
+			snprintf(out, cap,
+			         "TLS with %s failed (certificates are always "
+			         "verified; ca_file adds a bundle): %s",
+			         ep, c->h->errbuf);
 		break;
 	case M_CURL:
 		snprintf(out, cap, "request to %s failed: %s", ep, c->smsg);
@@ -172,14 +190,43 @@ static void write_msg(char *out, size_t cap, enum msg m, const struct msg_ctx *c
 		         "authentication failed: the secret key is wrong for this access key "
 		         "(SignatureDoesNotMatch)");
 		break;
-	case M_SKEW:
-		snprintf(out, cap,
-		         "clock skew: this host's clock differs too much from %s's "
-		         "(RequestTimeTooSkewed); check NTP",
-		         ep);
+	case M_SKEW: {
+		int64_t off = c->h->date_s > 0 ? c->h->date_s - (int64_t)time(NULL) : 0;
+
+		if (c->h->date_s > 0)
+			snprintf(out, cap,
+			         "clock skew: the clock of %s is %lld s %s this host's "
+			         "(RequestTimeTooSkewed); set this host's time right (NTP: "
+			         "systemd-timesyncd, chrony)",
+			         ep, (long long)(off < 0 ? -off : off),
+			         off < 0 ? "behind" : "ahead of");
+		else
+			snprintf(out, cap,
+			         "clock skew: this host's clock differs too much from %s's "
+			         "(RequestTimeTooSkewed); set this host's time right (NTP)",
+			         ep);
+		break;
+	}
+	case M_REGION:
+		if (c->region[0])
+			snprintf(out, cap,
+			         "wrong region: the bucket \"%s\" is in region \"%s\", not \"%s\" "
+			         "(AuthorizationHeaderMalformed); set region = %s",
+			         c->t->bucket, c->region, c->t->region, c->region);
+		else
+			snprintf(
+			    out, cap,
+			    "the server refused the signature's scope "
+			    "(AuthorizationHeaderMalformed), "
+			    "most likely the region \"%s\" is wrong; set region = to the bucket's: "
+			    "%.300s",
+			    c->t->region, c->smsg);
 		break;
 	case M_NO_BUCKET:
-		snprintf(out, cap, "bucket \"%s\" does not exist on %s", c->t->bucket, ep);
+		snprintf(out, cap,
+		         "bucket \"%s\" does not exist on %s: create it (e.g. aws s3 mb s3://%s) "
+		         "or set bucket = to an existing one",
+		         c->t->bucket, ep, c->t->bucket);
 		break;
 	case M_DIGEST:
 		snprintf(out, cap, "the server received other bytes than were sent (%s)", c->code);
@@ -230,16 +277,37 @@ static int classify_curl(struct s3_http *h, CURLcode cc, struct td_target_error 
 	return err;
 }
 
+/* The <Region> of an <Error> body (AuthorizationHeaderMalformed names the
+ * one the server wants), "" without one or with one that is not a plain word. */
+static void error_body_region(struct s3_http *h, char *out, size_t cap)
+{
+	struct td_s3_xml *doc = NULL;
+	const char *r;
+
+	out[0] = '\0';
+	if (h->resp_len == 0 || td_s3_xml_parse(&doc, h->resp, h->resp_len) < 0)
+		return;
+	r = td_s3_xml_child_text(td_s3_xml_root(doc), "Region");
+	if (r && *r && strlen(r) < cap &&
+	    strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-_") == strlen(r))
+		scpy(out, cap, r);
+	td_s3_xml_free(doc);
+}
+
 /* An HTTP answer outside 2xx: e gets the status, the S3 error code and
  * request id, and the row's message. */
 static int classify_answer(struct s3_http *h, long status, struct td_target_error *e, bool *retry)
 {
 	const struct http_rule *w = http_rule(status, e->code);
-	struct msg_ctx c = { .t = h->t, .h = h, .status = status, .code = e->code };
-	char smsg[512];
+	struct msg_ctx c = { .t = h->t, .h = h, .status = status, .code = e->code, .region = "" };
+	char smsg[512], region[64] = "";
 
 	scpy(smsg, sizeof(smsg), e->message);
 	c.smsg = smsg;
+	if (w->msg == M_REGION) {
+		error_body_region(h, region, sizeof(region));
+		c.region = region;
+	}
 	write_msg(e->message, sizeof(e->message), w->msg, &c);
 	*retry = w->retry;
 	return w->err;

@@ -191,7 +191,11 @@ static int simple_req(struct s3_target *t, enum req_kind kind, const char *metho
 int s3__delete(struct td_target *tt, struct td_target_req **req_out, const char *key,
                td_target_cb cb, void *data)
 {
-	return simple_req((struct s3_target *)tt, K_DELETE, "DELETE", key, req_out, cb, data);
+	struct s3_target *t = (struct s3_target *)tt;
+
+	if (t->delete_versions)
+		return s3__delete_versions(t, req_out, key, cb, data);
+	return simple_req(t, K_DELETE, "DELETE", key, req_out, cb, data);
 }
 
 int td_target_s3_create_bucket(struct td_target *tt, struct td_target_req **req_out,

@@ -452,7 +452,8 @@ static void attempt_options(struct s3_http *h)
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_USERPWD, t->userpwd);
+	curl_easy_setopt(e, CURLOPT_USERNAME, t->access_key);
+	curl_easy_setopt(e, CURLOPT_PASSWORD, t->secret_key);
 	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, t->sigv4);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->hdrs);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -469,6 +470,8 @@ static void attempt_options(struct s3_http *h)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_VERBOSE, 0L);
+	if (t->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, t->connect_to);
 	if (t->ca_file) {
 		/* CAINFO replaces the default bundle; CAPATH keeps the system's too. */
 		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);

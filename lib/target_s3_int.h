@@ -191,8 +191,10 @@ struct s3_target {
 	char *endpoint; /* scheme://host[:port] */
 	char *scheme;
 	char *hostport;
-	char *region, *bucket, *prefix, *userpwd, *sigv4, *storage_class, *ca_file;
+	char *region, *bucket, *prefix, *access_key, *secret_key, *sigv4, *storage_class, *ca_file;
 	bool virtual_host, plaintext;
+	bool delete_versions;          /* delete: every version of the key (versioned buckets) */
+	struct curl_slist *connect_to; /* CURLOPT_CONNECT_TO "::HOST:PORT", or NULL */
 	uint64_t part_size, threshold, bw_limit;
 	unsigned max_conn;
 	struct td_s3_tuning tu;
@@ -314,5 +316,8 @@ int s3__list(struct td_target *tt, struct td_target_req **req_out, const char *p
              td_target_list_each each, td_target_cb cb, void *data);
 /* Frees the uploads cleanup_stale holds (one page's). */
 void s3__uploads_clear(struct s3_req *r);
+/* Deletes every version and delete marker of `key` (delete_versions = yes). */
+int s3__delete_versions(struct s3_target *t, struct td_target_req **req_out, const char *key,
+                        td_target_cb cb, void *data);
 int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsigned *n_cleaned,
                       td_target_cb cb, void *data);

@@ -2,7 +2,8 @@
  * target_s3_list — the s3 backend's listings: list (ListObjectsV2, page by
  * page with continuation tokens, each object handed to the caller's callback
  * in key order) and cleanup_stale (ListMultipartUploads under the prefix, then
- * an abort of each upload found, one at a time, page by page).
+ * an abort of each upload found, one at a time, page by page), and the delete
+ * of every version of a key (ListObjectVersions, then DELETE ?versionId=).
  *
  * Threading: loop thread only. Ownership: a page's parsed document lives only
  * while its entries are handed out; the request keeps the continuation token
@@ -373,4 +374,163 @@ int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsi
 	*n_cleaned = 0;
 	r->n_cleaned = n_cleaned;
 	return s3__req_started(r, uploads_page(r), req_out);
+}
+
+/* ---- delete of every version (delete_versions = yes) ----
+ *
+ * In a versioned bucket a DELETE only adds a delete marker: the bytes stay,
+ * billed, as a noncurrent version. With delete_versions the delete lists the
+ * key's versions and delete markers (ListObjectVersions with the full key as
+ * prefix, keeping exact matches only: never another key's) and deletes each by
+ * versionId, page by page. Reuses the uploads slots: key, version id. */
+
+static int versions_page(struct s3_req *r);
+static void vdelete_next(struct s3_req *r);
+
+static void on_version_deleted(struct s3_http *h, int status, const struct td_target_error *e)
+{
+	struct s3_req *r = h->req;
+
+	s3__http_destroy(h);
+	if (status < 0) {
+		s3__req_fail(r, status, e);
+		return;
+	}
+	vdelete_next(r);
+}
+
+static void vdelete_next(struct s3_req *r)
+{
+	int rc;
+
+	if (r->next_upload < r->n_uploads) {
+		struct upload_ref *u = &r->uploads[r->next_upload++];
+		char id[3 * 1100], q[3 * 1100 + 16];
+		struct s3_http *h;
+
+		if (td_s3_uri_encode(id, sizeof(id), u->id, 0) < 0) {
+			s3__req_fail(r, -ENAMETOOLONG, NULL);
+			return;
+		}
+		snprintf(q, sizeof(q), "versionId=%s", id);
+		h = s3__http_new(r, "DELETE", u->key, q, on_version_deleted);
+		if (!h) {
+			s3__req_fail(r, -ENOMEM, NULL);
+			return;
+		}
+		h->ok404 = true;
+		rc = s3__http_submit(h);
+		if (rc < 0)
+			s3__http_destroy(h);
+	} else if (r->more_pages) {
+		rc = versions_page(r);
+	} else {
+		s3__req_end(r, 0, NULL);
+		return;
+	}
+	if (rc < 0)
+		s3__req_fail(r, rc, NULL);
+}
+
+/* Keeps the page's versions and delete markers of exactly r->full_key. */
+static int versions_collect(struct s3_req *r, const struct td_s3_xml_node *root)
+{
+	const struct td_s3_xml_node *c;
+	size_t n = 0;
+
+	s3__uploads_clear(r);
+	for (c = root->child; c; c = c->next)
+		n += strcmp(c->name, "Version") == 0 || strcmp(c->name, "DeleteMarker") == 0;
+	r->uploads = calloc(n ? n : 1, sizeof(*r->uploads));
+	if (!r->uploads)
+		return -ENOMEM;
+	for (c = root->child; c && r->n_uploads < n; c = c->next) {
+		struct upload_ref *u = &r->uploads[r->n_uploads];
+		const char *key, *id;
+
+		if (strcmp(c->name, "Version") != 0 && strcmp(c->name, "DeleteMarker") != 0)
+			continue;
+		key = td_s3_xml_child_text(c, "Key");
+		id = td_s3_xml_child_text(c, "VersionId");
+		if (!key || strcmp(key, r->full_key) != 0 || !id || !*id || strlen(id) > 1000)
+			continue;
+		u->key = strdup(key);
+		u->id = strdup(id);
+		if (!u->key || !u->id) {
+			free(u->key);
+			free(u->id);
+			u->key = u->id = NULL;
+			return -ENOMEM;
+		}
+		r->n_uploads++;
+	}
+	return 0;
+}
+
+static void on_versions(struct s3_http *h, int status, const struct td_target_error *e)
+{
+	struct s3_req *r = h->req;
+	struct td_s3_xml *doc =
+	    listing_doc(h, status, e, "ListVersionsResult", "ListObjectVersions");
+	const struct td_s3_xml_node *root;
+	const char *trunc;
+
+	if (!doc)
+		return;
+	root = td_s3_xml_root(doc);
+	if (versions_collect(r, root) < 0) {
+		td_s3_xml_free(doc);
+		s3__req_fail(r, -ENOMEM, NULL);
+		return;
+	}
+	trunc = td_s3_xml_child_text(root, "IsTruncated");
+	r->more_pages = trunc && strcmp(trunc, "true") == 0;
+	free(r->key_marker);
+	free(r->id_marker);
+	r->key_marker = xstrdup(td_s3_xml_child_text(root, "NextKeyMarker"));
+	r->id_marker = xstrdup(td_s3_xml_child_text(root, "NextVersionIdMarker"));
+	td_s3_xml_free(doc);
+	/* Past our key the listing has nothing more for us. */
+	if (r->more_pages && r->key_marker && strcmp(r->key_marker, r->full_key) > 0)
+		r->more_pages = false;
+	if (r->more_pages && (!r->key_marker || !*r->key_marker)) {
+		fail_proto(r, "truncated version listing without a marker");
+		return;
+	}
+	vdelete_next(r);
+}
+
+static int versions_page(struct s3_req *r)
+{
+	char km[3 * 2100], im[3 * 1100], pf[3 * 2100];
+	char *q = NULL;
+	int n;
+
+	if (td_s3_uri_encode(pf, sizeof(pf), r->full_key, 0) < 0)
+		return -ENAMETOOLONG;
+	if (r->key_marker && *r->key_marker) {
+		if (td_s3_uri_encode(km, sizeof(km), r->key_marker, 0) < 0 ||
+		    td_s3_uri_encode(im, sizeof(im), r->id_marker ? r->id_marker : "", 0) < 0)
+			return -ENAMETOOLONG;
+		n = asprintf(&q, "key-marker=%s&prefix=%s&version-id-marker=%s&versions=", km, pf,
+		             im);
+	} else {
+		n = asprintf(&q, "prefix=%s&versions=", pf);
+	}
+	if (n < 0)
+		return -ENOMEM;
+	n = listing_get(r, q, on_versions);
+	free(q);
+	return n;
+}
+
+int s3__delete_versions(struct s3_target *t, struct td_target_req **req_out, const char *key,
+                        td_target_cb cb, void *data)
+{
+	struct s3_req *r;
+	int rc = s3__req_open(&r, t, K_DELETE, key, cb, data);
+
+	if (rc < 0)
+		return rc;
+	return s3__req_started(r, versions_page(r), req_out);
 }

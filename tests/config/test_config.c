@@ -331,6 +331,12 @@ static const struct broken broken[] = {
 	{ "max_connections", S3 "max_connections = 2000\n", 5, "max_connections",
 	  "out of range (1..1024)" },
 	{ "prefix_slash", S3 "prefix = /host1/\n", 5, "prefix", "not a valid key prefix" },
+	{ "prefix_control", S3 "prefix = a\tb/\n", 5, "prefix", "no control characters" },
+	{ "connect_to_noport", S3 "connect_to = 127.0.0.1\n", 5, "connect_to",
+	  "is not HOST:PORT or [IPV6]:PORT" },
+	{ "connect_to_port", S3 "connect_to = 127.0.0.1:70000\n", 5, "connect_to",
+	  "is not HOST:PORT" },
+	{ "connect_to_v6", S3 "connect_to = ::1:80\n", 5, "connect_to", "is not HOST:PORT" },
 	{ "wrong_type_key", S3 "path = /mnt/tier\n", 5, "path", "only for targets of type dir" },
 	{ "wrong_type_key_dir", "[target \"t\"]\ntype = dir\npath = /x\nbucket = tier\n", 4,
 	  "bucket", "only for targets of type s3" },
@@ -527,7 +533,8 @@ static void test_full(void)
 	                           "  endpoint = https://s3.example.com:8443/\n"
 	                           "  region = eu-west-1\n"
 	                           "  bucket = my.tier-bucket\n"
-	                           "  prefix = host1\n"
+	                           "  prefix = host 1/ünï+%~\n"
+	                           "  connect_to = [::1]:7480\n"
 	                           "  addressing = virtual\n"
 	                           "  credentials_file = @OK@\n"
 	                           "  storage_class = STANDARD_IA\n"
@@ -593,7 +600,8 @@ static void test_full(void)
 	CHECK_STR(t->endpoint, "https://s3.example.com:8443");
 	CHECK_STR(t->region, "eu-west-1");
 	CHECK_STR(t->bucket, "my.tier-bucket");
-	CHECK_STR(t->prefix, "host1/");
+	CHECK_STR(t->prefix, "host 1/ünï+%~/");
+	CHECK_STR(t->connect_to, "[::1]:7480");
 	CHECK_INT(t->addressing, TD_ADDRESSING_VIRTUAL);
 	CHECK_STR(t->credentials_file, cred_ok);
 	CHECK_STR(t->access_key, ACCESS);
@@ -613,7 +621,7 @@ static void test_full(void)
 	REQUIRE(c->n_policies == 2);
 	const struct td_policy_conf *p = td_config_policy(c, "projects");
 	REQUIRE(p);
-	CHECK_INT(p->line, 30);
+	CHECK_INT(p->line, 31);
 	REQUIRE(p->paths.n == 2);
 	CHECK_STR(p->paths.v[1], "/srv/data/shared");
 	CHECK_STR(p->target, "s3");

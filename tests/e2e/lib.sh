@@ -204,11 +204,15 @@ snapshot() { # DIR OUT
 }
 
 # GET/HEAD one object quickly (curl's SigV4; the aws cli takes ~0.5 s a call).
+# The key goes in a netrc, not --user: that splits at the first ':', and
+# Swift's keys are "account:user".
 s3get() { # KEY [curl args]
-	local k=$1
+	local k=$1 h=${TD_S3_ENDPOINT#*://}
 	shift
+	h=${h%%[:/]*}
 	curl -sf -m 30 --aws-sigv4 "aws:amz:${TD_S3_REGION:-us-east-1}:s3" \
-		--user "$TD_S3_ACCESS_KEY:$TD_S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+		--netrc-file <(printf 'machine %s login %s password %s\n' "$h" "$TD_S3_ACCESS_KEY" \
+			"$TD_S3_SECRET_KEY") -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
 		"$@" "$TD_S3_ENDPOINT/$TD_S3_BUCKET/$k"
 }
 

@@ -84,6 +84,37 @@ static void check_state(void *data, const struct td_reach_event *ev)
 	CHECK(td_reach_usable(r, ev->target) == ev->reachable);
 }
 
+/* A target that answers every request with SignatureDoesNotMatch (EACCES) is
+ * not reachable for tiering, and its state says why. */
+static void test_refused(void)
+{
+	static const char *const names[] = { "s3" };
+	const struct td_reach_state *st;
+	struct td_reach *r = NULL;
+
+	CHECK(td_reach_refused(-EACCES));
+	CHECK(td_reach_refused(-EPERM));
+	CHECK(!td_reach_refused(-ENOENT));
+	CHECK(!td_reach_refused(0));
+	REQUIRE(td_reach_new(&r, names, 1) == 0);
+	CHECK_INT(td_reach_report(r, "s3", 0, NULL, 1), 0);
+	CHECK_INT(td_reach_report(r, "s3", -EACCES,
+	                          "authentication failed: the secret key is wrong for this access "
+	                          "key (SignatureDoesNotMatch)",
+	                          2),
+	          0);
+	st = td_reach_get(r, "s3");
+	CHECK(st->checked && !st->reachable && !td_reach_usable(r, "s3"));
+	CHECK_STR(st->last_error,
+	          "it answers but refuses our requests: authentication failed: the "
+	          "secret key is wrong for this access key (SignatureDoesNotMatch)");
+	CHECK_INT(td_reach_report(r, "s3", -EPERM, NULL, 3), 0);
+	CHECK_CONTAINS(st->last_error, "refuses our requests");
+	CHECK_INT(td_reach_report(r, "s3", 0, NULL, 4), 0);
+	CHECK(st->reachable && st->last_error[0] == '\0');
+	td_reach_free(r);
+}
+
 static void test_state_before_event(void)
 {
 	static const char *const names[] = { "nas" };
@@ -100,6 +131,7 @@ int main(void)
 {
 	TD_RUN(test_unreachable);
 	TD_RUN(test_events);
+	TD_RUN(test_refused);
 	TD_RUN(test_state_before_event);
 	return td_test_done();
 }

@@ -9,6 +9,7 @@ td_need_s3
 work=$(mktemp -d "${TMPDIR:-/tmp}/tierd-check-target-s3.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix="ct-$$-$RANDOM/"
+port=${TD_S3_ENDPOINT##*:}
 mkdir -p "$work/state" "$work/cache" "$work/run"
 {
 	td_conf_tierd "$work"
@@ -25,6 +26,33 @@ bucket = tierd-no-such-bucket-$$
 type = s3
 endpoint = http://127.0.0.1:1
 bucket = tierd-closed
+
+# Virtual-hosted addressing: bucket.localhost:1 in the Host header (radosgw's
+# rgw_dns_name and Swift's storage_domain are "localhost"), every connection
+# sent to the real port by connect_to; without it, port 1 refuses.
+[target "virtual"]
+type = s3
+endpoint = http://localhost:1
+region = ${TD_S3_REGION:-us-east-1}
+bucket = $TD_S3_BUCKET
+prefix = ${prefix}virtual/
+addressing = virtual
+connect_to = 127.0.0.1:$port
+
+# Hostile bytes in the prefix: blanks, non-ASCII, +, %, ~ and more.
+[target "hostile"]
+type = s3
+endpoint = $TD_S3_ENDPOINT
+region = ${TD_S3_REGION:-us-east-1}
+bucket = $TD_S3_BUCKET
+prefix = ${prefix}a b/ünï ☃/+%20%~!\$&'()*,;=:@/
+
+[target "wrongregion"]
+type = s3
+endpoint = $TD_S3_ENDPOINT
+region = eu-west-3
+bucket = $TD_S3_BUCKET
+prefix = ${prefix}region/
 CONF
 } >"$work/tierd.conf"
 export AWS_ACCESS_KEY_ID=$TD_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$TD_S3_SECRET_KEY
@@ -61,8 +89,24 @@ grep -qiE "SignatureDoesNotMatch|authentication|credentials" <<<"$out" ||
 grep -q "wrong-secret" <<<"$out" && fail "the secret was printed"
 
 ct_expect 1 "missing bucket" nobucket
-grep -qiE "NoSuchBucket|does not exist" <<<"$out" || fail "missing bucket: no clear message"
+grep -qE "does not exist.*create it" <<<"$out" || fail "missing bucket: does not say what to change"
 
 ct_expect 1 "closed port" timeout 100 closed
 grep -qiE "connect|refused|unreachable" <<<"$out" || fail "closed port: no clear message"
+
+ct_expect 0 "virtual-hosted addressing through connect_to" virtual
+ct_steps_ok "bucket reachable" put head "range get" list multipart delete
+ct_expect 0 "a prefix with blanks, non-ASCII, + % ~" hostile
+ct_steps_ok "bucket reachable" put head "range get" list multipart delete
+
+# The wrong region: Swift's s3api refuses the signature's scope and names the
+# region it wants (as AWS does); radosgw signs in any region of its
+# zonegroup, so there is nothing to refuse.
+if [ "${TD_S3_SERVER:-radosgw}" = swift ]; then
+	ct_expect 1 "wrong region" wrongregion
+	grep -q "set region = ${TD_S3_REGION:-us-east-1}" <<<"$out" ||
+		fail "wrong region: does not say which region to set"
+else
+	ct_expect 0 "radosgw takes any region" wrongregion
+fi
 echo "PASS"

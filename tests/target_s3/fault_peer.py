@@ -12,7 +12,8 @@ once they are used up every request is served normally ("ok"). Actions:
   truncate  announce the whole body, send half of it, close
   stall     send the headers and a few bytes, then go silent
   403       HTTP 403 SignatureDoesNotMatch
-  skew      HTTP 403 RequestTimeTooSkewed
+  skew      HTTP 403 RequestTimeTooSkewed, its Date header 3600 s ahead
+  region    HTTP 400 AuthorizationHeaderMalformed naming <Region>eu-central-1</Region>
   nobucket  HTTP 404 NoSuchBucket
   full      HTTP 507 Insufficient Storage, no body (a full target)
   badxml    HTTP 200 with a malformed XML body
@@ -56,6 +57,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    date_offset = 0
+
+    def date_time_string(self, timestamp=None):
+        return super().date_time_string(time.time() + self.date_offset)
+
     def body_in(self):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
@@ -86,7 +92,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(503, error_xml("SlowDown", "Please reduce your request rate."))
         elif act == "403":
             self.send(403, error_xml("SignatureDoesNotMatch", "injected"))
+        elif act == "region":
+            self.send(400, error_xml("AuthorizationHeaderMalformed",
+                                     "The authorization header is malformed; the region "
+                                     "'us-east-1' is wrong; expecting 'eu-central-1'")
+                      .replace(b"</Error>", b"<Region>eu-central-1</Region></Error>"))
         elif act == "skew":
+            self.date_offset = 3600
             self.send(403, error_xml("RequestTimeTooSkewed",
                                      "The difference between the request time and the current time is too large."))
         elif act == "nobucket":

@@ -18,6 +18,14 @@
 
 #define MIB (1024ull * 1024)
 
+/* True when the test runs against Swift's s3api (tests/s3/on.sh swift). */
+static inline bool s3t_is_swift(void)
+{
+	const char *s = getenv("TD_S3_SERVER");
+
+	return s && strcmp(s, "swift") == 0;
+}
+
 static inline void s3t_conf(struct td_target_conf *c, const struct td_test_s3 *s3,
                             const char *prefix)
 {

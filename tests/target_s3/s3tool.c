@@ -11,6 +11,8 @@
  *   s3tool put-tree DIR KEYPREFIX       every regular file in DIR, concurrently
  *   s3tool get-tree KEYPREFIX DIR       every object under KEYPREFIX, concurrently
  *   s3tool cleanup                      aborts stale multipart uploads, prints how many
+ *   s3tool delete KEY                   the target's delete (TD_S3_DELETE_VERSIONS=1:
+ *                                       with delete_versions = yes)
  */
 #include "hash.h"
 #include "target.h"
@@ -64,6 +66,7 @@ static int open_target(void)
 	c.storage_class = (char *)"STANDARD";
 	c.part_size_bytes = strtoull(env("TD_S3_PART_SIZE", "16777216"), NULL, 10);
 	c.multipart_threshold_bytes = c.part_size_bytes;
+	c.delete_versions = strcmp(env("TD_S3_DELETE_VERSIONS", "0"), "1") == 0;
 	max_conn = (unsigned)atoi(env("TD_S3_MAX_CONN", "8"));
 	c.max_connections = max_conn;
 	if (!c.endpoint || !c.access_key || !c.secret_key || !c.bucket) {
@@ -346,6 +349,11 @@ int main(int argc, char **argv)
 		rc = put_tree(argv[2], argv[3]);
 	} else if (strcmp(argv[1], "get-tree") == 0 && argc >= 4) {
 		rc = get_tree(argv[2], argv[3]);
+	} else if (strcmp(argv[1], "delete") == 0 && argc >= 3) {
+		r = td_target_sync_wait(
+		    &loop, &s, td_target_delete(t, NULL, argv[2], td_target_sync_cb, &s), &err);
+		if (r < 0)
+			rc = die("delete", r, &err);
 	} else if (strcmp(argv[1], "cleanup") == 0) {
 		unsigned n = 0;
 

@@ -295,7 +295,9 @@ static void test_errors(void)
 	REQUIRE(t);
 	r = do_get_range(t, "x", 0, 8, buf, &got, &err);
 	CHECK_INT(r, -EACCES);
-	CHECK_STR(err.code, "InvalidAccessKeyId");
+	/* Swift's tempauth does not tell an unknown key from a wrong secret. */
+	if (!s3t_is_swift())
+		CHECK_STR(err.code, "InvalidAccessKeyId");
 	printf("  unknown key: %s\n", err.message);
 	s3t_close(&loop, t);
 
