@@ -71,7 +71,8 @@ CONF
 printf '[global]\n\tclient min protocol = SMB2\n' >"$S/client.conf"
 printf '%s\n%s\n' "$pw" "$pw" | smbpasswd -c "$S/smb.conf" -s -a "$user" >/dev/null ||
 	e2e_abort "smbpasswd -a $user"
-smbd --foreground --no-process-group --debug-stdout -s "$S/smb.conf" >"$S/smbd.out" 2>&1 &
+# Its own session: smbd signals its whole process group when it stops.
+setsid smbd --foreground --no-process-group --debug-stdout -s "$S/smb.conf" >"$S/smbd.out" 2>&1 &
 smbpid=$!
 E2E_CLEANUP_HOOKS+=("kill -TERM $smbpid 2>/dev/null; wait $smbpid 2>/dev/null")
 smb() { # SHARE CMDS
