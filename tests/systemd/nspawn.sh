@@ -117,7 +117,7 @@ pid=$(ct systemctl show -p MainPID --value tierd)
 if [ "$(ct readlink /proc/1/ns/mnt)" = "$(ct readlink "/proc/$pid/ns/mnt")" ]; then
 	pass "the service shares the host's mount namespace"
 else
-	echo "  note: the service runs in its own mount namespace"
+	fail "the service runs in its own mount namespace: its remote view is invisible outside it"
 fi
 if sctl migrate /srv/data/cold /home/alice/docs/h1 >"$T/mig.out" 2>&1; then
 	pass "tierctl migrate (a /srv and a /home policy root)"
