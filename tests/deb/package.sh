@@ -42,7 +42,7 @@ deb=$(ls "$T"/tierd_*.deb 2>/dev/null | grep -v dbgsym | head -1)
 dpkg-deb -c "$deb" >"$T/contents"
 for f in ./usr/sbin/tierd ./usr/bin/tierctl ./etc/tierd/tierd.conf ./usr/share/man/man8/tierd.8.gz \
 	./usr/share/man/man5/tierd.conf.5.gz ./usr/share/man/man1/tierctl.1.gz \
-	./usr/share/bash-completion/completions/tierctl tierd.service; do
+	./usr/share/bash-completion/completions/tierctl tierd.service ./usr/share/doc/tierd/admin-guide.md.gz; do
 	grep -q -- "$f\$" "$T/contents" && pass "ships ${f#.}" || fail "does not ship ${f#.}"
 done
 dpkg-deb -I "$deb" conffiles 2>/dev/null | grep -qx /etc/tierd/tierd.conf &&
