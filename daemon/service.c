@@ -305,6 +305,17 @@ void client_send(struct client *c, json_t *msg)
 	}
 }
 
+/* What a stopping tierd still answers: nothing that moves data. */
+static bool read_only_command(const char *name)
+{
+	static const char *const ro[] = { "ping", "status", "info", "ls", "metrics" };
+
+	for (size_t i = 0; i < TD_ARRAY_SIZE(ro); i++)
+		if (strcmp(name, ro[i]) == 0)
+			return true;
+	return false;
+}
+
 static int on_line(void *ctx, int err, const char *line, size_t len)
 {
 	struct client *c = ctx;
@@ -331,7 +342,11 @@ static int on_line(void *ctx, int err, const char *line, size_t len)
 
 		if (strcmp(cmd->name, name) != 0)
 			continue;
-		if (cmd->mutating && !c->privileged) {
+		if (c->svc->draining && !read_only_command(name)) {
+			client_send(c, td_ctl_error_reply(
+			                   -ESHUTDOWN, "tierd is stopping: it lets the transfers "
+			                               "in flight finish and takes no new work"));
+		} else if (cmd->mutating && !c->privileged) {
 			log_notice("control: refused '%s' from uid %u (not root or in group %s)",
 			           name, (unsigned)c->peer.uid, c->svc->conf->c->admin_group);
 			client_send(c, td_ctl_error_reply(-EPERM,
@@ -1130,6 +1145,8 @@ static void on_tick(uv_timer_t *t)
 		s->last_probe_s = now;
 		probe_targets(s);
 	}
+	if (s->draining)
+		return; /* no new work while stopping */
 	if (s->mover_ready && !s->retrying_rollbacks &&
 	    now - s->last_rollback_retry_s >= (getenv("TD_ROLLBACK_RETRY_S")
 	                                           ? atoi(getenv("TD_ROLLBACK_RETRY_S"))
@@ -1195,6 +1212,8 @@ static void stop(struct service *s)
 			unlink(s->sock_path);
 	}
 	svc_metrics_stop(s);
+	uv_timer_stop(&s->drain_timer);
+	uv_close((uv_handle_t *)&s->drain_timer, NULL);
 	uv_timer_stop(&s->tick);
 	uv_close((uv_handle_t *)&s->tick, NULL);
 	uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -1208,6 +1227,50 @@ static void stop(struct service *s)
 		close_mover(s);
 }
 
+/* ---- a clean stop: transfers in flight finish first ------------------------- */
+
+static void on_drain_tick(uv_timer_t *t)
+{
+	struct service *s = t->data;
+	unsigned left = s->mover ? td_mover_in_flight(s->mover) : 0;
+
+	if (left == 0 && !s->runs) {
+		log_notice("every transfer in flight has finished");
+		stop(s);
+	} else if (td_monotonic_ns() >= s->drain_deadline_ns) {
+		log_warning("stop_timeout reached with %u transfer(s) in flight: cancelling them; "
+		            "their files stay as they were and are tried again later",
+		            left);
+		stop(s);
+	}
+}
+
+/* The first SIGTERM: no new work (runs stop feeding, queued files are
+ * dropped, commands that would move data are refused), reads go on, and the
+ * transfers in flight finish, for at most stop_timeout; then stop(). */
+static void start_drain(struct service *s)
+{
+	unsigned left = s->mover ? td_mover_in_flight(s->mover) : 0;
+	int64_t timeout_s = s->conf->c->stop_timeout_s;
+
+	if (s->draining || s->stopping)
+		return;
+	if ((left == 0 && !s->runs) || timeout_s <= 0) {
+		stop(s);
+		return;
+	}
+	s->draining = true;
+	s->drain_deadline_ns = td_monotonic_ns() + timeout_s * 1000000000;
+	log_notice("stopping: letting %u transfer(s) in flight finish (stop_timeout %llds; a "
+	           "second SIGTERM stops at once)",
+	           left, (long long)timeout_s);
+	notify(s, "STOPPING=1\nSTATUS=letting transfers in flight finish");
+	runs_stop(s);
+	if (s->mover)
+		td_mover_drop_queued(s->mover);
+	uv_timer_start(&s->drain_timer, on_drain_tick, 100, 100);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct service *s = h->data;
@@ -1219,8 +1282,11 @@ static void on_signal(uv_signal_t *h, int signum)
 		/* A read lease is being broken: someone opens a file we are moving. */
 		if (s->mover)
 			td_mover_check_leases(s->mover);
-	} else {
+	} else if (s->draining) {
+		log_notice("second signal: stopping now");
 		stop(s);
+	} else {
+		start_drain(s);
 	}
 }
 
@@ -1257,6 +1323,8 @@ int td_service_run(const char *config_path, struct td_config *conf)
 	uv_signal_start(&s.sig_io, on_signal, SIGIO);
 	uv_timer_init(&loop, &s.tick);
 	s.tick.data = &s;
+	uv_timer_init(&loop, &s.drain_timer);
+	s.drain_timer.data = &s;
 
 	if (open_mover(&s) < 0 || open_targets(&s) < 0 || open_rview(&s) < 0 ||
 	    open_control_socket(&s) < 0) {

@@ -46,6 +46,9 @@ struct service {
 	const char *notify_socket;
 	int64_t start_ns;
 	bool stopping;
+	bool draining; /* SIGTERM: letting the transfers in flight finish */
+	uv_timer_t drain_timer;
+	int64_t drain_deadline_ns;
 	bool reloading;
 	bool reload_again;
 

@@ -153,6 +153,7 @@ struct td_config {
 	struct td_strlist no_hydrate; /* process names */
 	bool stream_direct_io;        /* default yes: streamed reads bypass the page cache */
 	char *metrics_listen;         /* "ADDR:PORT" of the /metrics listener; NULL: off */
+	int64_t stop_timeout_s;       /* SIGTERM lets transfers finish this long; default 60 s */
 	struct td_target_conf *targets;
 	size_t n_targets;
 	struct td_policy_conf *policies;

@@ -609,7 +609,8 @@ const struct cfg_keydef cfg_tierd_keys[] = {
 	TK(K_DURATION, retention_s),
 	TK(K_LIST, no_hydrate),
 	TK(K_BOOL, stream_direct_io),
-	TK(K_LISTEN, metrics_listen), /* off by default */
+	TK(K_LISTEN, metrics_listen),   /* off by default */
+	TK(K_DURATION, stop_timeout_s), /* under the unit's TimeoutStopSec */
 	{ NULL },
 };
 
@@ -773,6 +774,7 @@ int cfg_tierd_defaults(struct td_config *c)
 	c->log_level = TD_LOG_INFO;
 	c->max_transfers = 8;
 	c->retention_s = 30 * 86400;
+	c->stop_timeout_s = 60;
 	c->stream_direct_io = true;
 	if (!c->state_dir || !c->cache_dir || !c->run_dir || !c->admin_group ||
 	    cfg_strlist_push(&c->no_hydrate, "updatedb") < 0 ||

@@ -673,13 +673,10 @@ void td_mover_check_leases(struct td_mover *m)
 	}
 }
 
-void td_mover_close(struct td_mover *m, void (*close_cb)(void *data), void *data)
+void td_mover_drop_queued(struct td_mover *m)
 {
 	struct job *j, *next;
 
-	m->closing = true;
-	m->close_cb = close_cb;
-	m->close_data = data;
 	for (j = m->queue_head; j; j = next) {
 		struct td_mover_result res = { .outcome = TD_MOVER_SKIPPED,
 			                       .status = -ESHUTDOWN,
@@ -694,6 +691,16 @@ void td_mover_close(struct td_mover *m, void (*close_cb)(void *data), void *data
 	}
 	m->queue_head = m->queue_tail = NULL;
 	m->n_queued = 0;
+}
+
+void td_mover_close(struct td_mover *m, void (*close_cb)(void *data), void *data)
+{
+	struct job *j;
+
+	m->closing = true;
+	m->close_cb = close_cb;
+	m->close_data = data;
+	td_mover_drop_queued(m);
 	for (j = m->active; j; j = j->next) {
 		if (j->req)
 			td_target_cancel(j->req);

@@ -152,6 +152,10 @@ void td_mover_check_leases(struct td_mover *m);
 unsigned td_mover_in_flight(const struct td_mover *m);
 unsigned td_mover_queued(const struct td_mover *m);
 
+/* Drops the files waiting for a transfer slot (callback: skipped, -ESHUTDOWN,
+ * "tierd is stopping"); what is in flight goes on. */
+void td_mover_drop_queued(struct td_mover *m);
+
 /* Stops: queued files are dropped (callback: skipped), uploads are cancelled
  * (their rows stay for recovery), files in their grace period are finished now.
  * close_cb runs when nothing is in flight. */
