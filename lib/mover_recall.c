@@ -178,19 +178,31 @@ static void recall_give_way(struct job *j, const char *copy, const char *hidden,
 	mover_cat_add_error(j->m, j->id, j->msg);
 }
 
-/* Copies the cache copy into a new file at tmpname (another filesystem). */
+/* Copies the cache copy into a new file at tmpname (another filesystem),
+ * with its owner, mode, times and every extended attribute, its ACL among
+ * them, all set before the file can replace the link. The copy's attributes
+ * are the file's: every copy is made with those kept at migration, and a
+ * setfacl through the link changed the copy. */
 static int recall_copy_across(struct job *j, ino_t *ino_out)
 {
+	struct td_xattrs xa = { 0 };
 	struct stat after, st;
 	int out, r;
 
+	r = td_xattr_read(&xa, j->fd, NULL);
+	if (r < 0)
+		return r;
 	out = openat(j->parentfd, j->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	             0600);
-	if (out < 0)
-		return -errno;
+	if (out < 0) {
+		r = -errno;
+		td_xattr_free(&xa);
+		return r;
+	}
 	r = mover_copy_bytes(j->fd, out, (uint64_t)j->st.st_size, NULL);
 	if (r == 0)
-		r = mover_copy_attrs(out, &j->st);
+		r = mover_copy_attrs(out, &j->st, xa.buf, xa.len);
+	td_xattr_free(&xa);
 	/* A write to the copy while it was being copied: not this time. */
 	if (r == 0 && (fstat(j->fd, &after) < 0 || !mover_same_content(&after, &j->st) ||
 	               (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK)))
