@@ -1230,6 +1230,12 @@ int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned fla
 	return 0;
 }
 
+const struct td_catalog_migration *td_catalog_builtin_migrations(size_t *n)
+{
+	*n = TD_ARRAY_SIZE(migrations);
+	return migrations;
+}
+
 int td_catalog_open(struct td_catalog **out, const char *path, unsigned flags,
                     struct td_catalog_error *err)
 {
