@@ -27,28 +27,6 @@ static char *b64(const void *data, size_t n)
 	return out;
 }
 
-/* The attributes kept in the catalog row (mover_migrate's keep_xattrs), each
- * value base64: a binary value is kept exactly. NULL on ENOMEM. */
-static json_t *manifest_xattrs(const struct td_xattrs *xa)
-{
-	json_t *x = json_object();
-	const char *name;
-	const void *v;
-	size_t pos = 0, vl;
-
-	while (x && td_xattr_next(xa->buf, xa->len, &pos, &name, &v, &vl) > 0) {
-		char *enc = b64(v, vl);
-
-		if (!enc || json_object_set_new(x, name, json_string(enc)) < 0) {
-			free(enc);
-			json_decref(x);
-			return NULL;
-		}
-		free(enc);
-	}
-	return x;
-}
-
 char *mover_manifest_text(struct job *j)
 {
 	char host[256] = "", when[64], *pb64 = b64(j->path, j->path_len), *text;
@@ -68,7 +46,7 @@ char *mover_manifest_text(struct job *j)
 	                (json_int_t)mover_ts_ns(&j->st.st_mtim), "ctime_ns",
 	                (json_int_t)mover_ts_ns(&j->st.st_ctim), "sha256", j->put.sha256_hex,
 	                "tiered_at", when, "host", host, "policy", j->policy ? j->policy : "",
-	                "target", j->target_name, "xattrs", manifest_xattrs(&j->xa));
+	                "target", j->target_name, "xattrs", td_xattr_to_json(j->xa.buf, j->xa.len));
 	free(pb64);
 	if (!doc)
 		return NULL;

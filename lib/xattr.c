@@ -6,6 +6,8 @@
 #include "xattr.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,4 +253,73 @@ ssize_t td_xattr_list(const void *blob, size_t len, char *buf, size_t size)
 		total += nl;
 	}
 	return (ssize_t)total;
+}
+
+json_t *td_xattr_to_json(const void *blob, size_t len)
+{
+	json_t *x = json_object();
+	const char *name;
+	const void *v;
+	size_t pos = 0, vl;
+
+	while (x && td_xattr_next(blob, len, &pos, &name, &v, &vl) > 0) {
+		char *enc = malloc(4 * ((vl + 2) / 3) + 1);
+
+		if (enc)
+			EVP_EncodeBlock((unsigned char *)enc, v, (int)vl);
+		if (!enc || json_object_set_new(x, name, json_string(enc)) < 0) {
+			free(enc);
+			json_decref(x);
+			return NULL;
+		}
+		free(enc);
+	}
+	return x;
+}
+
+int td_xattr_from_json(struct td_xattrs *out, const json_t *obj)
+{
+	unsigned char *buf;
+	const char *name;
+	json_t *val;
+	size_t len = 0;
+
+	if (!json_is_object(obj))
+		return -EINVAL;
+	buf = malloc(TD_XATTR_MAX);
+	if (!buf)
+		return -ENOMEM;
+	json_object_foreach((json_t *)obj, name, val)
+	{
+		const char *enc = json_string_value(val);
+		size_t nl = strlen(name), el = enc ? strlen(enc) : 0, vl;
+		int got;
+
+		if (!enc || el % 4 || nl == 0 || nl > TD_XATTR_NAMELEN)
+			goto bad;
+		vl = el / 4 * 3 - (el && enc[el - 1] == '=') - (el > 1 && enc[el - 2] == '=');
+		if (len + nl + 5 + el / 4 * 3 > TD_XATTR_MAX) {
+			free(buf);
+			return -E2BIG;
+		}
+		memcpy(buf + len, name, nl + 1);
+		got = EVP_DecodeBlock(buf + len + nl + 5, (const unsigned char *)enc, (int)el);
+		if (got < 0 || (size_t)got != el / 4 * 3)
+			goto bad;
+		buf[len + nl + 1] = (unsigned char)(vl & 0xff);
+		buf[len + nl + 2] = (unsigned char)((vl >> 8) & 0xff);
+		buf[len + nl + 3] = (unsigned char)((vl >> 16) & 0xff);
+		buf[len + nl + 4] = (unsigned char)((vl >> 24) & 0xff);
+		len += nl + 5 + vl;
+	}
+	if (len == 0) {
+		free(buf);
+		buf = NULL;
+	}
+	out->buf = buf;
+	out->len = len;
+	return 0;
+bad:
+	free(buf);
+	return -EINVAL;
 }

@@ -63,6 +63,16 @@ ssize_t td_xattr_get(const void *blob, size_t len, const char *name, void *buf, 
 ssize_t td_xattr_list(const void *blob, size_t len, char *buf, size_t size);
 
 /*
+ * The manifest's form (DESIGN.md, "Object layout"): a JSON object of name to
+ * base64 value. td_xattr_to_json returns a new object, NULL on ENOMEM;
+ * td_xattr_from_json (for a rebuild from the bucket) fills *out, or returns
+ * -EINVAL for a value that is not a base64 string, -E2BIG past TD_XATTR_MAX.
+ */
+struct json_t;
+struct json_t *td_xattr_to_json(const void *blob, size_t len);
+int td_xattr_from_json(struct td_xattrs *out, const struct json_t *obj);
+
+/*
  * Iterates: *pos starts at 0; each call gives the next record's name and value
  * and returns 1, 0 at the end, -EINVAL for a malformed blob.
  */

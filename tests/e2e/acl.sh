@@ -93,6 +93,16 @@ id=$(basename "$(dirname "$dyn")")
 cache_copy=$T/cache/objects/${id:0:2}/$id
 [[ $rv == "$T/run/remote/"* ]] && pass "cold: bound to the remote view" || e2e_abort "cold file bound to $rv"
 
+# The manifest beside the object records them too, losslessly (base64).
+if [ "$mode" = s3 ]; then man=$(s3get "${E2E_PREFIX}${id:0:2}/$id.json"); else man=$(cat "$T/tier/${id:0:2}/$id.json"); fi
+python3 -c '
+import base64, json, sys
+x = json.loads(sys.argv[1])["xattrs"]
+assert base64.b64decode(x["user.bin"]) == bytes.fromhex("00ff00017f80fe00"), x
+assert base64.b64decode(x["user.text"]) == b"a note" and "system.posix_acl_access" in x, x
+' "$man" && pass "the manifest records every xattr and the ACL, binary values exact" ||
+	fail "the manifest's xattrs: $man"
+
 # ---- cold: the remote view ----
 for p in "$T/data/cold/f" "$rv"; do
 	w="cold ${p#"$T"/}"

@@ -6,6 +6,7 @@
 #include "xattr.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,11 +189,60 @@ static void test_unsupported(void)
 	td_test_rmtree(dir);
 }
 
+/* The manifest's JSON form is lossless: binary, empty and ACL values. */
+static void test_json(void)
+{
+	unsigned char blob[256];
+	size_t len = 0;
+	struct td_xattrs x = { 0 };
+	json_t *o, *bad;
+	char *text;
+
+	memcpy(blob, "user.bin\0\x08\0\0\0", 13);
+	memcpy(blob + 13, BIN, sizeof(BIN));
+	len = 13 + sizeof(BIN);
+	memcpy(blob + len, "user.empty\0\0\0\0\0", 15);
+	len += 15;
+	memcpy(blob + len, TD_XATTR_ACL "\0", sizeof(TD_XATTR_ACL));
+	len += sizeof(TD_XATTR_ACL);
+	blob[len++] = sizeof(ACL);
+	memset(blob + len, 0, 3);
+	len += 3;
+	memcpy(blob + len, ACL, sizeof(ACL));
+	len += sizeof(ACL);
+	REQUIRE(td_xattr_valid(blob, len));
+	o = td_xattr_to_json(blob, len);
+	REQUIRE(o);
+	text = json_dumps(o, JSON_COMPACT);
+	CHECK_CONTAINS(text, "\"user.bin\":\"AP8AAX+A/gA=\"");
+	CHECK_CONTAINS(text, "\"user.empty\":\"\"");
+	free(text);
+	REQUIRE(td_xattr_from_json(&x, o) == 0);
+	CHECK_INT(x.len, len);
+	CHECK(x.buf && memcmp(x.buf, blob, len) == 0);
+	td_xattr_free(&x);
+	json_decref(o);
+	bad = json_pack("{s:s}", "user.x", "not base64!");
+	CHECK_INT(td_xattr_from_json(&x, bad), -EINVAL);
+	json_decref(bad);
+	bad = json_pack("{s:s}", "user.x", "!!!!");
+	CHECK_INT(td_xattr_from_json(&x, bad), -EINVAL);
+	json_decref(bad);
+	bad = json_pack("{s:i}", "user.x", 3);
+	CHECK_INT(td_xattr_from_json(&x, bad), -EINVAL);
+	json_decref(bad);
+	o = json_object();
+	REQUIRE(td_xattr_from_json(&x, o) == 0);
+	CHECK(x.buf == NULL && x.len == 0);
+	json_decref(o);
+}
+
 int main(void)
 {
 	TD_RUN(test_round_trip);
 	TD_RUN(test_too_big);
 	TD_RUN(test_malformed);
 	TD_RUN(test_unsupported);
+	TD_RUN(test_json);
 	return td_test_done();
 }
