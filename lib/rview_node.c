@@ -508,9 +508,29 @@ void rv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	free(buf);
 }
 
+/* Drops the trusted.* names from a list: the kernel hides them from callers
+ * without CAP_SYS_ADMIN on a local file system, but shows whatever a FUSE
+ * server lists. Returns the list's new length. */
+static size_t drop_trusted(char *list, size_t n)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t l = strnlen(list + i, n - i) + 1;
+
+		if (strncmp(list + i, "trusted.", 8) != 0) {
+			memmove(list + out, list + i, l);
+			out += l;
+		}
+		i += l;
+	}
+	return out;
+}
+
 void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char *buf = NULL;
+	const size_t cap = 65536; /* XATTR_LIST_MAX */
+	char *buf;
 	struct node *n;
 	ssize_t r;
 	int fd;
@@ -523,22 +543,26 @@ void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_xattr(req, 0);
 		return;
 	}
-	if (size > 65536)
-		size = 65536; /* XATTR_LIST_MAX */
-	if (size && !(buf = malloc(size))) {
+	buf = malloc(cap);
+	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (fd >= 0)
-		r = flistxattr(fd, buf, size);
-	else
-		r = td_xattr_list(n->xattrs, n->xattrs_len, buf, size);
-	if (fd >= 0 && r < 0)
-		r = -errno;
+	if (fd >= 0) {
+		r = flistxattr(fd, buf, cap);
+		if (r < 0)
+			r = -errno;
+	} else {
+		r = td_xattr_list(n->xattrs, n->xattrs_len, buf, cap);
+	}
+	if (r >= 0 && fuse_req_ctx(req)->uid != 0)
+		r = (ssize_t)drop_trusted(buf, (size_t)r);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)r);
+	else if (size < (size_t)r)
+		fuse_reply_err(req, ERANGE);
 	else
 		fuse_reply_buf(req, buf, (size_t)r);
 	free(buf);

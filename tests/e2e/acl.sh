@@ -52,10 +52,19 @@ mkacl() { # PATH: the bytes of orig/f
 }
 facl() { getfacl -n --absolute-names "$1" 2>&1 | grep -v '^# file:'; }
 fattr() { getfattr -h -d -m - -e hex --absolute-names "$1" 2>&1 | grep -v '^# file:'; }
+# What USER sees of PATH's xattrs (trusted.* only for root), path left out.
+fattr_as() { # USER PATH
+	as_user "$1" getfattr -d -m - -e hex --absolute-names "$2" 2>&1 | grep -v '^# file:' |
+		sed "s|$2|PATH|g"
+}
 mkacl "$T/data/cold/f"
 mkacl "$T/data/hot/f"
 want_acl=$(facl "$T/data/cold/f")
 want_xa=$(fattr "$T/data/cold/f")
+declare -A want_as
+for u in "$mem" "$gra" "$oth"; do want_as[$u]=$(fattr_as "$u" "$T/data/cold/f"); done
+[[ ${want_as[$gra]} == *user.bin* && ${want_as[$gra]} != *trusted* ]] ||
+	e2e_abort "$gra's view of the xattrs: ${want_as[$gra]}"
 [[ $want_acl == *"user:$(id -u "$gra"):r--"* && $want_xa == *"user.bin=0x00ff00017f80fe00"* ]] ||
 	e2e_abort "the test file has no ACL or xattrs: $want_acl $want_xa"
 
@@ -114,7 +123,13 @@ done
 	pass "cold: the denied opens did not hydrate it" || fail "cold: a denied open hydrated it"
 check "cold: getfacl through the link is the original's" [ "$(facl "$T/data/cold/f")" = "$want_acl" ]
 check "cold: getfacl in the remote view is the original's" [ "$(facl "$rv")" = "$want_acl" ]
-check "cold: every xattr (hex) through the link is the original's" [ "$(fattr "$rv")" = "$want_xa" ]
+check "cold: every xattr (hex) in the remote view is the original's" [ "$(fattr "$rv")" = "$want_xa" ]
+for u in "$mem" "$gra" "$oth"; do
+	for p in "$T/data/cold/f" "$rv"; do
+		check "cold ${p#"$T"/}: $u sees the xattrs they saw on the original (no trusted.*)" \
+			[ "$(fattr_as "$u" "$p")" = "${want_as[$u]}" ]
+	done
+done
 check "cold: the view's mode keeps the mask as group bits (0640)" [ "$(stat -c %a "$rv")" = 640 ]
 check "cold: $gra (granted by user:$gra:r--) reads it through the remote view" reads "$gra" "$rv"
 check "cold: $gra reads it through the link" reads "$gra" "$T/data/cold/f"
