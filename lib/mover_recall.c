@@ -322,6 +322,29 @@ static int recall_set_step(struct job *j, struct td_catalog_entry *e, int from, 
 	return r < 0 ? mover_cat_err(j, r, &ce, what) : 0;
 }
 
+/* Step 1 of a recall. A row still tiered with a copy beside it (a copy
+ * written through the view before the catalog heard of it) may turn dirty
+ * meanwhile, by the view's own update: either way it is this copy. */
+static int recall_start(struct job *j, struct td_catalog_entry *e)
+{
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_expect ex = { .state = TD_CATALOG_TIERED, .step = TD_CATALOG_ANY };
+	int r;
+
+	if (!j->entry_was_tiered)
+		return recall_set_step(j, e, (int)j->entry->state, TD_RECALL_STARTED,
+		                       "start the recall");
+	e->state = TD_CATALOG_RECALLING;
+	e->step = TD_RECALL_STARTED;
+	r = mover_cat_update(j->m, e, TD_CATALOG_F_STATE | TD_CATALOG_F_STAT, &ex, &ce);
+	if (r == -ESTALE) {
+		j->entry_was_tiered = false;
+		return recall_set_step(j, e, TD_CATALOG_DIRTY, TD_RECALL_STARTED,
+		                       "start the recall");
+	}
+	return r < 0 ? mover_cat_err(j, r, &ce, "start the recall") : 0;
+}
+
 /* Places the copy at tmpname: by rename on the same filesystem, else as a
  * copy. *placed gets the placed file's inode. Returns 0 or -1. */
 static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *placed)
@@ -391,8 +414,7 @@ static void recall_move(struct job *j, const char *copy)
 	/* Step 1: the copy's identity goes in the row before it moves. */
 	memcpy(e.id, j->id, sizeof(e.id));
 	mover_entry_stat(&e, &j->st);
-	if (recall_set_step(j, &e, j->entry_was_tiered ? TD_CATALOG_TIERED : (int)j->entry->state,
-	                    TD_RECALL_STARTED, "start the recall") < 0)
+	if (recall_start(j, &e) < 0)
 		return;
 	j->row = true;
 	mover_hook(j, "recall_started");

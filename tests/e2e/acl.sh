@@ -59,6 +59,7 @@ fattr_as() { # USER PATH
 }
 mkacl "$T/data/cold/f"
 mkacl "$T/data/hot/f"
+mkacl "$T/data/cold/w"
 want_acl=$(facl "$T/data/cold/f")
 want_xa=$(fattr "$T/data/cold/f")
 declare -A want_as
@@ -92,8 +93,8 @@ e2e_conf "$target" "$(e2e_policy nas "$T/data/cold" age_by= min_age=0s keep_cach
 	"$(printf '\n[policy "h"]\npaths = %s %s\ntarget = nas\nschedule = manual\nmin_age = 0s\nkeep_cached = yes\n' "$T/data/hot" "$T/big")"
 e2e_start
 
-ctl migrate "$T/data/cold/f" "$T/data/hot/f" >"$T/mig.out" 2>&1 &&
-	[ -L "$T/data/cold/f" ] && [ -L "$T/data/hot/f" ] && pass "both tiered" ||
+ctl migrate "$T/data/cold/f" "$T/data/hot/f" "$T/data/cold/w" >"$T/mig.out" 2>&1 &&
+	[ -L "$T/data/cold/f" ] && [ -L "$T/data/hot/f" ] && [ -L "$T/data/cold/w" ] && pass "all three tiered" ||
 	{ cat "$T/mig.out"; e2e_abort "migrate failed"; }
 bound() { readlink "$(readlink "$1")"; }
 dyn=$(readlink "$T/data/cold/f")
@@ -154,6 +155,19 @@ for f in cold hot; do
 	check "hot $f: the cache copy's xattrs (hex) are the original's" [ "$(fattr "$c")" = "$want_xa" ]
 done
 check "hot: the remote view still gives $mem nothing" denied "$mem" "$rv"
+
+# ---- a copy written through the view goes back to primary storage ----
+# A truncating open makes an empty copy (no download); once closed, the written
+# copy replaces the link, with the ACL and xattrs.
+as_user "$own" sh -c "printf 'new bytes' >'$T/data/cold/w'" && pass "$own rewrote w through the link" ||
+	fail "$own could not write w"
+for _ in $(seq 400); do [ -L "$T/data/cold/w" ] || break; sleep 0.05; done
+p=$T/data/cold/w
+[ -f "$p" ] && [ ! -L "$p" ] && [ "$(cat "$p")" = "new bytes" ] &&
+	pass "written: back on primary storage with the new bytes" || { fail "written: not back ($(ls -l "$p"))"; grep -v "info: tiered" "$T/tierd.log" | tail -20; }
+check "written: getfacl identical to the original's" [ "$(facl "$p")" = "$want_acl" ]
+check "written: every xattr (hex) identical" [ "$(fattr "$p")" = "$want_xa" ]
+check "written: $mem cannot read" denied "$mem" "$p"
 
 # ---- too large: 80 KB of user.* xattrs on a tmpfs file ----
 head -c 5000 /dev/urandom >"$T/big/f"
