@@ -464,11 +464,9 @@ int rv_copy_owner(const struct node *n, int fd)
 static struct node *xattr_node(fuse_req_t req, fuse_ino_t ino, int *copy_fd)
 {
 	struct td_rview *rv = fuse_req_userdata(req);
-	struct node *n = ino >= NODE_INO_BASE ? rv_node_by_ino(rv, ino, NULL) : NULL;
 	bool is_file = false;
+	struct node *n = ino >= NODE_INO_BASE ? rv_node_by_ino(rv, ino, &is_file) : NULL;
 
-	if (n)
-		rv_node_by_ino(rv, ino, &is_file);
 	if (!n || !is_file)
 		return NULL;
 	*copy_fd = n->cached ? rv_copy_fd(n) : -1;
