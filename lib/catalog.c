@@ -25,6 +25,7 @@
 #include "catalog.h"
 #include "catalog_internal.h"
 #include "util.h"
+#include "xattr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,8 +110,13 @@ static const char schema_v1[] =
     /* NULLs are distinct in a UNIQUE index: rows without an object yet coexist. */
     "CREATE UNIQUE INDEX files_object ON files (target, object_key);";
 
+/* Version 2: the file's extended attributes (its POSIX ACL among them), as a
+ * td_xattr blob; NULL for none, and for rows tiered before version 2. */
+static const char schema_v2[] = "ALTER TABLE files ADD COLUMN xattrs BLOB;";
+
 static const struct td_catalog_migration migrations[] = {
 	{ 1, schema_v1 },
+	{ 2, schema_v2 },
 };
 
 /* Column numbers (1-based, as in the SELECT list and as SQL parameters ?N). */
@@ -147,7 +153,8 @@ enum {
 	C_ERROR_COUNT,
 	C_LAST_ERROR,
 	C_LAST_ERROR_NS,
-	C_NCOLS = C_LAST_ERROR_NS,
+	C_XATTRS,
+	C_NCOLS = C_XATTRS,
 	P_EXPECT_STATE, /* parameters of a compare-and-set */
 	P_EXPECT_STEP,
 };
@@ -185,6 +192,7 @@ static const char *const col_names[C_NCOLS + 1] = {
 	[C_ERROR_COUNT] = "error_count",
 	[C_LAST_ERROR] = "last_error",
 	[C_LAST_ERROR_NS] = "last_error_ns",
+	[C_XATTRS] = "xattrs",
 };
 
 /* Which columns each TD_CATALOG_F_* group writes (0-terminated). */
@@ -200,6 +208,7 @@ static const unsigned char group_cols[][10] = {
 	{ C_PINNED },
 	{ C_LINK_SEEN, C_LINK_PATH },
 	{ C_ERROR_COUNT, C_LAST_ERROR, C_LAST_ERROR_NS },
+	{ C_XATTRS },
 };
 #define N_GROUPS TD_ARRAY_SIZE(group_cols)
 
@@ -207,8 +216,8 @@ static const unsigned char group_cols[][10] = {
 	"id, state, step, policy, path, basename, dev, ino, size, mode, uid, gid, atime_ns, "      \
 	"mtime_ns, ctime_ns, sha256, target, object_key, etag, version_id, created_ns, "           \
 	"tiered_ns, updated_ns, cache_state, cached_bytes, pinned, cache_atime_ns, "               \
-	"link_seen_ns, link_seen_path, error_count, last_error, last_error_ns"
-#define CAS_WHERE "id = ?1 AND (?33 IS NULL OR state = ?33) AND (?34 IS NULL OR step = ?34)"
+	"link_seen_ns, link_seen_path, error_count, last_error, last_error_ns, xattrs"
+#define CAS_WHERE "id = ?1 AND (?34 IS NULL OR state = ?34) AND (?35 IS NULL OR step = ?35)"
 
 /* Statements prepared on first use and kept for the handle's life. */
 enum {
@@ -230,7 +239,7 @@ enum {
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_INSERT] = "INSERT INTO files (" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
 	              "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
-	              "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+	              "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
 	[ST_GET] = "SELECT " COLS " FROM files WHERE id = ?1",
 	[ST_GET_PATH] =
 	    "SELECT " COLS " FROM files WHERE path = ?1 ORDER BY created_ns DESC LIMIT 1",
@@ -597,6 +606,10 @@ static int bind_col(sqlite3_stmt *st, int c, const struct td_catalog_entry *e)
 	}
 	case C_LAST_ERROR_NS:
 		return sqlite3_bind_int64(st, c, e->last_error_ns);
+	case C_XATTRS:
+		if (!e->xattrs || e->xattrs_len == 0)
+			return sqlite3_bind_null(st, c);
+		return sqlite3_bind_blob(st, c, e->xattrs, (int)e->xattrs_len, SQLITE_STATIC);
 	default:
 		return SQLITE_RANGE;
 	}
@@ -659,6 +672,10 @@ static int validate(struct td_catalog *cat, const struct td_catalog_entry *e, un
 	if ((fields & TD_CATALOG_F_CACHE) && (unsigned)e->cache_state >= TD_CATALOG_CACHE_COUNT)
 		return set_err(err, cat->path, -EINVAL, NULL, 0, "%s: invalid cache state %d",
 		               e->id, (int)e->cache_state);
+	if ((fields & TD_CATALOG_F_XATTRS) && !td_xattr_valid(e->xattrs, e->xattrs_len))
+		return set_err(err, cat->path, -EINVAL, NULL, 0,
+		               "%s: malformed or over %u bytes of extended attributes", e->id,
+		               TD_XATTR_MAX);
 	if ((fields & TD_CATALOG_F_LINK) && e->link_seen_path &&
 	    !valid_bytes(e->link_seen_path, e->link_seen_path_len, TD_CATALOG_PATH_MAX) &&
 	    e->link_seen_path_len != 0)
@@ -759,6 +776,10 @@ static int read_row(struct td_catalog_entry *e, sqlite3_stmt *st)
 	e->error_count = (uint32_t)col_i64(st, C_ERROR_COUNT);
 	e->last_error = col_text(st, C_LAST_ERROR, NULL);
 	e->last_error_ns = col_i64(st, C_LAST_ERROR_NS);
+	e->xattrs = sqlite3_column_blob(st, C_XATTRS - 1);
+	e->xattrs_len = e->xattrs ? (size_t)sqlite3_column_bytes(st, C_XATTRS - 1) : 0;
+	if (!td_xattr_valid(e->xattrs, e->xattrs_len))
+		return -EUCLEAN;
 	return 0;
 }
 
@@ -784,7 +805,7 @@ static int entry_dup(struct td_catalog_entry **out, const struct td_catalog_entr
 {
 	size_t n = sizeof(*e) + slen(e->policy) + e->path_len + 1 + e->name_len + 1 +
 	           slen(e->target) + slen(e->object_key) + slen(e->etag) + slen(e->version_id) +
-	           e->link_seen_path_len + 1 + slen(e->last_error);
+	           e->link_seen_path_len + 1 + slen(e->last_error) + e->xattrs_len;
 	struct td_catalog_entry *c = malloc(n);
 	char *p;
 
@@ -801,6 +822,11 @@ static int entry_dup(struct td_catalog_entry **out, const struct td_catalog_entr
 	c->version_id = put(&p, e->version_id, slen(e->version_id) - !!e->version_id);
 	c->link_seen_path = put(&p, e->link_seen_path, e->link_seen_path_len);
 	c->last_error = put(&p, e->last_error, slen(e->last_error) - !!e->last_error);
+	c->xattrs = NULL;
+	if (e->xattrs && e->xattrs_len) {
+		memcpy(p, e->xattrs, e->xattrs_len);
+		c->xattrs = p;
+	}
 	*out = c;
 	return 0;
 }
@@ -1202,6 +1228,12 @@ int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned fla
 	}
 	*out = cat;
 	return 0;
+}
+
+const struct td_catalog_migration *td_catalog_builtin_migrations(size_t *n)
+{
+	*n = TD_ARRAY_SIZE(migrations);
+	return migrations;
 }
 
 int td_catalog_open(struct td_catalog **out, const char *path, unsigned flags,

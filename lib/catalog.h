@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 /* The schema this build writes; older catalogs are migrated forward on open. */
-#define TD_CATALOG_SCHEMA_VERSION 1
+#define TD_CATALOG_SCHEMA_VERSION 2
 
 #define TD_CATALOG_ID_LEN     16                          /* random bytes in an id */
 #define TD_CATALOG_ID_HEX     (2 * TD_CATALOG_ID_LEN + 1) /* 32 hex characters + NUL */
@@ -105,22 +105,25 @@ struct td_catalog_entry {
 	uint32_t error_count;
 	const char *last_error; /* truncated to TD_CATALOG_ERROR_MAX bytes */
 	int64_t last_error_ns;
+	const void *xattrs; /* a td_xattr blob (xattr.h), NULL/0 = none */
+	size_t xattrs_len;
 };
 
 /* Field groups for td_catalog_update. */
 enum {
-	TD_CATALOG_F_STATE = 1u << 0,  /* state, step */
-	TD_CATALOG_F_POLICY = 1u << 1, /* policy */
-	TD_CATALOG_F_PATH = 1u << 2,   /* path, name */
-	TD_CATALOG_F_STAT = 1u << 3,   /* dev, ino, size, mode, uid, gid, a/m/ctime_ns */
-	TD_CATALOG_F_SHA256 = 1u << 4, /* sha256 */
-	TD_CATALOG_F_OBJECT = 1u << 5, /* target, object_key, etag, version_id */
-	TD_CATALOG_F_TIERED = 1u << 6, /* tiered_ns */
-	TD_CATALOG_F_CACHE = 1u << 7,  /* cache_state, cached_bytes, cache_atime_ns */
-	TD_CATALOG_F_PIN = 1u << 8,    /* pinned */
-	TD_CATALOG_F_LINK = 1u << 9,   /* link_seen_ns, link_seen_path */
-	TD_CATALOG_F_ERROR = 1u << 10, /* error_count, last_error, last_error_ns */
-	TD_CATALOG_F_ALL = (1u << 11) - 1,
+	TD_CATALOG_F_STATE = 1u << 0,   /* state, step */
+	TD_CATALOG_F_POLICY = 1u << 1,  /* policy */
+	TD_CATALOG_F_PATH = 1u << 2,    /* path, name */
+	TD_CATALOG_F_STAT = 1u << 3,    /* dev, ino, size, mode, uid, gid, a/m/ctime_ns */
+	TD_CATALOG_F_SHA256 = 1u << 4,  /* sha256 */
+	TD_CATALOG_F_OBJECT = 1u << 5,  /* target, object_key, etag, version_id */
+	TD_CATALOG_F_TIERED = 1u << 6,  /* tiered_ns */
+	TD_CATALOG_F_CACHE = 1u << 7,   /* cache_state, cached_bytes, cache_atime_ns */
+	TD_CATALOG_F_PIN = 1u << 8,     /* pinned */
+	TD_CATALOG_F_LINK = 1u << 9,    /* link_seen_ns, link_seen_path */
+	TD_CATALOG_F_ERROR = 1u << 10,  /* error_count, last_error, last_error_ns */
+	TD_CATALOG_F_XATTRS = 1u << 11, /* xattrs */
+	TD_CATALOG_F_ALL = (1u << 12) - 1,
 };
 
 /* A compare-and-set condition: the row must be in `state` (TD_CATALOG_ANY: any)

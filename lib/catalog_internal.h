@@ -20,3 +20,6 @@ struct td_catalog_migration {
 int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned flags,
                          const struct td_catalog_migration *steps, size_t n_steps,
                          struct td_catalog_error *err);
+
+/* The built-in migrations (*n of them), to make a catalog of an older version. */
+const struct td_catalog_migration *td_catalog_builtin_migrations(size_t *n);

@@ -185,12 +185,19 @@ int mover_open_user_file(int dirfd, const char *name, int flags)
 	return fd;
 }
 
-int mover_copy_attrs(int out, const struct stat *st)
+int mover_copy_attrs(int out, const struct stat *st, const void *xattrs, size_t xattrs_len)
 {
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	int r;
 
-	if (fchown(out, st->st_uid, st->st_gid) < 0 || fchmod(out, st->st_mode & 07777) < 0 ||
-	    futimens(out, ts) < 0 || fsync(out) < 0)
+	/* The owner first (a chown drops security.capability), then the ACL,
+	 * which sets the mode's bits as the original had them. */
+	if (fchown(out, st->st_uid, st->st_gid) < 0)
+		return -errno;
+	r = td_xattr_apply(out, xattrs, xattrs_len, NULL);
+	if (r < 0)
+		return r;
+	if (fchmod(out, st->st_mode & 07777) < 0 || futimens(out, ts) < 0 || fsync(out) < 0)
 		return -errno;
 	return 0;
 }
@@ -219,6 +226,7 @@ void mover_job_free(struct job *j)
 	free(j->policy);
 	free(j->target_name);
 	free(j->manifest);
+	td_xattr_free(&j->xa);
 	td_catalog_entry_free(j->entry);
 	free(j);
 }

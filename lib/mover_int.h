@@ -23,6 +23,7 @@
 #include "catalog.h"
 #include "mover.h"
 #include "target.h"
+#include "xattr.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -72,6 +73,7 @@ struct job {
 	int parentfd, fd;
 	bool leased;
 	struct stat st, st_ref, st_swap; /* at open; what re-checks compare; after the swap */
+	struct td_xattrs xa;             /* its extended attributes, read at open */
 	bool row;                        /* a catalog row exists */
 	int step;                        /* last durable step */
 	bool swapped;                    /* the old inode is at tmpname */
@@ -185,8 +187,9 @@ int mover_copy_bytes(int in, int out, uint64_t size, struct td_hash *h);
  * about 100 ms while the holder is asked to give way; returns an fd (blocking
  * again) or -errno, -EAGAIN when a lease is still held. */
 int mover_open_user_file(int dirfd, const char *name, int flags);
-/* Gives out st's owner, mode and times, then fsyncs it. Returns 0 or -errno. */
-int mover_copy_attrs(int out, const struct stat *st);
+/* Gives out st's owner, the extended attributes of blob (its ACL among them),
+ * st's mode and times, then fsyncs it. Returns 0 or -errno. */
+int mover_copy_attrs(int out, const struct stat *st, const void *xattrs, size_t xattrs_len);
 
 /* ---- mover.c: the job ---- */
 

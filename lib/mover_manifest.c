@@ -2,12 +2,12 @@
  * mover_manifest — the manifest stored beside each object (`<key>.json`), so
  * the bucket describes itself and a lost catalog can be rebuilt from it
  * (DESIGN.md, "Object layout"): original path, size, mode, owner, times,
- * xattrs (base64, at most MANIFEST_XATTR_MAX bytes in all), SHA-256, when and
- * on which host it was tiered.
+ * xattrs (each value base64, so binary ones are exact; the same set the
+ * catalog row keeps, at most TD_XATTR_MAX bytes), SHA-256, when and on which
+ * host it was tiered.
  *
- * Threads: called from on_put on the loop thread, with the file open in the
- * job (its xattrs are read from that fd). Owns nothing: the text returned is
- * the caller's to free().
+ * Threads: called from on_put on the loop thread. Owns nothing: the text
+ * returned is the caller's to free().
  */
 #include "mover_int.h"
 
@@ -15,11 +15,8 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MANIFEST_XATTR_MAX (64u * 1024) /* xattr bytes recorded in a manifest */
 
 static char *b64(const void *data, size_t n)
 {
@@ -28,34 +25,6 @@ static char *b64(const void *data, size_t n)
 	if (out)
 		EVP_EncodeBlock((unsigned char *)out, data, (int)n);
 	return out;
-}
-
-static json_t *manifest_xattrs(int fd)
-{
-	json_t *x = json_object();
-	char names[8192], *val = NULL;
-	ssize_t n = flistxattr(fd, names, sizeof(names));
-	size_t total = 0;
-
-	if (!x || n <= 0)
-		return x;
-	val = malloc(MANIFEST_XATTR_MAX);
-	if (!val)
-		return x;
-	for (char *p = names; p < names + n; p += strlen(p) + 1) {
-		ssize_t vl = fgetxattr(fd, p, val, MANIFEST_XATTR_MAX);
-		char *enc;
-
-		if (vl < 0 || total + (size_t)vl > MANIFEST_XATTR_MAX)
-			continue;
-		total += (size_t)vl;
-		enc = b64(val, (size_t)vl);
-		if (enc)
-			json_object_set_new(x, p, json_string(enc));
-		free(enc);
-	}
-	free(val);
-	return x;
 }
 
 char *mover_manifest_text(struct job *j)
@@ -77,7 +46,7 @@ char *mover_manifest_text(struct job *j)
 	                (json_int_t)mover_ts_ns(&j->st.st_mtim), "ctime_ns",
 	                (json_int_t)mover_ts_ns(&j->st.st_ctim), "sha256", j->put.sha256_hex,
 	                "tiered_at", when, "host", host, "policy", j->policy ? j->policy : "",
-	                "target", j->target_name, "xattrs", manifest_xattrs(j->fd));
+	                "target", j->target_name, "xattrs", td_xattr_to_json(j->xa.buf, j->xa.len));
 	free(pb64);
 	if (!doc)
 		return NULL;

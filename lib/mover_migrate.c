@@ -107,6 +107,62 @@ static int take_lease(struct job *j)
 	return 0;
 }
 
+/* The file's extended attributes are read, and tried on a file of the cache's
+ * filesystem: every cache copy (keep_cached, hydration, a write through the
+ * view) must carry them, its ACL above all, or a copy would be more open than
+ * the original. A file whose attributes cannot be kept is not tiered. */
+static int keep_xattrs(struct job *j)
+{
+	const char *bad = NULL;
+	char dir[4200], tmpl[4240];
+	size_t need = 0;
+	int r, fd;
+
+	r = td_xattr_read(&j->xa, j->fd, &need);
+	if (r == -E2BIG) {
+		mover_fail(
+		    j, TD_MOVER_SKIPPED, r,
+		    "its extended attributes need %zu bytes or more; tierd keeps at most %u: "
+		    "not tiered",
+		    need, TD_XATTR_MAX);
+		return r;
+	}
+	if (r < 0) {
+		mover_fail(j, TD_MOVER_SKIPPED, r, "cannot read its extended attributes: %s",
+		           strerror(-r));
+		return r;
+	}
+	if (j->xa.len == 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/objects", j->m->cache_dir);
+	r = td_ns_mkdirs(dir, TD_NS_DIR_MODE);
+	fd = r < 0 ? r : open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0 && r == 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+		snprintf(tmpl, sizeof(tmpl), "%s/.xattr-probe-XXXXXX", dir);
+		fd = mkostemp(tmpl, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(tmpl);
+	}
+	if (fd < 0) {
+		r = r < 0 ? r : -errno;
+		mover_fail(j, TD_MOVER_FAILED, r,
+		           "cannot try its extended attributes in the cache %s: %s",
+		           j->m->cache_dir, strerror(-r));
+		return r;
+	}
+	r = td_xattr_apply(fd, j->xa.buf, j->xa.len, &bad);
+	close(fd);
+	if (r < 0) {
+		mover_fail(j, TD_MOVER_SKIPPED, r,
+		           "the cache filesystem (%s) cannot keep its extended attribute %s: %s; "
+		           "not tiered",
+		           j->m->cache_dir, bad ? bad : "?",
+		           r == -ENOTSUP ? "not supported there" : strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 /* Step 1 durable: a new id and its row, state migrating. */
 static int insert_row(struct job *j)
 {
@@ -132,6 +188,8 @@ static int insert_row(struct job *j)
 	mover_entry_stat(&e, &j->st);
 	e.target = j->target_name;
 	e.object_key = j->key;
+	e.xattrs = j->xa.buf;
+	e.xattrs_len = j->xa.len;
 	uv_mutex_lock(&j->m->cat_lock);
 	r = td_catalog_insert(j->m->cat, &e, &ce);
 	uv_mutex_unlock(&j->m->cat_lock);
@@ -145,7 +203,8 @@ static int insert_row(struct job *j)
 
 static void w_open(struct job *j)
 {
-	if (open_file(j) == 0 && check_eligible(j) == 0 && take_lease(j) == 0)
+	if (open_file(j) == 0 && check_eligible(j) == 0 && take_lease(j) == 0 &&
+	    keep_xattrs(j) == 0)
 		insert_row(j);
 }
 
@@ -368,7 +427,7 @@ static int copy_to_cache(struct job *j, const char *path)
 			r = -EIO;
 	}
 	if (r == 0)
-		r = mover_copy_attrs(out, &j->st);
+		r = mover_copy_attrs(out, &j->st, j->xa.buf, j->xa.len);
 	if (r == 0 && rename(part, path) < 0)
 		r = -errno;
 	close(out);

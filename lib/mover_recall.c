@@ -178,19 +178,31 @@ static void recall_give_way(struct job *j, const char *copy, const char *hidden,
 	mover_cat_add_error(j->m, j->id, j->msg);
 }
 
-/* Copies the cache copy into a new file at tmpname (another filesystem). */
+/* Copies the cache copy into a new file at tmpname (another filesystem),
+ * with its owner, mode, times and every extended attribute, its ACL among
+ * them, all set before the file can replace the link. The copy's attributes
+ * are the file's: every copy is made with those kept at migration, and a
+ * setfacl through the link changed the copy. */
 static int recall_copy_across(struct job *j, ino_t *ino_out)
 {
+	struct td_xattrs xa = { 0 };
 	struct stat after, st;
 	int out, r;
 
+	r = td_xattr_read(&xa, j->fd, NULL);
+	if (r < 0)
+		return r;
 	out = openat(j->parentfd, j->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	             0600);
-	if (out < 0)
-		return -errno;
+	if (out < 0) {
+		r = -errno;
+		td_xattr_free(&xa);
+		return r;
+	}
 	r = mover_copy_bytes(j->fd, out, (uint64_t)j->st.st_size, NULL);
 	if (r == 0)
-		r = mover_copy_attrs(out, &j->st);
+		r = mover_copy_attrs(out, &j->st, xa.buf, xa.len);
+	td_xattr_free(&xa);
 	/* A write to the copy while it was being copied: not this time. */
 	if (r == 0 && (fstat(j->fd, &after) < 0 || !mover_same_content(&after, &j->st) ||
 	               (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK)))
@@ -310,6 +322,29 @@ static int recall_set_step(struct job *j, struct td_catalog_entry *e, int from, 
 	return r < 0 ? mover_cat_err(j, r, &ce, what) : 0;
 }
 
+/* Step 1 of a recall. A row still tiered with a copy beside it (a copy
+ * written through the view before the catalog heard of it) may turn dirty
+ * meanwhile, by the view's own update: either way it is this copy. */
+static int recall_start(struct job *j, struct td_catalog_entry *e)
+{
+	struct td_catalog_error ce = { 0 };
+	struct td_catalog_expect ex = { .state = TD_CATALOG_TIERED, .step = TD_CATALOG_ANY };
+	int r;
+
+	if (!j->entry_was_tiered)
+		return recall_set_step(j, e, (int)j->entry->state, TD_RECALL_STARTED,
+		                       "start the recall");
+	e->state = TD_CATALOG_RECALLING;
+	e->step = TD_RECALL_STARTED;
+	r = mover_cat_update(j->m, e, TD_CATALOG_F_STATE | TD_CATALOG_F_STAT, &ex, &ce);
+	if (r == -ESTALE) {
+		j->entry_was_tiered = false;
+		return recall_set_step(j, e, TD_CATALOG_DIRTY, TD_RECALL_STARTED,
+		                       "start the recall");
+	}
+	return r < 0 ? mover_cat_err(j, r, &ce, "start the recall") : 0;
+}
+
 /* Places the copy at tmpname: by rename on the same filesystem, else as a
  * copy. *placed gets the placed file's inode. Returns 0 or -1. */
 static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *placed)
@@ -379,8 +414,7 @@ static void recall_move(struct job *j, const char *copy)
 	/* Step 1: the copy's identity goes in the row before it moves. */
 	memcpy(e.id, j->id, sizeof(e.id));
 	mover_entry_stat(&e, &j->st);
-	if (recall_set_step(j, &e, j->entry_was_tiered ? TD_CATALOG_TIERED : (int)j->entry->state,
-	                    TD_RECALL_STARTED, "start the recall") < 0)
+	if (recall_start(j, &e) < 0)
 		return;
 	j->row = true;
 	mover_hook(j, "recall_started");

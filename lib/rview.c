@@ -49,6 +49,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* O_TRUNC arrives with the open, so a truncating open needs no download. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* With default_permissions the kernel then checks a file's ACL (served
+	 * by getxattr from the catalog row) as it would on the original. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -58,6 +62,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.forget_multi = rv_op_forget_multi,
 	.getattr = rv_op_getattr,
 	.readdir = rv_op_readdir,
+	.getxattr = rv_op_getxattr,
+	.listxattr = rv_op_listxattr,
 	.open = rv_op_open,
 	.read = rv_op_read,
 	.write = rv_op_write,

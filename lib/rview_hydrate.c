@@ -168,11 +168,12 @@ static void w_hyd_final(uv_work_t *w)
 		                  { n->mtime_ns / 1000000000, n->mtime_ns % 1000000000 } };
 	struct stat st;
 
-	/* Invariant 7: the copy carries the original owner and mode. */
-	if (fchown(h->fd, n->uid, n->gid) < 0 || fchmod(h->fd, n->mode & 07777) < 0 ||
-	    futimens(h->fd, ts) < 0 || fsync(h->fd) < 0) {
+	/* Invariant 7: the copy carries the original owner, ACL, xattrs and mode. */
+	f->r = rv_copy_owner(n, h->fd);
+	if (f->r == 0 && (futimens(h->fd, ts) < 0 || fsync(h->fd) < 0))
 		f->r = -errno;
-		snprintf(f->why, sizeof(f->why), "cannot finish the copy: %s", strerror(errno));
+	if (f->r < 0) {
+		snprintf(f->why, sizeof(f->why), "cannot finish the copy: %s", strerror(-f->r));
 		return;
 	}
 	/* RENAME_NOREPLACE: an existing copy (perhaps written to) is never overwritten. */

@@ -185,6 +185,8 @@ struct node {
 	uint64_t size;
 	uint32_t mode, uid, gid;
 	int64_t mtime_ns, atime_ns;
+	unsigned char *xattrs; /* the row's td_xattr blob (its ACL among them), or NULL */
+	size_t xattrs_len;
 	struct td_target *t;
 	uint64_t lookups; /* the kernel's references to both inodes */
 	unsigned opens;
@@ -340,6 +342,11 @@ void rv_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f
 void rv_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void rv_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    struct fuse_file_info *fi);
+void rv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+/* Gives fd (a new cache copy, owned by root) the node's owner, then its
+ * extended attributes (its ACL), then its mode. Returns 0 or -errno. */
+int rv_copy_owner(const struct node *n, int fd);
 
 /* rview_chunk.c */
 /* Who asks for a buffer, in rising claim on the memory cap (rv_buf_get). */

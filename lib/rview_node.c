@@ -2,19 +2,21 @@
  * rview_node.c — nodes: one per tiered file the kernel has looked up through
  * the view, holding its catalog facts (found on the thread pool, through the
  * lookup handle), and the FUSE ops that need nothing but those facts:
- * lookup, forget, getattr, readdir.
+ * lookup, forget, getattr, readdir, getxattr, listxattr.
  *
  * Loop thread, except rv_w_lookup (thread pool). It owns the node tables
  * (by id, by inode) and each node's strings and cache fd.
  */
 #include "rview_int.h"
 #include "ns.h"
+#include "xattr.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static unsigned hash_str(const char *s)
@@ -106,6 +108,7 @@ static void node_free(struct node *n)
 	free(n->target_name);
 	free(n->key);
 	free(n->etag);
+	free(n->xattrs);
 	free(n);
 }
 
@@ -125,7 +128,11 @@ struct node *rv_node_new(struct td_rview *rv, const struct td_catalog_entry *e)
 	n->target_name = strdup(e->target ? e->target : "");
 	n->key = strdup(e->object_key ? e->object_key : "");
 	n->etag = strdup(e->etag ? e->etag : "");
-	if (!n->name || !n->target_name || !n->key || !n->etag) {
+	if (e->xattrs_len && (n->xattrs = malloc(e->xattrs_len))) {
+		memcpy(n->xattrs, e->xattrs, e->xattrs_len);
+		n->xattrs_len = e->xattrs_len;
+	}
+	if (!n->name || !n->target_name || !n->key || !n->etag || (e->xattrs_len && !n->xattrs)) {
 		node_free(n);
 		return NULL;
 	}
@@ -435,6 +442,128 @@ void rv_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		dir_attr(&st, ino);
 	}
 	fuse_reply_attr(req, &st, is_file && n->cached ? 0 : ENTRY_TIMEOUT_S);
+}
+
+/* ---- extended attributes ------------------------------------------------ */
+
+int rv_copy_owner(const struct node *n, int fd)
+{
+	int r;
+
+	if (fchown(fd, n->uid, n->gid) < 0)
+		return -errno;
+	r = td_xattr_apply(fd, n->xattrs, n->xattrs_len, NULL);
+	if (r < 0)
+		return r;
+	return fchmod(fd, n->mode & 07777) < 0 ? -errno : 0;
+}
+
+/* A file's attributes: its copy's once there is one (the live file, which a
+ * setfacl through the link may have changed), else the row's. The view's
+ * directories have none. Returns a node with a file's inode, or NULL. */
+static struct node *xattr_node(fuse_req_t req, fuse_ino_t ino, int *copy_fd)
+{
+	struct td_rview *rv = fuse_req_userdata(req);
+	bool is_file = false;
+	struct node *n = ino >= NODE_INO_BASE ? rv_node_by_ino(rv, ino, &is_file) : NULL;
+
+	if (!n || !is_file)
+		return NULL;
+	*copy_fd = n->cached ? rv_copy_fd(n) : -1;
+	return n;
+}
+
+void rv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = NULL;
+	struct node *n;
+	ssize_t r;
+	int fd;
+
+	n = xattr_node(req, ino, &fd);
+	if (!n) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (size > TD_XATTR_MAX)
+		size = TD_XATTR_MAX; /* no kept value is larger */
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fd >= 0)
+		r = fgetxattr(fd, name, buf, size);
+	else
+		r = td_xattr_get(n->xattrs, n->xattrs_len, name, buf, size);
+	if (fd >= 0 && r < 0)
+		r = -errno;
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
+}
+
+/* Drops the trusted.* names from a list: the kernel hides them from callers
+ * without CAP_SYS_ADMIN on a local file system, but shows whatever a FUSE
+ * server lists. Returns the list's new length. */
+static size_t drop_trusted(char *list, size_t n)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t l = strnlen(list + i, n - i) + 1;
+
+		if (strncmp(list + i, "trusted.", 8) != 0) {
+			memmove(list + out, list + i, l);
+			out += l;
+		}
+		i += l;
+	}
+	return out;
+}
+
+void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	const size_t cap = 65536; /* XATTR_LIST_MAX */
+	char *buf;
+	struct node *n;
+	ssize_t r;
+	int fd;
+
+	n = xattr_node(req, ino, &fd);
+	if (!n) {
+		if (size)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_xattr(req, 0);
+		return;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fd >= 0) {
+		r = flistxattr(fd, buf, cap);
+		if (r < 0)
+			r = -errno;
+	} else {
+		r = td_xattr_list(n->xattrs, n->xattrs_len, buf, cap);
+	}
+	if (r >= 0 && fuse_req_ctx(req)->uid != 0)
+		r = (ssize_t)drop_trusted(buf, (size_t)r);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else if (size < (size_t)r)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
 }
 
 /* Directories list nothing but themselves: ids are unguessable on purpose, and

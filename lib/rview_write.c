@@ -179,8 +179,8 @@ static int make_empty_copy(struct td_rview *rv, struct node *n)
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (fchown(fd, n->uid, n->gid) < 0 || fchmod(fd, n->mode & 07777) < 0) {
-		r = -errno;
+	r = rv_copy_owner(n, fd);
+	if (r < 0) {
 		close(fd);
 		unlink(path);
 		return r;
