@@ -28,6 +28,7 @@
  * Owns nothing beyond the job; the cache copy's fd (the job's fd, leased) and
  * the directory's fd are closed by mover_release_file().
  */
+#include "hot.h"
 #include "mover_int.h"
 #include "ns.h"
 #include "policy.h"
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* ---- the steps (pool thread) ------------------------------------------------ */
@@ -352,6 +354,8 @@ static int recall_place(struct job *j, const char *copy, bool same_fs, ino_t *pl
 	int r;
 
 	if (same_fs) {
+		/* The copy becomes the file: tierd's own notes on it go first. */
+		removexattr(copy, TD_HOT_XATTR);
 		/* Never over an entry someone put at tmpname. */
 		if (renameat2(AT_FDCWD, copy, j->parentfd, j->tmpname, RENAME_NOREPLACE) < 0) {
 			mover_fail(j, TD_MOVER_FAILED, -errno, "cannot move the copy: %s",

@@ -481,8 +481,8 @@ void rv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	int fd;
 
 	n = xattr_node(req, ino, &fd);
-	if (!n) {
-		fuse_reply_err(req, ENODATA);
+	if (!n || strncmp(name, TD_XATTR_OWN, sizeof(TD_XATTR_OWN) - 1) == 0) {
+		fuse_reply_err(req, ENODATA); /* tierd's own notes are not the file's */
 		return;
 	}
 	if (size > TD_XATTR_MAX)
@@ -506,17 +506,19 @@ void rv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	free(buf);
 }
 
-/* Drops the trusted.* names from a list: the kernel hides them from callers
- * without CAP_SYS_ADMIN on a local file system, but shows whatever a FUSE
- * server lists. Returns the list's new length. */
-static size_t drop_trusted(char *list, size_t n)
+/* Drops tierd's own names from a list, and for callers that are not root the
+ * trusted.* ones too: the kernel hides them from callers without
+ * CAP_SYS_ADMIN on a local file system, but shows whatever a FUSE server
+ * lists. Returns the list's new length. */
+static size_t drop_names(char *list, size_t n, bool trusted)
 {
 	size_t out = 0;
 
 	for (size_t i = 0; i < n;) {
 		size_t l = strnlen(list + i, n - i) + 1;
 
-		if (strncmp(list + i, "trusted.", 8) != 0) {
+		if (strncmp(list + i, TD_XATTR_OWN, sizeof(TD_XATTR_OWN) - 1) != 0 &&
+		    !(trusted && strncmp(list + i, "trusted.", 8) == 0)) {
 			memmove(list + out, list + i, l);
 			out += l;
 		}
@@ -553,8 +555,8 @@ void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	} else {
 		r = td_xattr_list(n->xattrs, n->xattrs_len, buf, cap);
 	}
-	if (r >= 0 && fuse_req_ctx(req)->uid != 0)
-		r = (ssize_t)drop_trusted(buf, (size_t)r);
+	if (r >= 0)
+		r = (ssize_t)drop_names(buf, (size_t)r, fuse_req_ctx(req)->uid != 0);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else if (size == 0)

@@ -168,8 +168,8 @@ int td_xattr_read(struct td_xattrs *out, int fd, size_t *need)
 		return -ENOMEM;
 	}
 	for (char *p = names; p < names + n; p += strlen(p) + 1) {
-		if (!*p)
-			continue;
+		if (!*p || strncmp(p, TD_XATTR_OWN, sizeof(TD_XATTR_OWN) - 1) == 0)
+			continue; /* tierd's own bookkeeping on a cache copy, not the file's */
 		r = add_one(fd, p, buf, &len, &big);
 		if (r < 0)
 			break;

@@ -21,6 +21,9 @@
 #define TD_XATTR_MAX     (64u * 1024) /* encoded bytes kept per file */
 #define TD_XATTR_ACL     "system.posix_acl_access"
 #define TD_XATTR_NAMELEN 255 /* XATTR_NAME_MAX */
+/* Names tierd keeps on its cache copies for itself (lib/hot): never read into
+ * a blob, so they never reach a manifest, the view or a recalled file. */
+#define TD_XATTR_OWN "trusted.tierd."
 
 /* A blob: buf is malloc'd (NULL when the file has none), len its bytes. */
 struct td_xattrs {
@@ -30,7 +33,8 @@ struct td_xattrs {
 
 /*
  * Reads every extended attribute of fd that this process may read (all of
- * them as root: user.*, trusted.*, security.*, system.posix_acl_access) into
+ * them as root: user.*, trusted.* but TD_XATTR_OWN, security.*,
+ * system.posix_acl_access) into
  * *out. Returns 0 (out->len 0 when there are none), -E2BIG when they need more
  * than TD_XATTR_MAX bytes (*need, when not NULL, gets how many at least), or
  * another -errno. On failure *out is untouched.

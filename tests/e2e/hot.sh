@@ -54,6 +54,8 @@ wait_idle 60 || fail "tierd did not settle"
 cmp -s "$T/data/daily" "$T/want-daily" && [ "$(stat -c %a "$T/data/daily")" = 640 ] &&
 	[ "$(stat -c %Y "$T/data/daily")" = "$(stat -c %Y "$T/want-daily")" ] &&
 	pass "daily: its bytes, mode and mtime" || fail "daily came back different"
+getfattr -m - -d "$T/data/daily" 2>/dev/null | grep -q 'trusted.tierd' &&
+	fail "the recalled file carries tierd's own xattr" || pass "the recalled file carries none of tierd's own xattrs"
 grep -q "recalling .*: it was read on enough days to be hot" "$T/tierd.log" &&
 	pass "the recall is logged with its reason" || fail "no log line for the hot recall"
 [ -L "$T/data/once" ] && [ "$(ctl --json info "$T/data/once" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["state"])')" = cached ] &&
