@@ -1,5 +1,6 @@
-/* ns — see ns.h. Everything below state_dir is tierd's own (root-owned, 0711),
- * so paths there are trusted; every open still refuses symlinks, so a stray
+/* ns — see ns.h. Everything below state_dir is tierd's own (root-owned; a
+ * file's own directory may be owned by the file's owner, but has no write
+ * bit), so paths there are trusted; every open still refuses symlinks, so a stray
  * link inside the namespace cannot redirect a write. */
 #include "ns.h"
 #include "util.h"
@@ -64,7 +65,14 @@ int td_ns_cache_path(char *out, size_t n, const char *cache_dir, const char *id)
 {
 	if (!td_ns_valid_id(id))
 		return -EINVAL;
-	return fmt(out, n, "%s/objects/%.2s/%s", cache_dir, id, id);
+	return fmt(out, n, "%s/copies/%.2s/%s/%s", cache_dir, id, id, id);
+}
+
+int td_ns_cache_dir(char *out, size_t n, const char *cache_dir, const char *id)
+{
+	if (!td_ns_valid_id(id))
+		return -EINVAL;
+	return fmt(out, n, "%s/copies/%.2s/%s", cache_dir, id, id);
 }
 
 int td_ns_object_key(char *out, size_t n, const char *id, bool manifest)
@@ -96,22 +104,117 @@ int td_ns_mkdirs(const char *dir, unsigned mode)
 	return 0;
 }
 
+/* Opens the file's own directory `path` (creating it and its shared parents
+ * with create: the parents 0711, it TD_NS_ID_DIR_MODE), refusing symlinks. */
+static int open_dir(char *path, bool create)
+{
+	char *slash = strrchr(path, '/');
+	int r, fd;
+
+	if (create && slash) {
+		*slash = '\0';
+		r = td_ns_mkdirs(path, TD_NS_DIR_MODE);
+		*slash = '/';
+		if (r < 0)
+			return r;
+		if (mkdir(path, TD_NS_ID_DIR_MODE) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 /* Opens links/<aa>/<id> (creating it with create), refusing symlinks. */
 static int open_id_dir(const char *state_dir, const char *id, bool create)
 {
 	char path[4096];
-	int r, fd;
+	int r;
 
 	r = fmt(path, sizeof(path), "%s/links/%.2s/%s", state_dir, id, id);
 	if (r < 0)
 		return r;
-	if (create) {
-		r = td_ns_mkdirs(path, TD_NS_DIR_MODE);
-		if (r < 0)
-			return r;
-	}
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return open_dir(path, create);
+}
+
+/* Gives the directory fd owner uid:gid and mode (changed only if different). */
+static int set_fold(int fd, uint32_t uid, uint32_t gid, uint32_t mode)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+		return -errno;
+	/* fchown may clear bits; set the mode after it, always when it ran. */
+	if ((st.st_mode & 07777) != mode || st.st_uid != uid || st.st_gid != gid)
+		if (fchmod(fd, mode) < 0)
+			return -errno;
+	return 0;
+}
+
+static int fold(const char *state_dir, const char *cache_dir, const char *id,
+                const struct td_access_fold *a, bool create)
+{
+	char path[4096];
+	int fd, r;
+
+	if (!td_ns_valid_id(id) || (a->mode & ~0111u))
+		return -EINVAL;
+	fd = open_id_dir(state_dir, id, create);
+	if (fd == -ENOENT && !create)
+		return 0;
+	if (fd < 0)
+		return fd;
+	r = set_fold(fd, a->uid, a->gid, a->mode);
+	close(fd);
+	if (r < 0 || !cache_dir)
+		return r;
+	r = td_ns_cache_dir(path, sizeof(path), cache_dir, id);
+	if (r < 0)
+		return r;
+	fd = open_dir(path, false);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	r = set_fold(fd, a->uid, a->gid, a->mode);
+	close(fd);
+	return r;
+}
+
+int td_ns_fold(const char *state_dir, const char *cache_dir, const char *id,
+               const struct td_access_fold *a)
+{
+	return fold(state_dir, cache_dir, id, a, true);
+}
+
+int td_ns_refold(const char *state_dir, const char *cache_dir, const char *id,
+                 const struct td_access_fold *a)
+{
+	return fold(state_dir, cache_dir, id, a, false);
+}
+
+int td_ns_cache_mkdir(const char *state_dir, const char *cache_dir, const char *id)
+{
+	char path[4096];
+	struct stat ls;
+	int fd, lfd, r;
+
+	r = td_ns_cache_dir(path, sizeof(path), cache_dir, id);
+	if (r < 0)
+		return r;
+	fd = open_dir(path, true);
+	if (fd < 0)
+		return fd;
+	lfd = open_id_dir(state_dir, id, false);
+	if (lfd >= 0 && fstat(lfd, &ls) == 0)
+		r = set_fold(fd, ls.st_uid, ls.st_gid, ls.st_mode & 0111);
+	else
+		r = set_fold(fd, 0, 0, TD_NS_ID_DIR_MODE);
+	if (lfd >= 0)
+		close(lfd);
+	close(fd);
+	return r;
 }
 
 int td_ns_bind(const char *state_dir, const char *id, const char *name, size_t name_len,

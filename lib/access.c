@@ -1,0 +1,356 @@
+/* access — see access.h. The walk owns its fds and its ancestor array; each
+ * is released before td_access_fold_path returns. */
+#include "access.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define MAX_DEPTH  1024 /* ancestors walked; a deeper path denies */
+#define MAX_GROUPS 65536
+
+struct view {
+	bool uobj, gobj, other; /* search bits of the owner, owning group, other entries */
+	bool has_mask, mask;
+};
+
+static bool eff(const struct view *v, bool x)
+{
+	return x && (!v->has_mask || v->mask);
+}
+
+static void view_of(struct view *v, const struct td_access_dir *d)
+{
+	memset(v, 0, sizeof(*v));
+	v->uobj = d->mode & 0100;
+	v->gobj = d->mode & 010;
+	v->other = d->mode & 01;
+	for (unsigned i = 0; i < d->n_acl; i++) {
+		bool x = d->acl[i].perm & 1;
+
+		switch (d->acl[i].tag) {
+		case TD_ACL_USER_OBJ:
+			v->uobj = x;
+			break;
+		case TD_ACL_GROUP_OBJ:
+			v->gobj = x;
+			break;
+		case TD_ACL_OTHER:
+			v->other = x;
+			break;
+		case TD_ACL_MASK:
+			v->has_mask = true;
+			v->mask = x;
+			break;
+		}
+	}
+}
+
+static bool in_list(uint32_t id, const uint32_t *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i] == id)
+			return true;
+	return false;
+}
+
+/* Whether uid u, in groups ug[0..n_ug), may search d (the kernel's order:
+ * owner, named user, the groups (any matching entry that grants), other). */
+static bool passes_user(const struct td_access_dir *d, uint32_t u, const uint32_t *ug, size_t n_ug)
+{
+	struct view v;
+	bool matched = false, granted = false;
+
+	if (u == 0)
+		return true;
+	if (d->acl_unknown)
+		return false;
+	view_of(&v, d);
+	if (u == d->uid)
+		return v.uobj;
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_USER && d->acl[i].id == u)
+			return eff(&v, d->acl[i].perm & 1);
+	if (in_list(d->gid, ug, n_ug)) {
+		matched = true;
+		granted |= eff(&v, v.gobj);
+	}
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_GROUP && in_list(d->acl[i].id, ug, n_ug)) {
+			matched = true;
+			granted |= eff(&v, d->acl[i].perm & 1);
+		}
+	return matched ? granted : v.other;
+}
+
+/* u's groups are unknown: it passes only if it would with none of d's groups
+ * and with all of them. */
+static bool passes_user_unsure(const struct td_access_dir *d, uint32_t u)
+{
+	uint32_t all[TD_ACCESS_ACL_MAX + 1];
+	size_t n = 0;
+
+	all[n++] = d->gid;
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_GROUP)
+			all[n++] = d->acl[i].id;
+	return passes_user(d, u, NULL, 0) && passes_user(d, u, all, n);
+}
+
+/* Every named user entry (but u's and root's) grants search. */
+static bool named_users_pass(const struct td_access_dir *d, const struct view *v, uint32_t u)
+{
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_USER && d->acl[i].id != u && d->acl[i].id != 0 &&
+		    !eff(v, d->acl[i].perm & 1))
+			return false;
+	return true;
+}
+
+/* Every group entry grants search. */
+static bool groups_pass(const struct td_access_dir *d, const struct view *v)
+{
+	if (!eff(v, v->gobj))
+		return false;
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_GROUP && !eff(v, d->acl[i].perm & 1))
+			return false;
+	return true;
+}
+
+/* Every user but root may search d. */
+static bool passes_all(const struct td_access_dir *d)
+{
+	struct view v;
+
+	if (d->acl_unknown)
+		return false;
+	view_of(&v, d);
+	return (d->uid == 0 || v.uobj) && named_users_pass(d, &v, 0) && groups_pass(d, &v) &&
+	       v.other;
+}
+
+/* Every member of group g other than u (the fold's owner) and root may
+ * search d, whatever other groups it is in. */
+static bool passes_members(const struct td_access_dir *d, uint32_t g, uint32_t u)
+{
+	struct view v;
+	bool has_g = false, g_x = false;
+
+	if (d->acl_unknown)
+		return false;
+	view_of(&v, d);
+	/* d's owner may be a member of g: it gets the owner entry. */
+	if (d->uid != 0 && d->uid != u && !v.uobj)
+		return false;
+	if (!named_users_pass(d, &v, u))
+		return false;
+	if (d->gid == g) {
+		has_g = true;
+		g_x |= eff(&v, v.gobj);
+	}
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_GROUP && d->acl[i].id == g) {
+			has_g = true;
+			g_x |= eff(&v, d->acl[i].perm & 1);
+		}
+	/* A member matches g's entry: it passes if that entry grants (any matching
+	 * entry that grants is enough). Without one, it may match any other group
+	 * entry or none: all of them and other must grant. */
+	if (has_g)
+		return g_x;
+	return groups_pass(d, &v) && v.other;
+}
+
+void td_access_fold_dirs(struct td_access_fold *out, const struct td_access_dir *dirs, size_t n,
+                         uint32_t uid, uint32_t gid, const uint32_t *ugroups, size_t n_ug)
+{
+	bool o = true, t = true, g = false;
+	uint32_t group = gid;
+
+	for (size_t i = 0; i < n; i++) {
+		o = o && (ugroups ? passes_user(&dirs[i], uid, ugroups, n_ug)
+		                  : passes_user_unsure(&dirs[i], uid));
+		t = t && passes_all(&dirs[i]);
+	}
+	/* The file's group first, then the ancestors' groups, deepest first. */
+	for (size_t c = 0; c <= n && !g; c++) {
+		uint32_t cand = c == 0 ? gid : dirs[n - c].gid;
+
+		g = true;
+		for (size_t i = 0; i < n && g; i++)
+			g = passes_members(&dirs[i], cand, uid);
+		if (g)
+			group = cand;
+	}
+	out->uid = uid;
+	out->gid = group;
+	out->mode = (o ? 0100u : 0) | (g ? 010u : 0) | (t ? 01u : 0);
+}
+
+int td_access_parse_acl(struct td_access_dir *d, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint32_t ver;
+	size_t n;
+
+	if (len < 4 || (len - 4) % 8 != 0)
+		return -EINVAL;
+	memcpy(&ver, p, 4);
+	if (ver != 2)
+		return -EINVAL;
+	n = (len - 4) / 8;
+	if (n > TD_ACCESS_ACL_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *e = p + 4 + i * 8;
+
+		memcpy(&d->acl[i].tag, e, 2);
+		memcpy(&d->acl[i].perm, e + 2, 2);
+		memcpy(&d->acl[i].id, e + 4, 4);
+	}
+	d->n_acl = (unsigned)n;
+	return 0;
+}
+
+/* Fills d from the open directory fd. */
+static void read_dir(struct td_access_dir *d, int fd)
+{
+	unsigned char buf[4 + 8 * TD_ACCESS_ACL_MAX];
+	struct stat st;
+	ssize_t len;
+
+	memset(d, 0, sizeof(*d));
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		d->acl_unknown = true;
+		return;
+	}
+	d->uid = st.st_uid;
+	d->gid = st.st_gid;
+	d->mode = st.st_mode & 07777;
+	len = fgetxattr(fd, "system.posix_acl_access", buf, sizeof(buf));
+	if (len < 0) {
+		if (errno != ENODATA && errno != ENOTSUP)
+			d->acl_unknown = true; /* ERANGE (too long) included */
+		return;
+	}
+	if (td_access_parse_acl(d, buf, (size_t)len) < 0)
+		d->acl_unknown = true;
+}
+
+/* uid's groups now (its primary group included), malloc'd; NULL if uid is
+ * not in the user database (its groups are then unknown). */
+static uint32_t *groups_of(uint32_t uid, size_t *n_out)
+{
+	struct passwd pw, *res = NULL;
+	char buf[16384];
+	gid_t *g = NULL;
+	int ng = 64;
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+		return NULL;
+	for (;;) {
+		gid_t *ng_buf = realloc(g, (size_t)ng * sizeof(*g));
+		int want = ng;
+
+		if (!ng_buf) {
+			free(g);
+			return NULL;
+		}
+		g = ng_buf;
+		if (getgrouplist(pw.pw_name, pw.pw_gid, g, &want) >= 0) {
+			*n_out = (size_t)want;
+			return (uint32_t *)g; /* gid_t is uint32_t on Linux */
+		}
+		if (want <= ng || want > MAX_GROUPS) {
+			free(g);
+			return NULL;
+		}
+		ng = want;
+	}
+}
+
+_Static_assert(sizeof(gid_t) == sizeof(uint32_t), "gid_t is 32 bits");
+
+int td_access_fold_path(struct td_access_fold *out, const char *path, size_t path_len, uint32_t uid,
+                        uint32_t gid)
+{
+	struct td_access_dir *dirs;
+	const char *p = path, *last;
+	uint32_t *ug;
+	size_t n = 0, n_ug = 0;
+	bool deny = false;
+	int fd;
+
+	if (path_len == 0 || path[0] != '/' || memchr(path, '\0', path_len))
+		return -EINVAL;
+	last = path + path_len;
+	while (last > path && last[-1] != '/')
+		last--;
+	/* last: the file's name; the ancestors are the components before it. */
+	dirs = malloc(sizeof(*dirs) * 8);
+	if (!dirs)
+		return -ENOMEM;
+	size_t cap = 8;
+	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		deny = true;
+	while (!deny) {
+		char comp[256];
+		const char *s, *e;
+		int nfd;
+
+		if (n == cap) {
+			struct td_access_dir *nd =
+			    cap >= MAX_DEPTH ? NULL : realloc(dirs, sizeof(*dirs) * cap * 2);
+			if (!nd) {
+				deny = true;
+				break;
+			}
+			dirs = nd;
+			cap *= 2;
+		}
+		read_dir(&dirs[n++], fd);
+		while (p < last && *p == '/')
+			p++;
+		if (p >= last)
+			break;
+		s = p;
+		e = memchr(s, '/', (size_t)(last - s));
+		if (!e)
+			e = last;
+		p = e;
+		if ((size_t)(e - s) >= sizeof(comp) || (e - s == 1 && s[0] == '.') ||
+		    (e - s == 2 && s[0] == '.' && s[1] == '.')) {
+			deny = true;
+			break;
+		}
+		memcpy(comp, s, (size_t)(e - s));
+		comp[e - s] = '\0';
+		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = nfd;
+		if (fd < 0)
+			deny = true;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (deny) {
+		free(dirs);
+		out->uid = 0;
+		out->gid = 0;
+		out->mode = 0;
+		return 0;
+	}
+	ug = groups_of(uid, &n_ug);
+	td_access_fold_dirs(out, dirs, n, uid, gid, ug, n_ug);
+	free(ug);
+	free(dirs);
+	return 0;
+}
