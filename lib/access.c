@@ -124,16 +124,27 @@ static bool groups_pass(const struct td_access_dir *d, const struct view *v)
 	return true;
 }
 
-/* Every user but root may search d. */
-static bool passes_all(const struct td_access_dir *d)
+/* Every user but root, u (the fold's owner) and the members of g (the fold's
+ * group) may search d: the fold's "other". */
+static bool passes_others(const struct td_access_dir *d, uint32_t g, uint32_t u)
 {
 	struct view v;
 
 	if (d->acl_unknown)
 		return false;
 	view_of(&v, d);
-	return (d->uid == 0 || v.uobj) && named_users_pass(d, &v, 0) && groups_pass(d, &v) &&
-	       v.other;
+	if (d->uid != 0 && d->uid != u && !v.uobj)
+		return false;
+	if (!named_users_pass(d, &v, u))
+		return false;
+	/* Not in g, such a user may match any other group entry, or none. */
+	if (d->gid != g && !eff(&v, v.gobj))
+		return false;
+	for (unsigned i = 0; i < d->n_acl; i++)
+		if (d->acl[i].tag == TD_ACL_GROUP && d->acl[i].id != g &&
+		    !eff(&v, d->acl[i].perm & 1))
+			return false;
+	return v.other;
 }
 
 /* Every member of group g other than u (the fold's owner) and root may
@@ -174,11 +185,9 @@ void td_access_fold_dirs(struct td_access_fold *out, const struct td_access_dir 
 	bool o = true, t = true, g = false;
 	uint32_t group = gid;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		o = o && (ugroups ? passes_user(&dirs[i], uid, ugroups, n_ug)
 		                  : passes_user_unsure(&dirs[i], uid));
-		t = t && passes_all(&dirs[i]);
-	}
 	/* The file's group first, then the ancestors' groups, deepest first. */
 	for (size_t c = 0; c <= n && !g; c++) {
 		uint32_t cand = c == 0 ? gid : dirs[n - c].gid;
@@ -189,6 +198,8 @@ void td_access_fold_dirs(struct td_access_fold *out, const struct td_access_dir 
 		if (g)
 			group = cand;
 	}
+	for (size_t i = 0; i < n && t; i++)
+		t = passes_others(&dirs[i], group, uid);
 	out->uid = uid;
 	out->gid = group;
 	out->mode = (o ? 0100u : 0) | (g ? 010u : 0) | (t ? 01u : 0);

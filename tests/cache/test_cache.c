@@ -87,7 +87,7 @@ static void add_rec(struct td_catalog *cat, unsigned n, enum td_catalog_state st
 
 		snprintf(dir, sizeof(dir), "%s", cpath);
 		*strrchr(dir, '/') = '\0';
-		mkdir(dir, 0700);
+		td_ns_mkdirs(dir, 0700); /* copies/<aa>/<id> */
 		usleep(20000); /* past the clock's tick: a later change has a later ctime */
 		fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		REQUIRE(fd >= 0);
@@ -158,12 +158,6 @@ static void test_dirty_scan(void)
 	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
 	snprintf(db, sizeof(db), "%s/catalog.db", t);
 	mkdir(CACHE, 0700);
-	{
-		char objects[4300];
-
-		snprintf(objects, sizeof(objects), "%s/objects", CACHE);
-		mkdir(objects, 0700);
-	}
 	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
 	add(cat, 1, TD_CATALOG_CACHED, 10, 0, same);
 	add(cat, 2, TD_CATALOG_CACHED, 16, 0, grown);

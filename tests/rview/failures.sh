@@ -42,7 +42,7 @@ check "(a) status recent_errors names the id" bash -c "'$TIERCTL' -c '$conf' --j
 check "(a) the log names it too" grep -q "$cid" "$t/tierd.log"
 sleep 0.5
 check "(a) the bad copy is not bound (link still on the remote view)" is_cold corrupt
-check "(a) no copy of it in cache_dir/objects" bash -c "! ls '$t/cache/objects/${cid:0:2}/' 2>/dev/null | grep -q '$cid'"
+check "(a) no copy of it in cache_dir/objects" bash -c "! ls '$t/cache/copies/${cid:0:2}/' 2>/dev/null | grep -q '$cid'"
 check "(a) hydration_failures > 0" [ "$(st remote_view.hydration_failures)" -gt 0 ]
 
 # (b) object deleted on the target.
