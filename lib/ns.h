@@ -12,8 +12,9 @@
  * through them to a name they know, nobody but root may list them. Knowing a
  * name is not enough, though (an id is not a capability): each file's own
  * directory, links/<aa>/<id>/ and copies/<aa>/<id>/, carries the fold of its
- * original path's ancestors (access.h: owner, group and mode with nothing but
- * search bits), so only those who could reach the original pass; the remote
+ * original path's ancestors (access.h: owner, group and other, search bits
+ * only; the owner a named entry of the directory's ACL), so only those who
+ * could reach the original pass; the remote
  * view shows its <aa>/<id>/ with the links directory's owner and mode. Until
  * it is folded a file's directory is 0700 root: nobody but root passes.
  * (Before the fold, copies lived at <cache_dir>/objects/<aa>/<id>, with no
@@ -52,8 +53,11 @@ int td_ns_mkdirs(const char *dir, unsigned mode);
 
 /*
  * Gives the file's own directories (links/<aa>/<id>/, created if missing, and
- * copies/<aa>/<id>/ if it exists) the fold *a: owner, group, mode. Returns 0
- * or -errno.
+ * copies/<aa>/<id>/ if it exists) the fold *a. They stay root's (the owner
+ * could otherwise chmod them and write in them): group a->gid, and the ACL
+ * user::--- user:<a->uid>:<owner bit> group::<group bit> mask::--x
+ * other::<other bit>. Where the filesystem has no ACLs, or a->uid is root,
+ * they are a->uid:a->gid with mode a->mode. Returns 0 or -errno.
  */
 int td_ns_fold(const char *state_dir, const char *cache_dir, const char *id,
                const struct td_access_fold *a);
@@ -61,6 +65,12 @@ int td_ns_fold(const char *state_dir, const char *cache_dir, const char *id,
  * (the file went home meanwhile) is left missing, and that is success. */
 int td_ns_refold(const char *state_dir, const char *cache_dir, const char *id,
                  const struct td_access_fold *a);
+
+/* The fold links/<aa>/<id>/ carries now (td_ns_fold's; a directory of an
+ * older tierd reads as its owner and mode). Returns 0 or -errno (-ENOENT). */
+int td_ns_fold_get(const char *state_dir, const char *id, struct td_access_fold *out);
+/* The same for any directory (a copy's). */
+int td_ns_fold_of(const char *dir, struct td_access_fold *out);
 
 /*
  * Creates copies/<aa>/<id>/ (and its shared parents) for a copy about to be

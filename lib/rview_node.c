@@ -199,24 +199,22 @@ static void dir_attr(struct stat *st, fuse_ino_t ino)
 	st->st_nlink = 2;
 }
 
-/* A file's own directory, <aa>/<id>: the owner, group and mode of its
- * dynamic link's directory, where tierd keeps the fold of the original's
- * ancestors (access.h), so the kernel (default_permissions) lets through
- * only those who could reach the original. Unreadable: root only. A stat of
- * tierd's own local directory, like rv_copy_attr's. */
+/* A file's own directory, <aa>/<id>: the fold its dynamic link's directory
+ * carries (ns.h, td_ns_fold_get: the owner there is a named ACL entry; here,
+ * where nobody may chmod, simply the owner), so the kernel
+ * (default_permissions) lets through only those who could reach the
+ * original. Unreadable: root only. A stat and a getxattr of tierd's own local
+ * directory, like rv_copy_attr's stat. */
 static void id_dir_attr(const struct td_rview *rv, struct stat *st, const struct node *n)
 {
-	char path[4096];
-	struct stat ls;
+	struct td_access_fold a;
 
 	dir_attr(st, n->ino);
 	st->st_mode = S_IFDIR;
-	if (snprintf(path, sizeof(path), "%s/links/%.2s/%s", rv->state_dir, n->id, n->id) <
-	        (int)sizeof(path) &&
-	    stat(path, &ls) == 0 && S_ISDIR(ls.st_mode)) {
-		st->st_mode = S_IFDIR | (ls.st_mode & 0111);
-		st->st_uid = ls.st_uid;
-		st->st_gid = ls.st_gid;
+	if (td_ns_fold_get(rv->state_dir, n->id, &a) == 0) {
+		st->st_mode = S_IFDIR | (a.mode & 0111);
+		st->st_uid = a.uid;
+		st->st_gid = a.gid;
 	}
 }
 

@@ -279,7 +279,8 @@ static void test_migrate(void)
 	struct td_catalog *cat = NULL;
 	struct td_catalog_entry *e;
 	struct td_catalog_error err;
-	struct stat st, ls;
+	struct td_access_fold fl, fc;
+	struct stat st;
 	unsigned moved = 99;
 	const char *ids[3];
 
@@ -321,16 +322,16 @@ static void test_migrate(void)
 		td_catalog_entry_free(e);
 		snprintf(ld, sizeof(ld), "%s/links/%.2s/%s", state, id, id);
 		CHECK_INT(td_ns_cache_dir(cd, sizeof(cd), CACHE, id), 0);
-		CHECK_INT(stat(ld, &ls), 0);
-		CHECK_INT(ls.st_uid, 4321);
+		CHECK_INT(td_ns_fold_of(ld, &fl), 0);
+		CHECK_INT(fl.uid, 4321);
 		/* data is root:root 0750: only root's group passes (4321, unknown
 		 * to the user database, may or may not be in it) */
-		CHECK_INT(ls.st_gid, 0);
-		CHECK_INT(ls.st_mode & 07777, 0010);
-		CHECK_INT(stat(cd, &st), 0);
-		CHECK_INT(st.st_uid, ls.st_uid);
-		CHECK_INT(st.st_gid, ls.st_gid);
-		CHECK_INT(st.st_mode & 07777, ls.st_mode & 07777);
+		CHECK_INT(fl.gid, 0);
+		CHECK_INT(fl.mode, 0010);
+		CHECK_INT(td_ns_fold_of(cd, &fc), 0);
+		CHECK_INT(fc.uid, fl.uid);
+		CHECK_INT(fc.gid, fl.gid);
+		CHECK_INT(fc.mode, fl.mode);
 		snprintf(np, sizeof(np), "%s/objects/%.2s/%s", CACHE, id, id);
 		CHECK(access(np, F_OK) < 0);
 	}

@@ -139,6 +139,21 @@ pass "all hydrated (bound to their cache copies)"
 matrix hot orig link cache remote
 rootreads orig link cache remote
 
+# The file's own directories are root's (its owner named in an ACL): alice
+# cannot chmod them wider, nor list or write in them.
+id=${idof[d700/f644]}
+ld=$T/state/links/${id:0:2}/$id cd=$T/cache/copies/${id:0:2}/$id
+[ "$(stat -c %u "$ld"):$(stat -c %u "$cd")" = 0:0 ] && pass "d700/f644's directories are root's" ||
+	fail "d700/f644's directories: $(stat -c %U:%G:%a "$ld" "$cd")"
+for d in "$ld" "$cd" "$T/run/remote/${id:0:2}/$id"; do
+	if as_user "$alice" chmod 0777 "$d" 2>/dev/null || as_user "$alice" ls "$d" >/dev/null 2>&1 ||
+		as_user "$alice" touch "$d/x" 2>/dev/null; then
+		fail "alice could chmod, list or write in ${d#"$T"/}"
+	else
+		pass "alice can neither chmod, list nor write in ${d#"$T"/}"
+	fi
+done
+
 # A parent chmod'ed after tiering: the next run of the policy folds it in.
 chmod 0700 "$T/data/d755" "$T/twin/d755"
 expect

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define ID  "0123456789abcdef0123456789abcdef"
@@ -337,16 +338,18 @@ static void test_rebind_race(void)
 	CHECK_INT(td_ns_remove(state, ID), 0);
 }
 
-/* Owner, group and mode of path, as "uid:gid:mode" (octal). */
+/* The fold directory path carries, as "uid:gid:mode" (octal), then its
+ * real owner: "root" (the owner named in its ACL) or "owner" (no ACLs). */
 static const char *own(const char *path)
 {
-	static char buf[64];
+	static char buf[96];
+	struct td_access_fold a;
 	struct stat st;
 
-	if (stat(path, &st) < 0)
+	if (stat(path, &st) < 0 || td_ns_fold_of(path, &a) < 0)
 		return "missing";
-	snprintf(buf, sizeof(buf), "%u:%u:%o", (unsigned)st.st_uid, (unsigned)st.st_gid,
-	         (unsigned)(st.st_mode & 07777));
+	snprintf(buf, sizeof(buf), "%u:%u:%o %s", (unsigned)a.uid, (unsigned)a.gid,
+	         (unsigned)a.mode, st.st_uid == 0 ? "root" : "owner");
 	return buf;
 }
 
@@ -369,27 +372,45 @@ static void test_fold(void)
 		char d2[800];
 
 		CHECK_INT(td_ns_cache_dir(d2, sizeof(d2), cache, ID2), 0);
-		CHECK_STR(own(d2), "0:0:700");
+		CHECK_STR(own(d2), "0:0:0 root");
 	}
 	CHECK_INT(td_ns_fold(state, cache, ID, &a), 0);
-	CHECK_STR(own(ld), "1234:1235:110");
+	CHECK_STR(own(ld), "1234:1235:110 root");
 	CHECK_STR(own(cd), "missing");
 	CHECK_INT(td_ns_cache_mkdir(state, cache, ID), 0);
-	CHECK_STR(own(cd), "1234:1235:110");
+	CHECK_STR(own(cd), "1234:1235:110 root");
 	{
 		char p[800];
 
 		snprintf(p, sizeof(p), "%s/copies/01", cache);
-		CHECK_STR(own(p), "0:0:711");
+		CHECK_STR(own(p), "0:0:111 root");
 	}
 	CHECK_INT(td_ns_bind(state, ID, "f", 1, cp), 0); /* into a folded directory */
-	CHECK_STR(own(ld), "1234:1235:110");
+	CHECK_STR(own(ld), "1234:1235:110 root");
 	CHECK_INT(td_ns_refold(state, cache, ID, &b), 0);
-	CHECK_STR(own(ld), "1234:1234:100");
-	CHECK_STR(own(cd), "1234:1234:100");
+	CHECK_STR(own(ld), "1234:1234:100 root");
+	CHECK_STR(own(cd), "1234:1234:100 root");
+	{
+		struct stat st;
+
+		CHECK_INT(stat(ld, &st), 0); /* root's, so its owner cannot chmod it */
+		CHECK_INT(st.st_uid, 0);
+		CHECK_INT(st.st_gid, 1234);
+	}
 	b.mode = 0700;
 	CHECK_INT(td_ns_fold(state, cache, ID, &b), -EINVAL); /* search bits only */
 	CHECK_INT(td_ns_fold(state, cache, "nope", &a), -EINVAL);
+	/* root's own file: no ACL, the mode */
+	b = (struct td_access_fold){ 0, 1235, 0011 };
+	CHECK_INT(td_ns_refold(state, cache, ID, &b), 0);
+	CHECK_STR(own(ld), "0:1235:11 root");
+	{
+		struct stat st;
+
+		CHECK_INT(stat(ld, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0011);
+		CHECK(getxattr(ld, "system.posix_acl_access", NULL, 0) < 0);
+	}
 	CHECK_INT(td_ns_remove(state, ID), 0);
 	CHECK_INT(td_ns_refold(state, cache, ID, &a), 0);
 	CHECK_STR(own(ld), "missing");
