@@ -109,7 +109,7 @@ matrix() {
 rootreads() { # KIND...
 	local k d m bad=
 	for k in "$@"; do for d in "${dirs[@]}"; do for m in "${modes[@]}"; do
-		cmp -s "$(path "$k" "$d/f$m")" "$T/twin/$d/f$m" || bad+=" $k:$d/f$m"
+		cmp -s "$(path "$k" "$d/f$m")" "$T/twin/$d/f$m" || bad+=" $k:$d/f$m($(head -c1 "$(path "$k" "$d/f$m")" 2>&1 >/dev/null))"
 	done; done; done
 	[ -z "$bad" ] && pass "root reads every file by every path ($*)" || fail "root cannot read:$bad"
 }
