@@ -289,26 +289,61 @@ static uint32_t *groups_of(uint32_t uid, size_t *n_out)
 
 _Static_assert(sizeof(gid_t) == sizeof(uint32_t), "gid_t is 32 bits");
 
-int td_access_fold_path(struct td_access_fold *out, const char *path, size_t path_len, uint32_t uid,
-                        uint32_t gid)
+#define CACHE_UIDS 64
+
+struct td_access_cache {
+	struct {
+		bool used, known;
+		uint32_t uid;
+		uint32_t *groups;
+		size_t n;
+	} u[CACHE_UIDS];
+	unsigned next;
+	/* The ancestors of the last path walked, by its parent's bytes. */
+	char *parent;
+	size_t parent_len;
+	struct td_access_dir *dirs;
+	size_t n_dirs;
+	bool deny;
+};
+
+struct td_access_cache *td_access_cache_new(void)
+{
+	return calloc(1, sizeof(struct td_access_cache));
+}
+
+static void forget_dirs(struct td_access_cache *c)
+{
+	free(c->parent);
+	free(c->dirs);
+	c->parent = NULL;
+	c->dirs = NULL;
+	c->n_dirs = 0;
+}
+
+void td_access_cache_free(struct td_access_cache *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < CACHE_UIDS; i++)
+		free(c->u[i].groups);
+	forget_dirs(c);
+	free(c);
+}
+
+/* Walks the ancestors of the file at path (the components before `last`).
+ * Returns 0 with *dirs (malloc'd) and *n, or 1: deny (nothing allocated). */
+static int walk(const char *path, const char *last, struct td_access_dir **dirs_out, size_t *n_out)
 {
 	struct td_access_dir *dirs;
-	const char *p = path, *last;
-	uint32_t *ug;
-	size_t n = 0, n_ug = 0;
+	const char *p = path;
+	size_t n = 0, cap = 8;
 	bool deny = false;
 	int fd;
 
-	if (path_len == 0 || path[0] != '/' || memchr(path, '\0', path_len))
-		return -EINVAL;
-	last = path + path_len;
-	while (last > path && last[-1] != '/')
-		last--;
-	/* last: the file's name; the ancestors are the components before it. */
-	dirs = malloc(sizeof(*dirs) * 8);
+	dirs = malloc(sizeof(*dirs) * cap);
 	if (!dirs)
-		return -ENOMEM;
-	size_t cap = 8;
+		return 1;
 	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		deny = true;
@@ -354,14 +389,92 @@ int td_access_fold_path(struct td_access_fold *out, const char *path, size_t pat
 		close(fd);
 	if (deny) {
 		free(dirs);
+		return 1;
+	}
+	*dirs_out = dirs;
+	*n_out = n;
+	return 0;
+}
+
+/* uid's groups through the cache (NULL if unknown); owned by the cache when
+ * c is not NULL, else by the caller (*owned). */
+static uint32_t *cached_groups(struct td_access_cache *c, uint32_t uid, size_t *n, bool *owned)
+{
+	unsigned i;
+
+	*owned = !c;
+	if (!c)
+		return groups_of(uid, n);
+	for (i = 0; i < CACHE_UIDS; i++)
+		if (c->u[i].used && c->u[i].uid == uid) {
+			*n = c->u[i].n;
+			return c->u[i].known ? c->u[i].groups : NULL;
+		}
+	i = c->next++ % CACHE_UIDS;
+	free(c->u[i].groups);
+	c->u[i].groups = groups_of(uid, &c->u[i].n);
+	c->u[i].known = c->u[i].groups != NULL;
+	c->u[i].used = true;
+	c->u[i].uid = uid;
+	*n = c->u[i].n;
+	return c->u[i].groups;
+}
+
+int td_access_fold_path_cached(struct td_access_fold *out, struct td_access_cache *c,
+                               const char *path, size_t path_len, uint32_t uid, uint32_t gid)
+{
+	struct td_access_dir *dirs = NULL;
+	const char *last;
+	uint32_t *ug;
+	size_t n = 0, n_ug = 0, plen;
+	bool deny;
+
+	if (path_len == 0 || path[0] != '/' || memchr(path, '\0', path_len))
+		return -EINVAL;
+	last = path + path_len;
+	while (last > path && last[-1] != '/')
+		last--;
+	/* last: the file's name; the ancestors are the components before it. */
+	plen = (size_t)(last - path);
+	if (c && c->parent && c->parent_len == plen && memcmp(c->parent, path, plen) == 0) {
+		deny = c->deny;
+		dirs = c->dirs;
+		n = c->n_dirs;
+	} else {
+		deny = walk(path, last, &dirs, &n) != 0;
+		if (c) {
+			forget_dirs(c);
+			c->parent = malloc(plen ? plen : 1);
+			if (c->parent) {
+				memcpy(c->parent, path, plen);
+				c->parent_len = plen;
+				c->dirs = deny ? NULL : dirs;
+				c->n_dirs = deny ? 0 : n;
+				c->deny = deny;
+			} /* else c->dirs stays NULL: dirs is freed below */
+		}
+	}
+	if (deny) {
 		out->uid = 0;
 		out->gid = 0;
 		out->mode = 0;
 		return 0;
 	}
-	ug = groups_of(uid, &n_ug);
-	td_access_fold_dirs(out, dirs, n, uid, gid, ug, n_ug);
-	free(ug);
-	free(dirs);
+	{
+		bool own_groups;
+
+		ug = cached_groups(c, uid, &n_ug, &own_groups);
+		td_access_fold_dirs(out, dirs, n, uid, gid, ug, n_ug);
+		if (own_groups)
+			free(ug);
+	}
+	if (!c || dirs != c->dirs)
+		free(dirs);
 	return 0;
+}
+
+int td_access_fold_path(struct td_access_fold *out, const char *path, size_t path_len, uint32_t uid,
+                        uint32_t gid)
+{
+	return td_access_fold_path_cached(out, NULL, path, path_len, uid, gid);
 }

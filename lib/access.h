@@ -71,3 +71,18 @@ int td_access_parse_acl(struct td_access_dir *d, const void *buf, size_t len);
  */
 int td_access_fold_path(struct td_access_fold *out, const char *path, size_t path_len, uint32_t uid,
                         uint32_t gid);
+
+/*
+ * For a pass over many files (a policy run): remembers each uid's groups and
+ * the ancestors of the last parent directory walked, so files side by side
+ * cost one walk, and a user's groups one lookup of the user database, per
+ * pass. A change made during the pass may be missed until the next one.
+ * One thread at a time. td_access_cache_new returns NULL on ENOMEM; free
+ * accepts NULL.
+ */
+struct td_access_cache;
+struct td_access_cache *td_access_cache_new(void);
+void td_access_cache_free(struct td_access_cache *c);
+/* td_access_fold_path through c (NULL: no cache). */
+int td_access_fold_path_cached(struct td_access_fold *out, struct td_access_cache *c,
+                               const char *path, size_t path_len, uint32_t uid, uint32_t gid);

@@ -147,8 +147,8 @@ int td_cache_dirty_scan(uv_loop_t *loop, struct td_catalog *cat, uv_mutex_t *loc
 
 /* Moves the old-layout copy `name` in objects/<aa>/ (dfd) into its own
  * directory. Returns 1 (moved), 0 (left: no row, or not a copy), -errno. */
-static int migrate_one(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
-                       int dfd, const char *name)
+static int migrate_one(struct td_catalog *cat, struct td_access_cache *ac, const char *state_dir,
+                       const char *cache_dir, int dfd, const char *name)
 {
 	char newp[4096], bound[4096];
 	struct td_catalog_entry *e = NULL, upd;
@@ -163,7 +163,7 @@ static int migrate_one(struct td_catalog *cat, const char *state_dir, const char
 	if (td_catalog_get(&e, cat, name, &ce) < 0)
 		return 0;
 	unchanged = e->state == TD_CATALOG_CACHED && td_cache_copy_unchanged(e, &st);
-	r = td_access_fold_path(&a, e->path, e->path_len, e->uid, e->gid);
+	r = td_access_fold_path_cached(&a, ac, e->path, e->path_len, e->uid, e->gid);
 	if (r == 0)
 		r = td_ns_refold(state_dir, NULL, e->id, &a);
 	if (r == 0)
@@ -216,6 +216,7 @@ int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *
 {
 	char dir[4096];
 	struct dirent *a, *b;
+	struct td_access_cache *ac;
 	DIR *top, *sub;
 	int first = 0;
 
@@ -225,6 +226,7 @@ int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *
 	top = opendir(dir);
 	if (!top)
 		return errno == ENOENT ? 0 : -errno;
+	ac = td_access_cache_new(); /* NULL: each fold walks and looks up alone */
 	/* First, so nobody reaches what is left here while (and after) we move. */
 	if (fchmod(dirfd(top), 0700) < 0)
 		first = -errno;
@@ -251,7 +253,7 @@ int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *
 			}
 			if (!td_ns_valid_id(b->d_name))
 				continue;
-			r = migrate_one(cat, state_dir, cache_dir, dirfd(sub), b->d_name);
+			r = migrate_one(cat, ac, state_dir, cache_dir, dirfd(sub), b->d_name);
 			if (r > 0)
 				(*moved)++;
 			else if (r < 0 && first == 0)
@@ -261,6 +263,7 @@ int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *
 		unlinkat(dirfd(top), a->d_name, AT_REMOVEDIR); /* when empty */
 	}
 	closedir(top);
+	td_access_cache_free(ac);
 	rmdir(dir); /* when empty */
 	return first;
 }

@@ -188,12 +188,14 @@ static void refold_pass(struct td_run *r)
 {
 	struct td_catalog_filter f = { .state = TD_CATALOG_ANY, .limit = REFOLD_PAGE };
 	struct refold_page *p = calloc(1, sizeof(*p));
+	struct td_access_cache *ac = td_access_cache_new();
 	struct td_catalog_error ce;
 	bool stop = false;
 	int rc;
 
-	if (!p || !r->lcat) {
+	if (!p || !ac || !r->lcat) {
 		free(p);
+		td_access_cache_free(ac);
 		return;
 	}
 	f.policy = r->o.pc->name;
@@ -207,7 +209,8 @@ static void refold_pass(struct td_run *r)
 			struct refold_row *row = &p->rows[i];
 			struct td_access_fold a;
 
-			if (td_access_fold_path(&a, row->path, row->len, row->uid, row->gid) == 0)
+			if (td_access_fold_path_cached(&a, ac, row->path, row->len, row->uid,
+			                               row->gid) == 0)
 				td_ns_refold(r->o.state_dir, r->o.cache_dir, row->id, &a);
 			free(row->path);
 			row->path = NULL;
@@ -216,6 +219,7 @@ static void refold_pass(struct td_run *r)
 		stop = r->stop;
 		uv_mutex_unlock(&r->lock);
 	} while (rc == 0 && p->visited == f.limit && !stop);
+	td_access_cache_free(ac);
 	free(p);
 }
 
