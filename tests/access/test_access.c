@@ -230,6 +230,29 @@ static void test_walk(void)
 			       strerror(errno));
 		}
 	}
+	/* through a cache: the same answers; the second file of a directory
+	 * reuses its walk (a change meanwhile is seen by the next pass) */
+	{
+		struct td_access_cache *c = td_access_cache_new();
+		struct td_access_fold g;
+		char f2[900];
+
+		REQUIRE(c);
+		snprintf(f2, sizeof(f2), "%s/g", a);
+		CHECK_INT(td_access_fold_path(&f, f_, strlen(f_), ALICE, AG), 0);
+		CHECK_INT(td_access_fold_path_cached(&g, c, f_, strlen(f_), ALICE, AG), 0);
+		CHECK(f.uid == g.uid && f.gid == g.gid && f.mode == g.mode);
+		REQUIRE(chmod(a, 0755) == 0);
+		CHECK_INT(td_access_fold_path_cached(&g, c, f2, strlen(f2), ALICE, AG), 0);
+		CHECK_INT(g.mode, f.mode); /* cached */
+		CHECK_INT(td_access_fold_path_cached(&g, c, "/f", 2, ALICE, AG), 0);
+		CHECK_INT(td_access_fold_path_cached(&g, c, f2, strlen(f2), ALICE, AG), 0);
+		CHECK_INT(td_access_fold_path(&f, f2, strlen(f2), ALICE, AG), 0);
+		CHECK_INT(g.mode, f.mode); /* walked again: another parent came between */
+		td_access_cache_free(c);
+		td_access_cache_free(NULL);
+		REQUIRE(chmod(a, 0700) == 0);
+	}
 	/* a symlink in the chain denies, as does a missing ancestor */
 	snprintf(ln, sizeof(ln), "%s/ln", top);
 	REQUIRE(symlink("a", ln) == 0);
