@@ -331,62 +331,119 @@ void td_access_cache_free(struct td_access_cache *c)
 	free(c);
 }
 
-/* Walks the ancestors of the file at path (the components before `last`).
- * Returns 0 with *dirs (malloc'd) and *n, or 1: deny (nothing allocated). */
+#define MAX_HOPS 40 /* symlinks followed in one walk, as the kernel's limit */
+
+/* Appends the directory fd to *dirs (growing it). False when too deep. */
+static bool add_dir(struct td_access_dir **dirs, size_t *n, size_t *cap, int fd)
+{
+	if (*n == *cap) {
+		struct td_access_dir *nd =
+		    *cap >= MAX_DEPTH ? NULL : realloc(*dirs, sizeof(**dirs) * *cap * 2);
+
+		if (!nd)
+			return false;
+		*dirs = nd;
+		*cap *= 2;
+	}
+	read_dir(&(*dirs)[(*n)++], fd);
+	return true;
+}
+
+/*
+ * Walks the ancestors of the file at path (the components before `last`),
+ * from "/", recording every directory a user passes on the way. A symlink on
+ * the way is followed only if root owns it (an admin's: /srv -> /data/srv;
+ * a user's could point anywhere), as the kernel would, its directory and its
+ * target's all counted; ".." in its target is not (denied). Returns 0 with
+ * *dirs (malloc'd) and *n, or 1: deny (nothing allocated).
+ */
 static int walk(const char *path, const char *last, struct td_access_dir **dirs_out, size_t *n_out)
 {
 	struct td_access_dir *dirs;
-	const char *p = path;
-	size_t n = 0, cap = 8;
+	size_t n = 0, cap = 8, plen = (size_t)(last - path), off = 0;
+	char *pend; /* the components still to walk */
+	unsigned hops = 0;
 	bool deny = false;
 	int fd;
 
 	dirs = malloc(sizeof(*dirs) * cap);
-	if (!dirs)
+	pend = malloc(plen + 1);
+	if (!dirs || !pend) {
+		free(dirs);
+		free(pend);
 		return 1;
+	}
+	memcpy(pend, path, plen);
+	pend[plen] = '\0';
 	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0 || !add_dir(&dirs, &n, &cap, fd))
 		deny = true;
 	while (!deny) {
-		char comp[256];
-		const char *s, *e;
+		char comp[256], target[4096];
+		size_t cl;
+		struct stat st;
+		ssize_t tl;
 		int nfd;
 
-		if (n == cap) {
-			struct td_access_dir *nd =
-			    cap >= MAX_DEPTH ? NULL : realloc(dirs, sizeof(*dirs) * cap * 2);
-			if (!nd) {
+		while (pend[off] == '/')
+			off++;
+		if (!pend[off])
+			break;
+		cl = strcspn(pend + off, "/");
+		if (cl >= sizeof(comp)) {
+			deny = true;
+			break;
+		}
+		memcpy(comp, pend + off, cl);
+		comp[cl] = '\0';
+		off += cl;
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			deny = true;
+			break;
+		}
+		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd >= 0) {
+			close(fd);
+			fd = nfd;
+			if (!add_dir(&dirs, &n, &cap, fd))
+				deny = true;
+			continue;
+		}
+		/* A root-owned symlink: walk its target, then the rest. */
+		if ((errno != ELOOP && errno != ENOTDIR) || ++hops > MAX_HOPS ||
+		    fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode) ||
+		    st.st_uid != 0 || (tl = readlinkat(fd, comp, target, sizeof(target))) <= 0 ||
+		    (size_t)tl >= sizeof(target)) {
+			deny = true;
+			break;
+		}
+		{
+			size_t rest = strlen(pend + off);
+			char *np = malloc((size_t)tl + 1 + rest + 1);
+
+			if (!np) {
 				deny = true;
 				break;
 			}
-			dirs = nd;
-			cap *= 2;
+			memcpy(np, target, (size_t)tl);
+			np[tl] = '/';
+			memcpy(np + tl + 1, pend + off, rest + 1);
+			free(pend);
+			pend = np;
+			off = 0;
 		}
-		read_dir(&dirs[n++], fd);
-		while (p < last && *p == '/')
-			p++;
-		if (p >= last)
-			break;
-		s = p;
-		e = memchr(s, '/', (size_t)(last - s));
-		if (!e)
-			e = last;
-		p = e;
-		if ((size_t)(e - s) >= sizeof(comp) || (e - s == 1 && s[0] == '.') ||
-		    (e - s == 2 && s[0] == '.' && s[1] == '.')) {
-			deny = true;
-			break;
+		if (target[0] == '/') {
+			close(fd);
+			fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0 || !add_dir(&dirs, &n, &cap, fd))
+				deny = true;
 		}
-		memcpy(comp, s, (size_t)(e - s));
-		comp[e - s] = '\0';
-		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(fd);
-		fd = nfd;
-		if (fd < 0)
-			deny = true;
 	}
 	if (fd >= 0)
 		close(fd);
+	free(pend);
 	if (deny) {
 		free(dirs);
 		return 1;
@@ -458,7 +515,7 @@ int td_access_fold_path_cached(struct td_access_fold *out, struct td_access_cach
 		out->uid = 0;
 		out->gid = 0;
 		out->mode = 0;
-		return 0;
+		return -ENOENT;
 	}
 	{
 		bool own_groups;

@@ -65,9 +65,11 @@ int td_access_parse_acl(struct td_access_dir *d, const void *buf, size_t len);
 
 /*
  * The fold for the file at absolute `path` (its ancestors are walked from "/",
- * refusing symlinks), owned by uid:gid. An ancestor that cannot be opened or
- * is a symlink denies everyone but root (out = root:root 0). Returns 0 (out
- * set, also when denying) or -EINVAL (not an absolute path), -ENOMEM.
+ * refusing symlinks), owned by uid:gid. Returns 0, or -ENOENT when an
+ * ancestor cannot be walked (missing, a symlink, "." or "..", too deep): out
+ * is then root:root 0, nobody but root passes, and the caller may prefer the
+ * fold it had (the original's directory was moved away or removed since);
+ * -EINVAL (not an absolute path).
  */
 int td_access_fold_path(struct td_access_fold *out, const char *path, size_t path_len, uint32_t uid,
                         uint32_t gid);

@@ -163,7 +163,11 @@ static int migrate_one(struct td_catalog *cat, struct td_access_cache *ac, const
 	if (td_catalog_get(&e, cat, name, &ce) < 0)
 		return 0;
 	unchanged = e->state == TD_CATALOG_CACHED && td_cache_copy_unchanged(e, &st);
+	/* An original whose directory is gone: root only (the old 0711 let in
+	 * anyone with the id; nothing says who should pass now). */
 	r = td_access_fold_path_cached(&a, ac, e->path, e->path_len, e->uid, e->gid);
+	if (r == -ENOENT)
+		r = 0;
 	if (r == 0)
 		r = td_ns_refold(state_dir, NULL, e->id, &a);
 	if (r == 0)

@@ -471,8 +471,14 @@ static int bind_link(struct job *j)
 	r = td_access_fold_path(&fold, j->path, j->path_len, j->st.st_uid, j->st.st_gid);
 	if (r == 0)
 		r = td_ns_fold(j->m->state_dir, NULL, j->id, &fold);
+	if (r == -ENOENT) {
+		mover_fail(j, TD_MOVER_SKIPPED, r,
+		           "a parent directory was moved, or is a symlink root does not own: "
+		           "who may reach it is unknown; retried on a later run");
+		return -1;
+	}
 	if (r < 0) {
-		mover_fail(j, TD_MOVER_FAILED, r, "cannot fold the access of %s: %s", j->path,
+		mover_fail(j, TD_MOVER_FAILED, r, "cannot fold the access of its path: %s",
 		           strerror(-r));
 		return -1;
 	}

@@ -181,7 +181,9 @@ static int refold_collect(void *data, const struct td_catalog_entry *e)
  * Folds again the access of every tiered file of the policy (invariant 7,
  * access.h): a parent directory chmod'ed after tiering (or a group change)
  * takes effect by the next run, and directories made before the fold existed
- * (0711) get theirs. The catalog is read a page at a time under lcat_lock; the
+ * (0711) get theirs. An original whose ancestors cannot be walked any more
+ * keeps the fold it had: where its link lives now is no proof of anything
+ * (anyone may make a link to a dynamic link in their own open directory). The catalog is read a page at a time under lcat_lock; the
  * walks of the original ancestors run without it.
  */
 static void refold_pass(struct td_run *r)
@@ -209,6 +211,8 @@ static void refold_pass(struct td_run *r)
 			struct refold_row *row = &p->rows[i];
 			struct td_access_fold a;
 
+			/* -ENOENT: the original's directory was moved or removed (its
+			 * link may live elsewhere now); the fold it had stays. */
 			if (td_access_fold_path_cached(&a, ac, row->path, row->len, row->uid,
 			                               row->gid) == 0)
 				td_ns_refold(r->o.state_dir, r->o.cache_dir, row->id, &a);
