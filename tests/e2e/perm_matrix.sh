@@ -107,13 +107,15 @@ matrix() {
 			for k in "$@"; do
 				got=$(cell "$u" "$(path "$k" "$f")")
 				line+=$got
-				[ "$got" = "${want[$u/$f]}" ] || bad+=" $u:$k:$f(want ${want[$u/$f]} got $got)"
+				# shellcheck disable=SC2086 # cred holds several options
+				[ "$got" = "${want[$u/$f]}" ] ||
+					bad+=" $u:$k:$f(want ${want[$u/$f]} got $got: $(setpriv ${cred[$u]} head -c 1 "$(path "$k" "$f")" 2>&1 >/dev/null))"
 			done
 		done; done
 		echo "$line"
 	done
 	[ -z "${bad:-}" ] && pass "$title: every cell as at the original" ||
-		fail "$title: cells differ:$bad"
+		{ fail "$title: cells differ:$bad"; tail -5 "$T/tierd.log"; }
 }
 rootreads() { # KIND...
 	local k d m bad=
