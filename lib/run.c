@@ -183,8 +183,8 @@ static int refold_collect(void *data, const struct td_catalog_entry *e)
  * takes effect by the next run, and directories made before the fold existed
  * (0711) get theirs. An original whose ancestors cannot be walked any more
  * keeps the fold it had: where its link lives now is no proof of anything
- * (anyone may make a link to a dynamic link in their own open directory). The catalog is read a page at a time under lcat_lock; the
- * walks of the original ancestors run without it.
+ * (anyone may make a link to a dynamic link in their own open directory). The catalog is read a
+ * page at a time under lcat_lock; the walks of the original ancestors run without it.
  */
 static void refold_pass(struct td_run *r)
 {
