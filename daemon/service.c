@@ -838,6 +838,15 @@ static int open_mover(struct service *s)
 		return r;
 	}
 	uv_mutex_init(&s->rcat_lock);
+	/* Copies an older tierd left where any id reached them (issue 11). */
+	unsigned moved = 0;
+	r = td_cache_migrate(s->rcat, conf->state_dir, conf->cache_dir, &moved);
+	if (moved)
+		log_notice("moved %u cache cop%s into %s/copies (their own directories)", moved,
+		           moved == 1 ? "y" : "ies", conf->cache_dir);
+	if (r < 0)
+		log_warning("moving cache copies out of %s/objects: %s", conf->cache_dir,
+		            strerror(-r));
 	return 0;
 }
 

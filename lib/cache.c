@@ -4,13 +4,18 @@
  * returned; the catalog handle and its lock are the caller's.
  */
 #include "cache.h"
+#include "access.h"
 #include "ns.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #define DIRTY_PAGE 2000 /* rows per catalog read, so the catalog is not held for long */
 
@@ -138,4 +143,131 @@ int td_cache_dirty_scan(uv_loop_t *loop, struct td_catalog *cat, uv_mutex_t *loc
 		free(d);
 	}
 	return r;
+}
+
+/* Moves the old-layout copy `name` in objects/<aa>/ (dfd) into its own
+ * directory. Returns 1 (moved), 0 (left: no row, or not a copy), -errno. */
+static int migrate_one(struct td_catalog *cat, struct td_access_cache *ac, const char *state_dir,
+                       const char *cache_dir, int dfd, const char *name)
+{
+	char newp[4096], bound[4096];
+	struct td_catalog_entry *e = NULL, upd;
+	struct td_catalog_error ce;
+	struct td_access_fold a;
+	struct stat st, nst, ost;
+	bool unchanged;
+	int r;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	if (td_catalog_get(&e, cat, name, &ce) < 0)
+		return 0;
+	unchanged = e->state == TD_CATALOG_CACHED && td_cache_copy_unchanged(e, &st);
+	/* An original whose directory is gone: root only (the old 0711 let in
+	 * anyone with the id; nothing says who should pass now). */
+	r = td_access_fold_path_cached(&a, ac, e->path, e->path_len, e->uid, e->gid);
+	if (r == -ENOENT)
+		r = 0;
+	if (r == 0)
+		r = td_ns_refold(state_dir, NULL, e->id, &a);
+	if (r == 0)
+		r = td_ns_cache_mkdir(state_dir, cache_dir, e->id);
+	if (r == 0)
+		r = td_ns_cache_path(newp, sizeof(newp), cache_dir, e->id);
+	if (r < 0)
+		goto out;
+	if (linkat(dfd, name, AT_FDCWD, newp, 0) < 0 &&
+	    (errno != EEXIST || stat(newp, &nst) < 0 || nst.st_ino != st.st_ino ||
+	     nst.st_dev != st.st_dev)) {
+		r = errno == EEXIST ? -EEXIST : -errno;
+		goto out;
+	}
+	/* The dynamic link still names the old copy: point it at the new name. */
+	if (td_ns_read(state_dir, e->id, e->name, e->name_len, bound, sizeof(bound)) > 0 &&
+	    stat(bound, &ost) == 0 && ost.st_ino == st.st_ino && ost.st_dev == st.st_dev &&
+	    strcmp(bound, newp) != 0) {
+		r = td_ns_bind(state_dir, e->id, e->name, e->name_len, newp);
+		if (r < 0)
+			goto out;
+	}
+	if (unlinkat(dfd, name, 0) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* The new name and the unlink moved the copy's ctime; it is still the
+	 * copy tierd bound, so the row says when (td_cache_copy_unchanged). */
+	if (unchanged && stat(newp, &nst) == 0) {
+		upd = *e;
+		if (e->ctime_ns > e->tiered_ns) {
+			upd.ctime_ns = ts_ns(&nst.st_ctim);
+			r = td_catalog_update(cat, &upd, TD_CATALOG_F_STAT, NULL, &ce);
+		} else {
+			if (upd.cache_atime_ns < ts_ns(&nst.st_ctim))
+				upd.cache_atime_ns = ts_ns(&nst.st_ctim);
+			r = td_catalog_update(cat, &upd, TD_CATALOG_F_CACHE, NULL, &ce);
+		}
+		if (r < 0)
+			goto out;
+	}
+	r = 1;
+out:
+	td_catalog_entry_free(e);
+	return r;
+}
+
+int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
+                     unsigned *moved)
+{
+	char dir[4096];
+	struct dirent *a, *b;
+	struct td_access_cache *ac;
+	DIR *top, *sub;
+	int first = 0;
+
+	*moved = 0;
+	if (snprintf(dir, sizeof(dir), "%s/objects", cache_dir) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	top = opendir(dir);
+	if (!top)
+		return errno == ENOENT ? 0 : -errno;
+	ac = td_access_cache_new(); /* NULL: each fold walks and looks up alone */
+	/* First, so nobody reaches what is left here while (and after) we move. */
+	if (fchmod(dirfd(top), 0700) < 0)
+		first = -errno;
+	while ((a = readdir(top))) {
+		int sfd;
+
+		if (strlen(a->d_name) != 2)
+			continue;
+		sfd =
+		    openat(dirfd(top), a->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		sub = sfd < 0 ? NULL : fdopendir(sfd);
+		if (!sub) {
+			if (sfd >= 0)
+				close(sfd);
+			continue;
+		}
+		while ((b = readdir(sub))) {
+			size_t l = strlen(b->d_name);
+			int r;
+
+			if (l == 32 + 5 && strcmp(b->d_name + 32, ".part") == 0) {
+				unlinkat(dirfd(sub), b->d_name, 0); /* a hydration restarts */
+				continue;
+			}
+			if (!td_ns_valid_id(b->d_name))
+				continue;
+			r = migrate_one(cat, ac, state_dir, cache_dir, dirfd(sub), b->d_name);
+			if (r > 0)
+				(*moved)++;
+			else if (r < 0 && first == 0)
+				first = r;
+		}
+		closedir(sub);
+		unlinkat(dirfd(top), a->d_name, AT_REMOVEDIR); /* when empty */
+	}
+	closedir(top);
+	td_access_cache_free(ac);
+	rmdir(dir); /* when empty */
+	return first;
 }

@@ -52,3 +52,19 @@ typedef void (*td_cache_dirty_cb)(void *data, const char (*ids)[TD_CATALOG_ID_HE
  * (copied). Returns 0 (cb is called once), or -errno (it is not). */
 int td_cache_dirty_scan(uv_loop_t *loop, struct td_catalog *cat, uv_mutex_t *lock,
                         const char *cache_dir, td_cache_dirty_cb cb, void *data);
+
+/*
+ * Moves the copies an older tierd kept at <cache_dir>/objects/<aa>/<id> (no
+ * directory of their own, so anyone who knew the id could reach them) into
+ * <cache_dir>/copies/<aa>/<id>/<id>, under the access fold of their original
+ * (ns.h), and rebinds their dynamic links. A second name for the inode, the
+ * dynamic link rebound, then the old name goes: a reader always finds the
+ * copy, and a crash at any point is finished by the next call. A copy that
+ * was unchanged still is (its row learns the ctime the move gave it); one
+ * with no row is left where it is. objects/ then becomes 0700, so nothing
+ * left there is reachable. For start-up, before the remote view and the
+ * mover run: blocking, and it takes cat's rows as they are. *moved counts the
+ * copies moved. Returns 0 or -errno.
+ */
+int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
+                     unsigned *moved);

@@ -444,14 +444,13 @@ static int copy_to_cache(struct job *j, const char *path)
  * descriptor lands in the copy); elsewhere a verified copy. */
 static int make_cache_copy(struct job *j)
 {
-	char path[4096], dir[4096], fdpath[64];
+	char path[4096], fdpath[64];
 	int r;
 
 	r = td_ns_cache_path(path, sizeof(path), j->m->cache_dir, j->id);
 	if (r < 0)
 		return r;
-	snprintf(dir, sizeof(dir), "%s/objects/%.2s", j->m->cache_dir, j->id);
-	r = td_ns_mkdirs(dir, TD_NS_DIR_MODE);
+	r = td_ns_cache_mkdir(j->m->state_dir, j->m->cache_dir, j->id);
 	if (r < 0)
 		return r;
 	unlink(path); /* a leftover of a crashed attempt with this id */
@@ -529,9 +528,26 @@ static int record_upload(struct job *j)
  * made here) or at the remote view. */
 static int bind_link(struct job *j)
 {
+	struct td_access_fold fold;
 	char dest[4096];
 	int r;
 
+	/* Before anything of it is reachable: its directories get the fold of
+	 * the original's ancestors (invariant 7; access.h). */
+	r = td_access_fold_path(&fold, j->path, j->path_len, j->st.st_uid, j->st.st_gid);
+	if (r == 0)
+		r = td_ns_fold(j->m->state_dir, NULL, j->id, &fold);
+	if (r == -ENOENT) {
+		mover_fail(j, TD_MOVER_SKIPPED, r,
+		           "a parent directory was moved, or is a symlink root does not own: "
+		           "who may reach it is unknown; retried on a later run");
+		return -1;
+	}
+	if (r < 0) {
+		mover_fail(j, TD_MOVER_FAILED, r, "cannot fold the access of its path: %s",
+		           strerror(-r));
+		return -1;
+	}
 	if (j->keep_cached) {
 		r = make_cache_copy(j);
 		if (r < 0) {

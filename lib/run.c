@@ -10,7 +10,9 @@
  * on_done is called, and the async handle's close frees the run.
  */
 #include "run.h"
+#include "access.h"
 #include "catalog.h"
+#include "ns.h"
 #include "policy.h"
 #include "reach.h"
 #include "util.h"
@@ -135,6 +137,96 @@ static void on_progress(void *ctx, uint64_t files, uint64_t dirs, int64_t elapse
 	uv_mutex_unlock(&r->lock);
 }
 
+/* ---- the access re-evaluation (scan thread) ---------------------------------- */
+
+#define REFOLD_PAGE 256 /* rows read per catalog query */
+
+struct refold_row {
+	char id[TD_CATALOG_ID_HEX];
+	uint32_t uid, gid;
+	size_t len;
+	char *path;
+};
+
+struct refold_page {
+	struct refold_row rows[REFOLD_PAGE];
+	unsigned n, visited;
+	char after[TD_CATALOG_ID_HEX];
+};
+
+static int refold_collect(void *data, const struct td_catalog_entry *e)
+{
+	struct refold_page *p = data;
+	struct refold_row *row;
+
+	memcpy(p->after, e->id, sizeof(p->after));
+	p->visited++;
+	if (e->state != TD_CATALOG_TIERED && e->state != TD_CATALOG_CACHED &&
+	    e->state != TD_CATALOG_DIRTY)
+		return 0;
+	row = &p->rows[p->n];
+	if (!e->path || !(row->path = malloc(e->path_len + 1)))
+		return 0;
+	memcpy(row->id, e->id, sizeof(row->id));
+	memcpy(row->path, e->path, e->path_len);
+	row->path[e->path_len] = '\0';
+	row->len = e->path_len;
+	row->uid = e->uid;
+	row->gid = e->gid;
+	p->n++;
+	return 0;
+}
+
+/*
+ * Folds again the access of every tiered file of the policy (invariant 7,
+ * access.h): a parent directory chmod'ed after tiering (or a group change)
+ * takes effect by the next run, and directories made before the fold existed
+ * (0711) get theirs. An original whose ancestors cannot be walked any more
+ * keeps the fold it had: where its link lives now is no proof of anything
+ * (anyone may make a link to a dynamic link in their own open directory). The catalog is read a
+ * page at a time under lcat_lock; the walks of the original ancestors run without it.
+ */
+static void refold_pass(struct td_run *r)
+{
+	struct td_catalog_filter f = { .state = TD_CATALOG_ANY, .limit = REFOLD_PAGE };
+	struct refold_page *p = calloc(1, sizeof(*p));
+	struct td_access_cache *ac = td_access_cache_new();
+	struct td_catalog_error ce;
+	bool stop = false;
+	int rc;
+
+	if (!p || !ac || !r->lcat) {
+		free(p);
+		td_access_cache_free(ac);
+		return;
+	}
+	f.policy = r->o.pc->name;
+	do {
+		p->n = p->visited = 0;
+		f.after_id = p->after[0] ? p->after : NULL;
+		uv_mutex_lock(&r->lcat_lock);
+		rc = td_catalog_foreach(r->lcat, &f, refold_collect, p, &ce);
+		uv_mutex_unlock(&r->lcat_lock);
+		for (unsigned i = 0; i < p->n; i++) {
+			struct refold_row *row = &p->rows[i];
+			struct td_access_fold a;
+
+			/* -ENOENT: the original's directory was moved or removed (its
+			 * link may live elsewhere now); the fold it had stays. */
+			if (td_access_fold_path_cached(&a, ac, row->path, row->len, row->uid,
+			                               row->gid) == 0)
+				td_ns_refold(r->o.state_dir, r->o.cache_dir, row->id, &a);
+			free(row->path);
+			row->path = NULL;
+		}
+		uv_mutex_lock(&r->lock);
+		stop = r->stop;
+		uv_mutex_unlock(&r->lock);
+	} while (rc == 0 && p->visited == f.limit && !stop);
+	td_access_cache_free(ac);
+	free(p);
+}
+
 static void scan_thread(void *arg)
 {
 	struct td_run *r = arg;
@@ -150,6 +242,7 @@ static void scan_thread(void *arg)
 	o.on_candidate = on_candidate;
 	o.on_link = on_link;
 	o.on_progress = on_progress;
+	refold_pass(r);
 	rc = td_scan_run(&st, &o);
 	uv_mutex_lock(&r->lock);
 	r->stats = st;

@@ -4,7 +4,8 @@
  *
  *   /                 0711 root   (only root may list it)
  *   /<aa>             0711 root
- *   /<aa>/<id>        0711 root
+ *   /<aa>/<id>        the owner, group and mode of <state_dir>/links/<aa>/<id>/,
+ *                     the fold of the original's ancestors (access.h)
  *   /<aa>/<id>/<name> the file: its original size, mode, uid, gid, mtime
  *
  * Loop thread only: the FUSE session fd is polled by the loop, requests are
@@ -14,7 +15,7 @@
  * Reads go through 1 MiB chunks fetched by range requests: sequential readers
  * get several chunks read ahead; random readers fetch only what they touch;
  * a chunk fetched once serves every reader and the hydration. Opening a file
- * starts its hydration (the whole object into <cache_dir>/objects/<aa>/<id>.part,
+ * starts its hydration (the whole object into <cache_dir>/copies/<aa>/<id>/<id>.part,
  * verified against its SHA-256, given its owner, mode and mtime, renamed into
  * place, and then the dynamic link is rebound to it), except for processes in
  * no_hydrate and for processes that sweep many files (a backup, a virus

@@ -46,29 +46,49 @@ struct cand {
 	char id[TD_CATALOG_ID_HEX];
 };
 
-/* Calls fn(dirfd, name, data) for each entry of <cache_dir>/objects/<aa>/. */
+/* Calls fn(dirfd, name, data) for each entry of each copy's own directory,
+ * <cache_dir>/copies/<aa>/<id>/ (the copy <id> and a hydration's <id>.part). */
 static void for_each_cache_entry(const char *cache_dir, void (*fn)(int, const char *, void *),
                                  void *data)
 {
 	char dir[4096];
-	DIR *top, *sub;
-	struct dirent *a, *b;
+	DIR *top, *sub, *own;
+	struct dirent *a, *b, *c;
 
-	snprintf(dir, sizeof(dir), "%s/objects", cache_dir);
+	snprintf(dir, sizeof(dir), "%s/copies", cache_dir);
 	top = opendir(dir);
 	if (!top)
 		return;
 	while ((a = readdir(top))) {
-		char subdir[4400];
+		int sfd;
 
 		if (strlen(a->d_name) != 2)
 			continue;
-		snprintf(subdir, sizeof(subdir), "%s/%s", dir, a->d_name);
-		sub = opendir(subdir);
-		if (!sub)
+		sfd =
+		    openat(dirfd(top), a->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		sub = sfd < 0 ? NULL : fdopendir(sfd);
+		if (!sub) {
+			if (sfd >= 0)
+				close(sfd);
 			continue;
-		while ((b = readdir(sub)))
-			fn(dirfd(sub), b->d_name, data);
+		}
+		while ((b = readdir(sub))) {
+			int ofd;
+
+			if (!td_ns_valid_id(b->d_name))
+				continue;
+			ofd = openat(dirfd(sub), b->d_name,
+			             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			own = ofd < 0 ? NULL : fdopendir(ofd);
+			if (!own) {
+				if (ofd >= 0)
+					close(ofd);
+				continue;
+			}
+			while ((c = readdir(own)))
+				fn(dirfd(own), c->d_name, data);
+			closedir(own);
+		}
 		closedir(sub);
 	}
 	closedir(top);

@@ -1,6 +1,6 @@
 /*
  * rview_hydrate.c — hydration: the whole object of a node into
- * <cache_dir>/objects/<aa>/<id>.part, through the same chunks readers use,
+ * <cache_dir>/copies/<aa>/<id>/<id>.part, through the same chunks readers use,
  * at most HYD_WINDOW fetches and one write at a time; hashed in order;
  * once its SHA-256 matches, given the file's owner, mode and times, synced,
  * renamed into place (never over an existing copy) and bound; then the
@@ -469,7 +469,6 @@ out:
 /* A new hydration's state and its empty .part file, as large as the object. */
 static int hyd_new(struct td_rview *rv, const struct node *n, struct hyd **out)
 {
-	char dir[4096];
 	struct hyd *h = calloc(1, sizeof(*h));
 	int r;
 
@@ -478,10 +477,9 @@ static int hyd_new(struct td_rview *rv, const struct node *n, struct hyd **out)
 	h->fd = -1;
 	h->n_chunks = (n->size + CHUNK - 1) / CHUNK;
 	h->written = calloc((size_t)(h->n_chunks / 8 + 1), 1);
-	snprintf(dir, sizeof(dir), "%s/objects/%.2s", rv->cache_dir, n->id);
 	r = !h->written || td_hash_new(&h->h, TD_HASH_SHA256) < 0 ? -ENOMEM : 0;
 	if (r == 0)
-		r = td_ns_mkdirs(dir, TD_NS_DIR_MODE);
+		r = td_ns_cache_mkdir(rv->state_dir, rv->cache_dir, n->id);
 	if (r == 0)
 		r = td_ns_cache_path(h->part, sizeof(h->part), rv->cache_dir, n->id);
 	if (r < 0) {

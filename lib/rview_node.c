@@ -206,6 +206,25 @@ static void dir_attr(struct stat *st, fuse_ino_t ino)
 	st->st_nlink = 2;
 }
 
+/* A file's own directory, <aa>/<id>: the fold its dynamic link's directory
+ * carries (ns.h, td_ns_fold_get: the owner there is a named ACL entry; here,
+ * where nobody may chmod, simply the owner), so the kernel
+ * (default_permissions) lets through only those who could reach the
+ * original. Unreadable: root only. A stat and a getxattr of tierd's own local
+ * directory, like rv_copy_attr's stat. */
+static void id_dir_attr(const struct td_rview *rv, struct stat *st, const struct node *n)
+{
+	struct td_access_fold a;
+
+	dir_attr(st, n->ino);
+	st->st_mode = S_IFDIR;
+	if (td_ns_fold_get(rv->state_dir, n->id, &a) == 0) {
+		st->st_mode = S_IFDIR | (a.mode & 0111);
+		st->st_uid = a.uid;
+		st->st_gid = a.gid;
+	}
+}
+
 void rv_file_attr(struct stat *st, const struct node *n)
 {
 	memset(st, 0, sizeof(*st));
@@ -253,14 +272,17 @@ void rv_copy_attr(const struct node *n, struct stat *st)
 	st->st_atim = cs.st_atim;
 }
 
-static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct stat *st)
+/* attr_timeout_s: an id directory's attributes follow its fold, which a
+ * policy run may change; they are never cached (0). */
+static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct stat *st,
+                        double attr_timeout_s)
 {
 	struct fuse_entry_param e = { 0 };
 
 	e.ino = ino;
 	e.generation = 1;
 	e.attr = *st;
-	e.attr_timeout = ENTRY_TIMEOUT_S;
+	e.attr_timeout = attr_timeout_s;
 	e.entry_timeout = ENTRY_TIMEOUT_S;
 	fuse_reply_entry(req, &e);
 }
@@ -327,8 +349,8 @@ static void a_lookup(uv_work_t *w, int status)
 		fuse_reply_err(j->req, rv->closing ? EIO : ENOENT);
 	} else {
 		rv_node_lookup(n);
-		dir_attr(&st, n->ino);
-		reply_entry(j->req, n->ino, &st);
+		id_dir_attr(rv, &st, n);
+		reply_entry(j->req, n->ino, &st, 0);
 	}
 	if (n)
 		rv_node_put(n);
@@ -352,7 +374,7 @@ void rv_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return;
 		}
 		dir_attr(&st, AA_INO_BASE + aa);
-		reply_entry(req, AA_INO_BASE + aa, &st);
+		reply_entry(req, AA_INO_BASE + aa, &st, ENTRY_TIMEOUT_S);
 		return;
 	}
 	if (parent >= AA_INO_BASE && parent < AA_INO_BASE + 256) {
@@ -363,8 +385,8 @@ void rv_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		n = rv_node_by_id(rv, name);
 		if (n) {
 			rv_node_lookup(n);
-			dir_attr(&st, n->ino);
-			reply_entry(req, n->ino, &st);
+			id_dir_attr(rv, &st, n);
+			reply_entry(req, n->ino, &st, 0);
 			return;
 		}
 		j = calloc(1, sizeof(*j));
@@ -391,7 +413,7 @@ void rv_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rv_node_lookup(n);
 	rv_file_attr(&st, n);
-	reply_entry(req, n->ino + 1, &st);
+	reply_entry(req, n->ino + 1, &st, ENTRY_TIMEOUT_S);
 }
 
 static void forget_one(struct td_rview *rv, fuse_ino_t ino, uint64_t nlookup)
@@ -439,9 +461,9 @@ void rv_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rv_file_attr(&st, n);
 		rv_copy_attr(n, &st);
 	} else {
-		dir_attr(&st, ino);
+		id_dir_attr(rv, &st, n);
 	}
-	fuse_reply_attr(req, &st, is_file && n->cached ? 0 : ENTRY_TIMEOUT_S);
+	fuse_reply_attr(req, &st, is_file && !n->cached ? ENTRY_TIMEOUT_S : 0);
 }
 
 /* ---- extended attributes ------------------------------------------------ */
@@ -569,7 +591,8 @@ void rv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 }
 
 /* Directories list nothing but themselves: ids are unguessable on purpose, and
- * the kernel lets only root read a 0711 directory anyway. */
+ * the kernel lets only root read these directories anyway (0711, or an id
+ * directory's fold, which has no read bit). */
 void rv_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    struct fuse_file_info *fi)
 {

@@ -169,12 +169,11 @@ static void mark_dirty(struct td_rview *rv, struct node *n)
  * and mode takes its place. */
 static int make_empty_copy(struct td_rview *rv, struct node *n)
 {
-	char path[4096], dir[4096];
+	char path[4096];
 	int fd, r;
 
-	snprintf(dir, sizeof(dir), "%s/objects/%.2s", rv->cache_dir, n->id);
 	if (td_ns_cache_path(path, sizeof(path), rv->cache_dir, n->id) < 0 ||
-	    td_ns_mkdirs(dir, TD_NS_DIR_MODE) < 0)
+	    td_ns_cache_mkdir(rv->state_dir, rv->cache_dir, n->id) < 0)
 		return -EIO;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)

@@ -87,7 +87,7 @@ static void add_rec(struct td_catalog *cat, unsigned n, enum td_catalog_state st
 
 		snprintf(dir, sizeof(dir), "%s", cpath);
 		*strrchr(dir, '/') = '\0';
-		mkdir(dir, 0700);
+		td_ns_mkdirs(dir, 0700); /* copies/<aa>/<id> */
 		usleep(20000); /* past the clock's tick: a later change has a later ctime */
 		fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		REQUIRE(fd >= 0);
@@ -158,12 +158,6 @@ static void test_dirty_scan(void)
 	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
 	snprintf(db, sizeof(db), "%s/catalog.db", t);
 	mkdir(CACHE, 0700);
-	{
-		char objects[4300];
-
-		snprintf(objects, sizeof(objects), "%s/objects", CACHE);
-		mkdir(objects, 0700);
-	}
 	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
 	add(cat, 1, TD_CATALOG_CACHED, 10, 0, same);
 	add(cat, 2, TD_CATALOG_CACHED, 16, 0, grown);
@@ -224,10 +218,140 @@ static void test_dirty_batch(void)
 	td_test_rmtree(t);
 }
 
+/* One row of the old layout for test_migrate: a copy at objects/<aa>/<id>,
+ * its dynamic link bound to it, the links directory 0711 root as before. */
+static void old_copy(struct td_catalog *cat, const char *state, const char *data, unsigned n,
+                     enum td_catalog_state st_, bool hydrated, char id_out[TD_CATALOG_ID_HEX])
+{
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_error err;
+	char path[4400], cpath[4500], dir[4400];
+	int fd;
+
+	snprintf(e.id, sizeof(e.id), "%032x", n);
+	snprintf(path, sizeof(path), "%s/f%u", data, n);
+	snprintf(dir, sizeof(dir), "%s/objects/%.2s", CACHE, e.id);
+	snprintf(cpath, sizeof(cpath), "%s/%s", dir, e.id);
+	REQUIRE(td_ns_mkdirs(dir, 0711) == 0);
+	fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	REQUIRE(fd >= 0);
+	CHECK_INT(td_write_full(fd, "0123456789", 10), 0);
+	close(fd);
+	e.state = st_;
+	e.path = path;
+	e.path_len = strlen(path);
+	e.name = strrchr(path, '/') + 1;
+	e.name_len = strlen(e.name);
+	e.size = 10;
+	e.uid = e.gid = 4321;
+	e.mode = 0644;
+	e.mtime_ns = 1000000000;
+	{
+		struct timespec ts[2] = { { 1, 0 }, { 1, 0 } };
+
+		utimensat(AT_FDCWD, cpath, ts, 0);
+	}
+	e.tiered_ns = 1000;
+	if (hydrated) {
+		e.ctime_ns = ctime_of(cpath);
+	} else {
+		e.ctime_ns = 500;
+		usleep(20000);
+		e.cache_atime_ns = td_now_ns();
+	}
+	CHECK_INT(td_catalog_insert(cat, &e, &err), 0);
+	REQUIRE(td_ns_bind(state, e.id, e.name, e.name_len, cpath) == 0);
+	snprintf(dir, sizeof(dir), "%s/links/%.2s/%s", state, e.id, e.id);
+	chmod(dir, 0711);
+	memcpy(id_out, e.id, TD_CATALOG_ID_HEX);
+}
+
+/* Copies of the old layout (objects/<aa>/<id>, reachable by anyone with the
+ * id) move into copies/<aa>/<id>/<id> under the fold, their links follow,
+ * clean copies stay clean (not recalled for the move's ctime), a dirty one
+ * moves too, a copy with no row stays behind an objects/ made 0700, a .part
+ * goes; a second call has nothing to do. */
+static void test_migrate(void)
+{
+	const char *t = td_test_tmpdir("cache-migrate");
+	char db[4200], state[4200], data[4200], hyd[33], mov[33], dirty[33], orphan[4400];
+	char np[4400], ld[4400], cd[4400], bound[4400];
+	struct td_catalog *cat = NULL;
+	struct td_catalog_entry *e;
+	struct td_catalog_error err;
+	struct td_access_fold fl, fc;
+	struct stat st;
+	unsigned moved = 99;
+	const char *ids[3];
+
+	chmod(t, 0755);
+	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
+	snprintf(state, sizeof(state), "%s/state", t);
+	snprintf(data, sizeof(data), "%s/data", t);
+	snprintf(db, sizeof(db), "%s/catalog.db", t);
+	mkdir(CACHE, 0711);
+	mkdir(state, 0711);
+	mkdir(data, 0750); /* others may not pass: the fold must say so */
+	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
+	old_copy(cat, state, data, 0x11, TD_CATALOG_CACHED, true, hyd);
+	old_copy(cat, state, data, 0x22, TD_CATALOG_CACHED, false, mov);
+	old_copy(cat, state, data, 0x33, TD_CATALOG_DIRTY, true, dirty);
+	snprintf(orphan, sizeof(orphan), "%s/objects/44/44%030x", CACHE, 0x44);
+	snprintf(np, sizeof(np), "%s/objects/44", CACHE);
+	REQUIRE(td_ns_mkdirs(np, 0711) == 0);
+	REQUIRE(close(open(orphan, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) == 0);
+	snprintf(np, sizeof(np), "%s/objects/00/%032x.part", CACHE, 0x11);
+	REQUIRE(close(open(np, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0);
+
+	CHECK_INT(td_cache_migrate(cat, state, CACHE, &moved), 0);
+	CHECK_INT(moved, 3);
+	ids[0] = hyd;
+	ids[1] = mov;
+	ids[2] = dirty;
+	for (int i = 0; i < 3; i++) {
+		const char *id = ids[i];
+
+		CHECK_INT(td_ns_cache_path(np, sizeof(np), CACHE, id), 0);
+		CHECK_INT(stat(np, &st), 0);
+		CHECK_INT(st.st_size, 10);
+		REQUIRE(td_catalog_get(&e, cat, id, &err) == 0);
+		CHECK_INT(td_ns_read(state, id, e->name, e->name_len, bound, sizeof(bound)) > 0, 1);
+		CHECK_STR(bound, np);
+		if (e->state == TD_CATALOG_CACHED)
+			CHECK(td_cache_copy_unchanged(e, &st));
+		td_catalog_entry_free(e);
+		snprintf(ld, sizeof(ld), "%s/links/%.2s/%s", state, id, id);
+		CHECK_INT(td_ns_cache_dir(cd, sizeof(cd), CACHE, id), 0);
+		CHECK_INT(td_ns_fold_of(ld, &fl), 0);
+		CHECK_INT(fl.uid, 4321);
+		/* data is root:root 0750: only root's group passes (4321, unknown
+		 * to the user database, may or may not be in it) */
+		CHECK_INT(fl.gid, 0);
+		CHECK_INT(fl.mode, 0010);
+		CHECK_INT(td_ns_fold_of(cd, &fc), 0);
+		CHECK_INT(fc.uid, fl.uid);
+		CHECK_INT(fc.gid, fl.gid);
+		CHECK_INT(fc.mode, fl.mode);
+		snprintf(np, sizeof(np), "%s/objects/%.2s/%s", CACHE, id, id);
+		CHECK(access(np, F_OK) < 0);
+	}
+	CHECK_INT(stat(orphan, &st), 0); /* no row: left, but behind a 0700 objects/ */
+	snprintf(np, sizeof(np), "%s/objects", CACHE);
+	CHECK_INT(stat(np, &st), 0);
+	CHECK_INT(st.st_mode & 07777, 0700);
+	snprintf(np, sizeof(np), "%s/objects/00", CACHE);
+	CHECK(access(np, F_OK) < 0); /* emptied: removed */
+	CHECK_INT(td_cache_migrate(cat, state, CACHE, &moved), 0);
+	CHECK_INT(moved, 0);
+	td_catalog_close(cat);
+	td_test_rmtree(t);
+}
+
 int main(void)
 {
 	TD_RUN(test_limit);
 	TD_RUN(test_dirty_scan);
 	TD_RUN(test_dirty_batch);
+	TD_RUN(test_migrate);
 	return td_test_done();
 }

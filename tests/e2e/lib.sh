@@ -40,7 +40,7 @@ e2e_cleanup() {
 	if [ -n "${E2E_PREFIX:-}" ] && [ -n "${TD_S3_ENDPOINT:-}" ]; then
 		s3_purge_prefix >/dev/null 2>&1
 	fi
-	[ -n "${T:-}" ] && rm -rf "$T"
+	[ -n "${T:-}" ] && [ -z "${E2E_KEEP:-}" ] && rm -rf "$T"
 }
 
 e2e_init() {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define ID  "0123456789abcdef0123456789abcdef"
@@ -69,7 +70,7 @@ static void test_layout_paths(void)
 	CHECK_INT(td_ns_remote_path(out, sizeof(out), "/run/tierd", ID2, "x", 1), 0);
 	CHECK_STR(out, "/run/tierd/remote/ab/" ID2 "/x");
 	CHECK_INT(td_ns_cache_path(out, sizeof(out), "/var/cache/tierd", ID), 0);
-	CHECK_STR(out, "/var/cache/tierd/objects/01/" ID);
+	CHECK_STR(out, "/var/cache/tierd/copies/01/" ID "/" ID);
 	CHECK_INT(td_ns_object_key(out, sizeof(out), ID, false), 0);
 	CHECK_STR(out, "01/" ID);
 	CHECK_INT(td_ns_object_key(out, sizeof(out), ID, true), 0);
@@ -96,8 +97,8 @@ static void test_layout_paths(void)
 	CHECK_INT(td_ns_object_key(out, 36, ID, true), -ENAMETOOLONG);
 }
 
-/* A link on disk: links/<aa>/<id>/<name>, directories 0711; read back,
- * parsed as a sighting, removed. */
+/* A link on disk: links/<aa>/<id>/<name>, the shared directories 0711, the
+ * file's own 0700 until folded; read back, parsed as a sighting, removed. */
 static void test_layout_on_disk(void)
 {
 	char out[1024], id[33];
@@ -128,7 +129,7 @@ static void test_layout_on_disk(void)
 		snprintf(d, sizeof(d), "%s/%s", state, lvl[i]);
 		CHECK_INT(lstat(d, &st), 0);
 		CHECK(S_ISDIR(st.st_mode));
-		CHECK_INT(st.st_mode & 07777, TD_NS_DIR_MODE);
+		CHECK_INT(st.st_mode & 07777, i < 2 ? TD_NS_DIR_MODE : TD_NS_ID_DIR_MODE);
 	}
 	CHECK_INT(id_dir_entries(ID), 1);
 	/* the scanner's test of a sighting */
@@ -337,6 +338,84 @@ static void test_rebind_race(void)
 	CHECK_INT(td_ns_remove(state, ID), 0);
 }
 
+/* The fold directory path carries, as "uid:gid:mode" (octal), then its
+ * real owner: "root" (the owner named in its ACL) or "owner" (no ACLs). */
+static const char *own(const char *path)
+{
+	static char buf[96];
+	struct td_access_fold a;
+	struct stat st;
+
+	if (stat(path, &st) < 0 || td_ns_fold_of(path, &a) < 0)
+		return "missing";
+	snprintf(buf, sizeof(buf), "%u:%u:%o %s", (unsigned)a.uid, (unsigned)a.gid,
+	         (unsigned)a.mode, st.st_uid == 0 ? "root" : "owner");
+	return buf;
+}
+
+/* The fold goes to links/<aa>/<id>/ and to copies/<aa>/<id>/ (when there);
+ * a copy's directory made later takes the links directory's; refold never
+ * creates a links directory (the file went home); bad folds are refused. */
+static void test_fold(void)
+{
+	struct td_access_fold a = { 1234, 1235, 0110 }, b = { 1234, 1234, 0100 };
+	char cache[600], ld[800], cd[800], cp[900];
+
+	setup("ns_fold");
+	snprintf(cache, sizeof(cache), "%s/../cache", state);
+	mkdir(cache, 0711);
+	snprintf(ld, sizeof(ld), "%s/links/01/" ID, state);
+	CHECK_INT(td_ns_cache_dir(cd, sizeof(cd), cache, ID), 0);
+	CHECK_INT(td_ns_cache_path(cp, sizeof(cp), cache, ID), 0);
+	CHECK_INT(td_ns_cache_mkdir(state, cache, ID2), 0); /* no links dir: root only */
+	{
+		char d2[800];
+
+		CHECK_INT(td_ns_cache_dir(d2, sizeof(d2), cache, ID2), 0);
+		CHECK_STR(own(d2), "0:0:0 root");
+	}
+	CHECK_INT(td_ns_fold(state, cache, ID, &a), 0);
+	CHECK_STR(own(ld), "1234:1235:110 root");
+	CHECK_STR(own(cd), "missing");
+	CHECK_INT(td_ns_cache_mkdir(state, cache, ID), 0);
+	CHECK_STR(own(cd), "1234:1235:110 root");
+	{
+		char p[800];
+
+		snprintf(p, sizeof(p), "%s/copies/01", cache);
+		CHECK_STR(own(p), "0:0:111 root");
+	}
+	CHECK_INT(td_ns_bind(state, ID, "f", 1, cp), 0); /* into a folded directory */
+	CHECK_STR(own(ld), "1234:1235:110 root");
+	CHECK_INT(td_ns_refold(state, cache, ID, &b), 0);
+	CHECK_STR(own(ld), "1234:1234:100 root");
+	CHECK_STR(own(cd), "1234:1234:100 root");
+	{
+		struct stat st;
+
+		CHECK_INT(stat(ld, &st), 0); /* root's, so its owner cannot chmod it */
+		CHECK_INT(st.st_uid, 0);
+		CHECK_INT(st.st_gid, 1234);
+	}
+	b.mode = 0700;
+	CHECK_INT(td_ns_fold(state, cache, ID, &b), -EINVAL); /* search bits only */
+	CHECK_INT(td_ns_fold(state, cache, "nope", &a), -EINVAL);
+	/* root's own file: no ACL, the mode */
+	b = (struct td_access_fold){ 0, 1235, 0011 };
+	CHECK_INT(td_ns_refold(state, cache, ID, &b), 0);
+	CHECK_STR(own(ld), "0:1235:11 root");
+	{
+		struct stat st;
+
+		CHECK_INT(stat(ld, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0011);
+		CHECK(getxattr(ld, "system.posix_acl_access", NULL, 0) < 0);
+	}
+	CHECK_INT(td_ns_remove(state, ID), 0);
+	CHECK_INT(td_ns_refold(state, cache, ID, &a), 0);
+	CHECK_STR(own(ld), "missing");
+}
+
 int main(void)
 {
 	TD_RUN(test_layout_paths);
@@ -344,5 +423,6 @@ int main(void)
 	TD_RUN(test_mkdirs);
 	TD_RUN(test_hostile_names);
 	TD_RUN(test_rebind_race);
+	TD_RUN(test_fold);
 	return td_test_done();
 }

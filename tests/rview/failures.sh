@@ -42,7 +42,7 @@ check "(a) status recent_errors names the id" bash -c "'$TIERCTL' -c '$conf' --j
 check "(a) the log names it too" grep -q "$cid" "$t/tierd.log"
 sleep 0.5
 check "(a) the bad copy is not bound (link still on the remote view)" is_cold corrupt
-check "(a) no copy of it in cache_dir/objects" bash -c "! ls '$t/cache/objects/${cid:0:2}/' 2>/dev/null | grep -q '$cid'"
+check "(a) no copy of it (nor a .part) in its cache directory" bash -c "! ls '$t/cache/copies/${cid:0:2}/$cid/' 2>/dev/null | grep -q '$cid'"
 check "(a) hydration_failures > 0" [ "$(st remote_view.hydration_failures)" -gt 0 ]
 
 # (b) object deleted on the target.
@@ -89,7 +89,7 @@ check "(d) the in-flight reader got an error ($rc: $(cat "$t/slow.err" 2>/dev/nu
 echo "  (a .part was there at kill time: $np)"
 start_tierd || fail "restart after SIGKILL"
 check "(d) the remote view is mounted again" mountpoint -q "$t/run/remote"
-check "(d) no *.part left in cache_dir/objects" [ "$(parts)" = 0 ]
+check "(d) no *.part left in cache_dir/copies" [ "$(parts)" = 0 ]
 check "(d) cold reads work after the restart" cmp -s "$t/data/cold2" "$t/orig/cold2"
 check "(d) the big file reads right after the restart" cmp "$t/data/big" "$t/orig/big"
 echo "  big is bound to $(bound big); copy: $(ls -l "$(cache_path big)" 2>&1)"

@@ -179,7 +179,7 @@ tier() {
 dynlink() { readlink "$t/data/$1"; }            # the dynamic link
 bound() { readlink "$(readlink "$t/data/$1")"; } # where it points now
 file_id() { basename "$(dirname "$(dynlink "$1")")"; }
-cache_path() { local id; id=$(file_id "$1"); echo "$t/cache/objects/${id:0:2}/$id"; }
+cache_path() { local id; id=$(file_id "$1"); echo "$t/cache/copies/${id:0:2}/$id/$id"; }
 remote_path() { bound_remote "$1"; }
 bound_remote() { local id; id=$(file_id "$1"); echo "$t/run/remote/${id:0:2}/$id/$1"; }
 is_hot() { case "$(bound "$1")" in "$t/cache/"*) return 0 ;; *) return 1 ;; esac; }
@@ -193,7 +193,7 @@ wait_hot() {
 }
 # same FILE NAME: FILE's bytes are orig/NAME's.
 same() { cmp -s "$1" "$t/orig/$2"; }
-# cache_files: regular files (copies, not .part) under cache/objects.
-cache_files() { find "$t/cache/objects" -type f ! -name '*.part' 2>/dev/null | wc -l; }
-cache_bytes() { find "$t/cache/objects" -type f ! -name '*.part' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
-parts() { find "$t/cache/objects" -name '*.part' 2>/dev/null | wc -l; }
+# cache_files: regular files (copies, not .part) under cache/copies.
+cache_files() { find "$t/cache/copies" -type f ! -name '*.part' 2>/dev/null | wc -l; }
+cache_bytes() { find "$t/cache/copies" -type f ! -name '*.part' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+parts() { find "$t/cache/copies" -name '*.part' 2>/dev/null | wc -l; }

@@ -41,7 +41,7 @@ check "hot: the cache copy is 1234:1234 0600" [ "$(stat -c '%u:%g:%a' "$cp_")" =
 check "hot: uid 1234 reads it" bash -c "setpriv --reuid=1234 --regid=1234 --clear-groups cat '$t/data/secret' | cmp -s - '$t/orig/secret'"
 id=$(file_id secret)
 for d in "$t/state/links" "$t/state/links/${id:0:2}" "$t/run/remote" "$t/run/remote/${id:0:2}" \
-	"$t/cache/objects" "$t/cache/objects/${id:0:2}"; do
+	"$t/cache/copies" "$t/cache/copies/${id:0:2}"; do
 	for u in 1234 1235; do
 		err=$(as "$u" ls "$d" 2>&1) && { fail "uid $u could list $d"; continue; }
 		[[ $err == *"Permission denied"* ]] && pass "uid $u cannot list ${d#"$t"/} (EACCES)" ||

@@ -115,7 +115,7 @@ check "no recent errors" [ "$(st recent_errors)" = "[]" ]
 sha_meta=$(sha256sum <"$t/orig/meta" | cut -d' ' -f1)
 check "first read of a cold file" [ "$(sha256sum <"$D/meta" | cut -d' ' -f1)" = "$sha_meta" ]
 check "after hydration the dynamic link points into cache_dir" wait_hot meta
-check "  ... at the copy <cache_dir>/objects/<aa>/<id>" [ "$(bound meta)" = "$(cache_path meta)" ]
+check "  ... at the copy <cache_dir>/copies/<aa>/<id>/<id>" [ "$(bound meta)" = "$(cache_path meta)" ]
 sleep 0.3 # let the status counters settle
 req0=$(st remote_view.target_requests)
 opens0=$(st remote_view.opens)
