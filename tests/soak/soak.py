@@ -42,7 +42,8 @@ CONF = os.path.join(T, "tierd.conf")
 DATA = os.path.join(T, "data")
 LOG = os.path.join(T, "tierd.log")
 OP_BOUND_S = 150  # a file operation or a tierctl command that takes longer is a hang
-ALLOWED = {errno.ENOENT, errno.EIO, errno.ENOTCONN, errno.EAGAIN, errno.ETIMEDOUT,
+# EFBIG: a write open of a tiered file larger than the whole cache (f00).
+ALLOWED = {errno.EFBIG, errno.ENOENT, errno.EIO, errno.ENOTCONN, errno.EAGAIN, errno.ETIMEDOUT,
            errno.ECONNABORTED, errno.ENXIO, errno.ESTALE, errno.EBUSY, errno.ENOSPC,
            errno.EINTR, errno.ECONNREFUSED, errno.ELOOP}
 
@@ -362,6 +363,14 @@ def watchdog():
 
 
 # ---------------------------------------------------------------- end checks
+def show_log(word, n=25):
+    """tierd's log lines that name word (an id, a file name), the last n."""
+    with open(LOG, "rb") as lf:
+        lines = [ln for ln in lf.read().decode("utf-8", "replace").splitlines() if word in ln]
+    for ln in lines[-n:]:
+        print("  | " + ln)
+
+
 def quiesce(deadline_s):
     """Two dirty scans after the call, then nothing running."""
     end = time.monotonic() + deadline_s
@@ -508,18 +517,26 @@ keep_cached = no
                         "history: %s)" % (f.name, None if got is None else len(got),
                                           len(f.model), got and first_diff(got, f.model),
                                           f.history))
+                show_log("/" + f.name + " ")
         # No temp names anywhere under the tree tierd works in.
         for root, dirs, names in os.walk(T):
             for n in dirs + names:
                 if n.startswith(".tierd-"):
                     leftovers.append(os.path.join(root, n))
+        # Quiet means no row half-way (migrating, recalling, hydrating) and
+        # no written copy still waiting to go back (dirty): the dirty scans
+        # recalled every copy nobody holds open.
         db = sqlite3.connect("file:%s/state/catalog.db?mode=ro" % T, uri=True, timeout=30)
         rows = db.execute("SELECT state, cache_state, count(*) FROM files GROUP BY 1, 2").fetchall()
-        db.close()
         log("catalog: %s" % rows)
-        for state, cache, n in rows:
-            if state in ("migrating", "recalling") or cache == "hydrating":
-                leftovers.append("%d catalog rows %s/%s" % (n, state, cache))
+        bad = db.execute("SELECT id, state, step, cache_state, path, last_error FROM files WHERE "
+                         "state IN ('migrating', 'recalling', 'dirty') OR "
+                         "cache_state IN ('hydrating', 'dirty')").fetchall()
+        db.close()
+        for i, state, step, cache, path, err in bad:
+            leftovers.append("catalog row %s %s/%d cache %s %s: %s"
+                             % (i, state, step, cache, bytes(path).decode("utf-8", "replace"), err))
+            show_log(i)
         up = s3("s3api", "list-multipart-uploads", "--bucket", os.environ["TD_S3_BUCKET"],
                 "--prefix", prefix, "--output", "json")
         if up.returncode != 0:

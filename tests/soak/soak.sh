@@ -6,6 +6,7 @@
 #   TD_SOAK_SEED=N     replays a run's choices (printed at the start and end)
 #   TD_SOAK_FAULT_RATE=R  the share of S3 requests that get a fault (0.08)
 #   TD_SOAK_INJECT=model  a deliberate model mismatch: the run must report lost 1
+#   TD_SOAK_KEEP=1     a failed run keeps its tree (log, catalog, cache) for a look
 set -uo pipefail
 : "${TIERD:?}" "${TIERCTL:?}"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,11 +31,15 @@ cleanup() {
 	umount -l "$t/run/remote" 2>/dev/null || true
 	if [ $rc != 0 ] && [ -f "$t/tierd.log" ]; then
 		echo "--- tierd.log (errors, last 40)"
-		grep -E ' (ERROR|WARN|error|warning)' "$t/tierd.log" | tail -40
+		grep -E " (error|warning): " "$t/tierd.log" | grep -v "plain http" | tail -40
 		echo "--- tierd.log (tail)"
 		tail -30 "$t/tierd.log"
 	fi
-	rm -rf "$t"
+	if [ $rc != 0 ] && [ -n "${TD_SOAK_KEEP:-}" ]; then
+		echo "soak: kept $t"
+	else
+		rm -rf "$t"
+	fi
 }
 rc=1
 trap cleanup EXIT
