@@ -82,6 +82,9 @@ class File:
         self.pending = None  # (kind, old, arg, data) of a write that failed
         self.lock = threading.Lock()
         self.history = []
+        self.lost_bytes = 0  # differing bytes a read found (then the file is lost)
+        self.forge = False  # overwritten in place, mtime forged back, nothing else
+        self.weight = 1.0  # how often writers pick it: some files sit idle long
 
     def note(self, s):
         self.history.append("%.1f %s" % (time.monotonic() - t0, s))
@@ -120,6 +123,7 @@ def resolve(f):
             return False
         raise
     if not acceptable(f, got):
+        f.lost_bytes = f.lost_bytes or max(1, diff_bytes(got, f.pending[1]))
         problem("%s: after a failed %s, %d bytes that are neither the old %d nor a "
                 "possible outcome (history: %s)" % (f.name, f.pending[0], len(got),
                                                     len(f.pending[1]), f.history))
@@ -142,7 +146,9 @@ def write_all(fd, data, off=None):
 
 def do_write(f, rng):
     old = f.model
-    r = rng.random()
+    # A "forge" file is only ever overwritten in place with its mtime put
+    # back: its size and mtime never move, only its ctime tells.
+    r = 0.5 if f.forge and old else rng.random()
     if r < 0.45 or not old:
         kind, arg = "append", None
         data = rng.randbytes(rng.choice((1, 17, 512, 4096, 9000, 65536)))
@@ -181,7 +187,7 @@ def do_write(f, rng):
     f.note("%s %d at %s -> %d" % (kind, len(data), arg, len(f.model)))
     bump("writes")
     bump(kind + "s")
-    if kind == "overwrite" and rng.random() < 0.8:
+    if kind == "overwrite" and (f.forge or rng.random() < 0.8):
         # Forge the mtime back, as the owner can: only ctime tells the change.
         try:
             os.utime(f.path, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -199,10 +205,16 @@ def do_read(f):
         bump("read_errors")
         return
     bump("reads")
-    if got != f.model:
+    if got != f.model and not f.lost_bytes:
+        # Reported once per file; the model stays what was written, so the
+        # end counts the file as lost too.
+        f.lost_bytes = diff_bytes(got, f.model)
         problem("%s: read %d bytes, the model has %d, first difference at %s (history: %s)"
                 % (f.name, len(got), len(f.model), first_diff(got, f.model), f.history))
-        f.model = got  # reported once; keep going against what is there
+
+
+def diff_bytes(a, b):
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
 
 
 def first_diff(a, b):
@@ -293,7 +305,7 @@ def timed(name, what, fn, *a):
 def file_worker(name, seed, files, reader):
     rng = random.Random(seed)
     while not stop.is_set():
-        f = rng.choice(files)
+        f = rng.choice(files) if reader else rng.choices(files, [x.weight for x in files])[0]
         with f.lock:
             bump("ops")
             try:
@@ -305,12 +317,12 @@ def file_worker(name, seed, files, reader):
                     timed(name, "write " + f.name, do_write, f, rng)
             except OSError as e:
                 problem("%s on %s: unexpected %s" % (name, f.name, e))
-        time.sleep(rng.uniform(0, 0.1 if reader else 0.25))
+        time.sleep(rng.uniform(0, 0.1 if reader else 0.5))
 
 
 def ctl_worker(name, seed, files):
     rng = random.Random(seed)
-    cmds = ("migrate",) * 5 + ("recall",) * 3 + ("pin", "unpin", "run", "evict")
+    cmds = ("migrate",) * 5 + ("recall",) * 2 + ("pin", "unpin", "run") + ("evict",) * 3
     while not stop.is_set():
         c = rng.choice(cmds)
         picked = [f.path for f in rng.sample(files, rng.choice((1, 1, 2, 4)))]
@@ -336,9 +348,20 @@ def ctl_worker(name, seed, files):
         time.sleep(rng.uniform(0, 0.3))
 
 
+view = {"hydrations": 0, "evictions": 0, "streamed_opens": 0}
+
+
+def sample_view():
+    """Adds the remote view's counters of the tierd about to die."""
+    st = status()
+    for k in view:
+        view[k] += (st or {}).get("remote_view", {}).get(k, 0)
+
+
 def killer(seed, daemon):
     rng = random.Random(seed)
     while not stop.wait(rng.uniform(1.5, 10.0)):
+        sample_view()
         if daemon.proc.poll() is not None:
             problem("tierd died by itself (exit %s)" % daemon.proc.returncode)
         else:
@@ -396,10 +419,12 @@ def main():
     os.chmod(T, 0o755)
     files = []
     for i in range(14):
-        size = master.choice((0, 1, 100, 4096, 30000, 100000, 300000, 1000000, 1500000))
+        size = master.choice((0, 100, 4096, 100000, 300000, 600000, 1000000, 1500000))
         if i == 0:
             size = 6 * 1024 * 1024 + 11  # a multipart upload
         files.append(File(i, master.randbytes(size)))
+        files[-1].forge = i % 3 == 2
+        files[-1].weight = master.choice((1.0, 0.3, 0.1, 0.03))
     for f in files:
         with open(f.path, "wb") as fh:
             fh.write(f.model)
@@ -417,7 +442,7 @@ run_dir = {t}/run
 log_level = info
 admin_group = root
 max_transfers = 4
-cache_size = 4M
+cache_size = 2M
 
 [target "s3"]
 type = s3
@@ -479,6 +504,7 @@ keep_cached = no
 
         # The end: no faults, one last crash and restart, then quiet.
         proxy.rate = 0.0
+        sample_view()
         if daemon.proc.poll() is None:
             daemon.kill()
         bump("crashes")
@@ -506,13 +532,10 @@ keep_cached = no
                 except OSError as e:
                     log("final read of %s: %s" % (f.name, e))
                     time.sleep(1)
-            if got != f.model:
+            if got != f.model or f.lost_bytes:
                 lost_files += 1
-                if got is None:
-                    lost_bytes += len(f.model)
-                else:
-                    lost_bytes += sum(a != b for a, b in zip(got, f.model)) + \
-                        abs(len(got) - len(f.model))
+                lost_bytes += max(f.lost_bytes, len(f.model) if got is None
+                                  else diff_bytes(got, f.model))
                 problem("lost: %s holds %s bytes, the model %d (first difference at %s; "
                         "history: %s)" % (f.name, None if got is None else len(got),
                                           len(f.model), got and first_diff(got, f.model),
@@ -547,6 +570,7 @@ keep_cached = no
                 leftovers.append("open multipart upload %s %s" % (u["Key"], u["UploadId"]))
         for x in leftovers:
             problem("leftover: " + x)
+        sample_view()
         daemon.stop()
         with open(LOG, "rb") as lf:
             text = lf.read().decode("utf-8", "replace")
@@ -555,7 +579,7 @@ keep_cached = no
             problem("tierd reported a sanitizer error (see its log)")
         print("soak: seed %d duration %.0f s operations %d writes %d (appends %d, overwrites %d, "
               "rewrites %d; failed %d, resolved %d) reads %d (errors %d) tierctl %d (failed %d) "
-              "crashes %d faults %d (%s of %d requests) lost %d (files %d)"
+              "crashes %d faults %d (%s of %d requests) lost %d bytes (%d files)"
               % (SEED, duration, stats["ops"], stats["writes"], stats["appends"],
                  stats["overwrites"], stats["rewrites"], stats["write_errors"],
                  stats["ambiguous"], stats["reads"], stats["read_errors"], stats["ctl"],
@@ -564,6 +588,9 @@ keep_cached = no
                  lost_bytes, lost_files), flush=True)
         for k, n in sorted(ctl_errors.items(), key=lambda x: -x[1])[:12]:
             print("soak: tierctl failures: %4d %s" % (n, k))
+        print("soak: remote view (sampled before each kill): hydrations %d, evictions %d, "
+              "streamed opens %d" % (view["hydrations"], view["evictions"],
+                                     view["streamed_opens"]))
         print("soak: leftovers %d problems %d (replay: TD_SOAK_SEED=%d)"
               % (len(leftovers), len(problems), SEED), flush=True)
     finally:
