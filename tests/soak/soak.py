@@ -416,6 +416,14 @@ def s3(*args):
 def main():
     prefix = "soak-%d-%08x/" % (os.getpid(), master.getrandbits(32))
     os.makedirs(DATA)
+    # Half the seeds put the cache on a file system of its own (a tmpfs):
+    # recalls then copy the data across and set the copy aside, the path of
+    # issue 12's lost-write race; the others rename within one file system.
+    across = master.random() < 0.5
+    os.makedirs(os.path.join(T, "cache"))
+    if across:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=755", "soak-cache",
+                        os.path.join(T, "cache")], check=True)
     os.chmod(T, 0o755)
     files = []
     for i in range(14):
@@ -475,7 +483,8 @@ keep_cached = no
     try:
         if not daemon.start():
             raise SystemExit(1)
-        log("tierd ready; prefix %s, %d files, %d s" % (prefix, len(files), SECONDS))
+        log("tierd ready; prefix %s, %d files, %d s, cache on %s" % (
+            prefix, len(files), SECONDS, "a tmpfs of its own" if across else "the data's fs"))
         threads = [threading.Thread(target=watchdog, daemon=True)]
         for i in range(3):
             threads.append(threading.Thread(target=file_worker, daemon=True,

@@ -29,6 +29,7 @@ echo "soak: seed $seed, $secs s (replay: TD_SOAK_SEED=$seed)"
 t=$(mktemp -d /tmp/tierd-soak.XXXXXX)
 cleanup() {
 	umount -l "$t/run/remote" 2>/dev/null || true
+	umount -l "$t/cache" 2>/dev/null || true # soak.py's tmpfs, if it made one
 	if [ $rc != 0 ] && [ -f "$t/tierd.log" ]; then
 		echo "--- tierd.log (errors, last 40)"
 		grep -E " (error|warning): " "$t/tierd.log" | grep -v "plain http" | tail -40
