@@ -480,6 +480,7 @@ keep_cached = no
     daemon = Daemon(env)
     lost_files = lost_bytes = 0
     leftovers = []
+    stale = []  # cache copies of rows the catalog has as tiered
     try:
         if not daemon.start():
             raise SystemExit(1)
@@ -564,7 +565,24 @@ keep_cached = no
         bad = db.execute("SELECT id, state, step, cache_state, path, last_error FROM files WHERE "
                          "state IN ('migrating', 'recalling', 'dirty') OR "
                          "cache_state IN ('hydrating', 'dirty')").fetchall()
+        rowstate = dict(db.execute("SELECT id, state FROM files").fetchall())
         db.close()
+        # The cache holds copies of cached (or dirty) rows only: no .part
+        # left by a hydration, nothing set aside by a recall, no copy of a
+        # row that moved on (a leak of the cache's space).
+        for root, dirs, names in os.walk(os.path.join(T, "cache")):
+            for n in names:
+                p = os.path.join(root, n)
+                rel = os.path.relpath(p, os.path.join(T, "cache"))
+                if rel.startswith("objects/") and rowstate.get(n) in ("cached", "dirty"):
+                    continue
+                if rel.startswith("objects/") and rowstate.get(n) == "tiered":
+                    # A whole copy the catalog does not know of (a crash
+                    # between placing it and recording it): the view uses
+                    # it on the next access. Not a loss; counted, shown.
+                    stale.append(rel)
+                    continue
+                leftovers.append("cache file %s (row %s)" % (rel, rowstate.get(n.split(".")[0])))
         for i, state, step, cache, path, err in bad:
             leftovers.append("catalog row %s %s/%d cache %s %s: %s"
                              % (i, state, step, cache, bytes(path).decode("utf-8", "replace"), err))
@@ -600,6 +618,8 @@ keep_cached = no
         print("soak: remote view (sampled before each kill): hydrations %d, evictions %d, "
               "streamed opens %d" % (view["hydrations"], view["evictions"],
                                      view["streamed_opens"]))
+        print("soak: cache copies of rows recorded as tiered (used on their next access): %d%s"
+              % (len(stale), (" " + " ".join(stale[:5])) if stale else ""))
         print("soak: leftovers %d problems %d (replay: TD_SOAK_SEED=%d)"
               % (len(leftovers), len(problems), SEED), flush=True)
     finally:
