@@ -409,6 +409,16 @@ def quiesce(deadline_s):
     return False
 
 
+def hydrating():
+    for root, dirs, names in os.walk(os.path.join(T, "cache")):
+        if any(n.endswith(".part") for n in names):
+            return True
+    db = sqlite3.connect("file:%s/state/catalog.db?mode=ro" % T, uri=True, timeout=30)
+    n = db.execute("SELECT count(*) FROM files WHERE cache_state = 'hydrating'").fetchone()[0]
+    db.close()
+    return n > 0
+
+
 def s3(*args):
     return subprocess.run(["aws", "--endpoint-url", os.environ["TD_S3_ENDPOINT"]] + list(args),
                           capture_output=True, text=True, timeout=120)
@@ -552,6 +562,11 @@ keep_cached = no
                                           len(f.model), got and first_diff(got, f.model),
                                           f.history))
                 show_log("/" + f.name + " ")
+        # The final reads of cold files started hydrations: let them end
+        # (no .part left, no row hydrating) before looking for leftovers.
+        end = time.monotonic() + 90
+        while time.monotonic() < end and hydrating():
+            time.sleep(0.2)
         # No temp names anywhere under the tree tierd works in.
         for root, dirs, names in os.walk(T):
             for n in dirs + names:
