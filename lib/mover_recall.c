@@ -205,6 +205,7 @@ static int recall_copy_across(struct job *j, ino_t *ino_out)
 	if (r == 0)
 		r = mover_copy_attrs(out, &j->st, xa.buf, xa.len);
 	td_xattr_free(&xa);
+	mover_hook(j, "recall_copied");
 	/* A write to the copy while it was being copied: not this time. */
 	if (r == 0 && (fstat(j->fd, &after) < 0 || !mover_same_content(&after, &j->st) ||
 	               (j->leased && fcntl(j->fd, F_GETLEASE) != F_RDLCK)))
@@ -504,6 +505,22 @@ static void recover_to_dirty(struct job *j, const char *why)
 	mover_fail(j, TD_MOVER_SKIPPED, 0, "%s", why);
 }
 
+/* Recovery, step started: across file systems the placed file is a new
+ * inode, copied from the cache copy and recorded only at step placed. A
+ * regular file at tmpname that is not the row's inode, on another file system
+ * than the copy, is that unfinished copy: it holds nothing the cache copy
+ * does not, and left there it would stay in the user's directory and make
+ * every later recall fail (EEXIST). */
+static void drop_unrecorded_copy(struct job *j)
+{
+	struct stat tst;
+
+	if (fstatat(j->parentfd, j->tmpname, &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(tst.st_mode) && tst.st_nlink == 1 && tst.st_dev != (dev_t)j->entry->dev &&
+	    tst.st_ino != (ino_t)j->entry->ino)
+		unlinkat(j->parentfd, j->tmpname, 0);
+}
+
 /* Recovery of a recall a crash interrupted: finishes it, undoes it, or
  * leaves it for the admin, from what is at the name and at tmpname. */
 static void recover_recall_row(struct job *j)
@@ -540,6 +557,8 @@ static void recover_recall_row(struct job *j)
 			j->outcome = TD_MOVER_TIERED;
 		return;
 	}
+	if (e->step == TD_RECALL_STARTED && !tmp_is_file && ours_at_name)
+		drop_unrecorded_copy(j);
 	if (tmp_is_file && ours_at_name && recover_copy_written(j, copy)) {
 		/* Written through the link while tierd was down: the placed file
 		 * is out of date and goes; the copy still has to go back. */

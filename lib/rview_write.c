@@ -125,18 +125,32 @@ struct dirty_job {
 	char id[TD_CATALOG_ID_HEX];
 };
 
+/* Only a row that is still tiered (or cached, or dirty) becomes dirty. This
+ * job may run after the writer closed and the recall it started has begun
+ * (the row is recalling) or ended (local): marking that row dirty would leave
+ * a dirty row with no copy, which every later recall fails on, or make the
+ * recall's own last step fail. The recall found the copy without us (a
+ * tiered row with a copy is dirty to it). */
 static void w_mark_dirty(uv_work_t *w)
 {
+	static const int from[] = { TD_CATALOG_TIERED, TD_CATALOG_CACHED, TD_CATALOG_DIRTY };
 	struct dirty_job *d = w->data;
 	struct td_catalog_entry e = { 0 };
 	struct td_catalog_error ce;
 
+	rv_test_pause(d->rv, "dirty", d->id);
 	memcpy(e.id, d->id, sizeof(e.id));
 	e.state = TD_CATALOG_DIRTY;
 	e.cache_state = TD_CATALOG_CACHE_DIRTY;
 	e.cache_atime_ns = td_now_ns();
 	uv_mutex_lock(&d->rv->cat_lock);
-	td_catalog_update(d->rv->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, NULL, &ce);
+	for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		struct td_catalog_expect ex = { .state = from[i], .step = TD_CATALOG_ANY };
+
+		if (td_catalog_update(d->rv->cat, &e, TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE, &ex,
+		                      &ce) != -ESTALE)
+			break;
+	}
 	uv_mutex_unlock(&d->rv->cat_lock);
 }
 
