@@ -109,8 +109,24 @@ static const char schema_v1[] =
     /* NULLs are distinct in a UNIQUE index: rows without an object yet coexist. */
     "CREATE UNIQUE INDEX files_object ON files (target, object_key);";
 
+/* Version 2: what verify and gc keep between runs (catalog_life.c). */
+static const char schema_v2[] =
+    "CREATE TABLE lifecycle ("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " value TEXT NOT NULL,"
+    " updated_ns INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE gc_pending ("
+    " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+    " target TEXT,"
+    " object_key TEXT,"
+    " path BLOB,"
+    " claimed_ns INTEGER NOT NULL"
+    ") STRICT;";
+
 static const struct td_catalog_migration migrations[] = {
 	{ 1, schema_v1 },
+	{ 2, schema_v2 },
 };
 
 /* Column numbers (1-based, as in the SELECT list and as SQL parameters ?N). */
@@ -255,6 +271,13 @@ struct td_catalog {
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt *update[TD_CATALOG_F_ALL + 1]; /* by field mask */
 };
+
+sqlite3 *td_catalog__db(struct td_catalog *cat, const char **path)
+{
+	if (path)
+		*path = cat->path;
+	return cat->db;
+}
 
 /* ---- errors ---------------------------------------------------------------- */
 

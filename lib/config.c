@@ -257,6 +257,7 @@ void td_config_free(struct td_config *c)
 	free(c->run_dir);
 	free(c->admin_group);
 	cfg_strlist_free(&c->no_hydrate);
+	cfg_strlist_free(&c->sighting_roots);
 	free(c);
 }
 

@@ -146,6 +146,8 @@ struct td_config {
 	int64_t retention_s;          /* default 30d */
 	struct td_strlist no_hydrate; /* process names */
 	bool stream_direct_io;        /* default yes: streamed reads bypass the page cache */
+	struct td_schedule gc_schedule;   /* when `tierctl gc` runs by itself; default manual */
+	struct td_strlist sighting_roots; /* trees outside the policies walked for links (gc) */
 	struct td_target_conf *targets;
 	size_t n_targets;
 	struct td_policy_conf *policies;

@@ -525,6 +525,8 @@ const struct cfg_keydef cfg_tierd_keys[] = {
 	TK(K_DURATION, retention_s),
 	TK(K_LIST, no_hydrate),
 	TK(K_BOOL, stream_direct_io),
+	TK(K_SCHEDULE, gc_schedule),
+	TK(K_PATHLIST, sighting_roots),
 	{ NULL },
 };
 
