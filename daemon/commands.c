@@ -205,6 +205,7 @@ static void a_status(uv_work_t *w, int status)
 	                  s->mover ? (int)td_mover_queued(s->mover) : 0, "runs", runs_status(s),
 	                  "recent_errors", errors, "ready", s->mover_ready);
 	json_object_set_new(reply, "dirty_scans", json_integer((json_int_t)s->dirty_scans));
+	life_status(s, reply);
 	if (j->r < 0)
 		json_object_set_new(reply, "catalog_error", json_string(j->ce.message));
 	if (s->rview) {
@@ -1065,5 +1066,6 @@ const struct command svc_commands[] = {
 	{ "pin", false, cmd_pin },        { "unpin", false, cmd_unpin },
 	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
 	{ "migrate", true, cmd_migrate },
+	{ "verify", true, cmd_verify },   { "gc", true, cmd_gc }, /* cmd_lifecycle.c */
 };
 const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);
