@@ -29,6 +29,10 @@ static const struct {
 	  "reload                    re-read the configuration (like SIGHUP)" },
 	{ "plan", tierctl_plan,
 	  "plan [--policy NAME]      dry run: what each policy would move now" },
+	{ "verify", tierctl_verify,
+	  "verify [--deep] [--repair] [--policy P] [--time-limit D] [PATH...]  check catalog, "
+	  "links, cache, target" },
+	{ "gc", tierctl_gc, "gc [--dry-run]            delete objects unseen for retention" },
 	{ "check-target", tierctl_check_target,
 	  "check-target NAME         test a target's settings end to end" },
 };
