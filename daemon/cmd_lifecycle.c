@@ -425,6 +425,8 @@ static void a_load(uv_work_t *w, int status)
 	}
 	L->loading = false;
 	L->loaded = true;
+	log_debug("last verify and gc reports loaded (%s, %s)", L->last[0] ? "verify" : "-",
+	          L->last[1] ? "gc" : "-");
 }
 
 void life_tick(struct service *s, int64_t now_s)

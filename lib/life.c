@@ -156,13 +156,29 @@ int td_life_put_fd(struct td_life *l, struct td_target *t, const char *key, int 
 	    td_target_put_fd(t, NULL, key, fd, size, NULL, 0, res, td_target_sync_cb, &s), terr);
 }
 
+/* td_target_list gives `each` and the completion one data pointer: the sync
+ * state comes first, so td_target_sync_cb can take the whole of it. */
+struct list_sync {
+	struct td_target_sync s;
+	td_target_list_each each;
+	void *data;
+};
+
+static int list_each(void *data, const struct td_object_info *info)
+{
+	struct list_sync *ls = data;
+
+	return ls->each(ls->data, info);
+}
+
 int td_life_list(struct td_life *l, struct td_target *t, const char *prefix,
                  td_target_list_each each, void *data, struct td_target_error *terr)
 {
-	struct td_target_sync s = { 0 };
+	struct list_sync ls = { .each = each, .data = data };
 
 	return td_target_sync_wait(
-	    &l->loop, &s, td_target_list(t, NULL, prefix, each, td_target_sync_cb, &s), terr);
+	    &l->loop, &ls.s, td_target_list(t, NULL, prefix, list_each, td_target_sync_cb, &ls),
+	    terr);
 }
 
 int td_life_stale_uploads(struct td_life *l, struct td_target *t, int64_t older_than_s, bool abort,
