@@ -120,7 +120,6 @@ PY
 sqlite3 "$T/state/catalog.db" "SELECT count(*) FROM lifecycle WHERE name = 'verify.checkpoint'" | grep -qx 0 &&
 	pass "a completed verify drops the checkpoint" || fail "checkpoint left after a complete verify"
 
-sqlite3 "$T/state/catalog.db" "SELECT name, value FROM lifecycle" >&2
 tierd_stop
 tierd_start TD_DIRTY_SCAN_S=100000 && pass "tierd restarted" || e2e_abort "tierd did not restart"
 deadline=$((SECONDS + 20))
