@@ -296,8 +296,9 @@ static bool may_start(struct service *s, struct client *c)
 		return false;
 	}
 	if (L->job) {
-		client_send(c, td_ctl_error_reply(-EBUSY, "a %s is running; try again when it is done",
-		                                  kind_name[L->job->kind]));
+		client_send(c,
+		            td_ctl_error_reply(-EBUSY, "a %s is running; try again when it is done",
+		                               kind_name[L->job->kind]));
 		return false;
 	}
 	return true;
@@ -389,7 +390,6 @@ void cmd_gc(struct service *s, struct client *c, json_t *args)
 	if (gc_start(s, c, json_is_true(json_object_get(args, "dry_run")), err, sizeof(err)) < 0)
 		client_send(c, td_ctl_error_reply(-EAGAIN, "%s", err));
 }
-
 
 /* ---- status, schedule, lifetime ------------------------------------------------------ */
 

@@ -1065,7 +1065,7 @@ const struct command svc_commands[] = {
 	{ "recall", false, cmd_recall }, /* these three check ownership per file */
 	{ "pin", false, cmd_pin },        { "unpin", false, cmd_unpin },
 	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
-	{ "migrate", true, cmd_migrate },
-	{ "verify", true, cmd_verify },   { "gc", true, cmd_gc }, /* cmd_lifecycle.c */
+	{ "migrate", true, cmd_migrate }, { "verify", true, cmd_verify },
+	{ "gc", true, cmd_gc }, /* cmd_lifecycle.c */
 };
 const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);

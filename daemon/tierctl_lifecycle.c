@@ -67,7 +67,8 @@ static int on_event(void *ctx, json_t *ev)
 	if (strcmp(kind, "progress") == 0) {
 		if (st->o->tty && isatty(STDERR_FILENO)) {
 			if (json_object_get(ev, "total"))
-				fprintf(stderr, "\r\033[K%s: %lld of %lld rows checked, %lld problems",
+				fprintf(stderr,
+				        "\r\033[K%s: %lld of %lld rows checked, %lld problems",
 				        st->what, num(ev, "checked"), num(ev, "total"),
 				        num(ev, "problems"));
 			else
@@ -112,7 +113,8 @@ static json_t *run(struct stream *st, const char *cmd, json_t *args, int *rc)
 	report = json_incref(json_object_get(reply, "report"));
 	if (!json_is_true(json_object_get(reply, "ok"))) {
 		if (st->list) {
-			json_t *doc = json_pack("{s:O, s:O*}", "events", st->list, "report", report);
+			json_t *doc =
+			    json_pack("{s:O, s:O*}", "events", st->list, "report", report);
 
 			json_object_set(doc, "error", json_object_get(reply, "error"));
 			json_dumpf(doc, stdout, JSON_INDENT(2));
@@ -148,9 +150,12 @@ static void print_doc(struct stream *st, const char *key, json_t *report)
 int tierctl_verify(const struct tierctl_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "deep", no_argument, NULL, 'd' },        { "repair", no_argument, NULL, 'r' },
-		{ "restart", no_argument, NULL, 'R' },     { "policy", required_argument, NULL, 'p' },
-		{ "time-limit", required_argument, NULL, 't' }, { "json", no_argument, NULL, 'j' },
+		{ "deep", no_argument, NULL, 'd' },
+		{ "repair", no_argument, NULL, 'r' },
+		{ "restart", no_argument, NULL, 'R' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "time-limit", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
 		{ 0 },
 	};
 	struct tierctl_opts oo = *o;
@@ -175,8 +180,9 @@ int tierctl_verify(const struct tierctl_opts *o, int argc, char **argv)
 			break;
 		case 't':
 			if (td_parse_duration(optarg, &limit_s) < 0 || limit_s <= 0) {
-				fprintf(stderr, "tierctl: verify: --time-limit %s: expected a duration "
-				                "such as 30m or 2h\n",
+				fprintf(stderr,
+				        "tierctl: verify: --time-limit %s: expected a duration "
+				        "such as 30m or 2h\n",
 				        optarg);
 				json_decref(args);
 				return TIERCTL_USAGE;
@@ -214,9 +220,12 @@ int tierctl_verify(const struct tierctl_opts *o, int argc, char **argv)
 		if (oo.json)
 			print_doc(&st, "problems", report);
 		else
-			printf("verify: %lld rows checked%s: %lld problems, %lld repaired, %lld notes%s\n",
-			       num(report, "checked"), json_is_true(json_object_get(report, "deep")) ? " (deep)" : "",
-			       num(report, "problems"), num(report, "repaired"), num(report, "notes"),
+			printf("verify: %lld rows checked%s: %lld problems, %lld repaired, %lld "
+			       "notes%s\n",
+			       num(report, "checked"),
+			       json_is_true(json_object_get(report, "deep")) ? " (deep)" : "",
+			       num(report, "problems"), num(report, "repaired"),
+			       num(report, "notes"),
 			       json_is_true(json_object_get(report, "complete"))
 			           ? ""
 			           : "; stopped early (the next verify resumes)");
@@ -267,16 +276,18 @@ int tierctl_gc(const struct tierctl_opts *o, int argc, char **argv)
 		if (oo.json)
 			print_doc(&st, "files", report);
 		else if (dry)
-			printf("gc (dry run): %lld links seen, %lld objects would be deleted, %lld kept, "
+			printf("gc (dry run): %lld links seen, %lld objects would be deleted, %lld "
+			       "kept, "
 			       "%lld multipart uploads older than a day\n",
-			       num(report, "links_seen"), num(report, "would_delete"), num(report, "kept"),
-			       num(report, "uploads_found"));
+			       num(report, "links_seen"), num(report, "would_delete"),
+			       num(report, "kept"), num(report, "uploads_found"));
 		else
-			printf("gc: %lld links seen, %lld objects deleted (%lld bytes), %lld kept, %lld "
+			printf("gc: %lld links seen, %lld objects deleted (%lld bytes), %lld kept, "
+			       "%lld "
 			       "failed, %lld multipart uploads aborted\n",
 			       num(report, "links_seen"), num(report, "deleted"),
-			       num(report, "deleted_bytes"), num(report, "kept"), num(report, "failed"),
-			       num(report, "uploads_aborted"));
+			       num(report, "deleted_bytes"), num(report, "kept"),
+			       num(report, "failed"), num(report, "uploads_aborted"));
 		rc = num(report, "failed") ? TIERCTL_FAILED : TIERCTL_OK;
 		json_decref(report);
 	}

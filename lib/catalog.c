@@ -110,19 +110,18 @@ static const char schema_v1[] =
     "CREATE UNIQUE INDEX files_object ON files (target, object_key);";
 
 /* Version 2: what verify and gc keep between runs (catalog_life.c). */
-static const char schema_v2[] =
-    "CREATE TABLE lifecycle ("
-    " name TEXT PRIMARY KEY NOT NULL,"
-    " value TEXT NOT NULL,"
-    " updated_ns INTEGER NOT NULL"
-    ") STRICT;"
-    "CREATE TABLE gc_pending ("
-    " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
-    " target TEXT,"
-    " object_key TEXT,"
-    " path BLOB,"
-    " claimed_ns INTEGER NOT NULL"
-    ") STRICT;";
+static const char schema_v2[] = "CREATE TABLE lifecycle ("
+                                " name TEXT PRIMARY KEY NOT NULL,"
+                                " value TEXT NOT NULL,"
+                                " updated_ns INTEGER NOT NULL"
+                                ") STRICT;"
+                                "CREATE TABLE gc_pending ("
+                                " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+                                " target TEXT,"
+                                " object_key TEXT,"
+                                " path BLOB,"
+                                " claimed_ns INTEGER NOT NULL"
+                                ") STRICT;";
 
 static const struct td_catalog_migration migrations[] = {
 	{ 1, schema_v1 },

@@ -241,7 +241,9 @@ int td_catalog_gc_pending(struct td_catalog *cat, const char *id, struct td_cata
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(cat, err, rc, "reading the gc journal");
+	r = rc == SQLITE_ROW    ? 1
+	    : rc == SQLITE_DONE ? 0
+	                        : fail(cat, err, rc, "reading the gc journal");
 	sqlite3_finalize(st);
 	return r;
 }

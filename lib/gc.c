@@ -438,8 +438,7 @@ int td_gc_run(json_t **report, const struct td_gc_opts *o)
 	}
 	td_life_emit(&o->sink, json_pack("{s:s, s:s, s:i}", "event", "progress", "phase",
 	                                 "walking for links", "roots", (int)n_roots));
-	r = td_gc_sight(&links, g.cat, o->conf, roots, n_roots, o->scan_threads, err,
-	                sizeof(err));
+	r = td_gc_sight(&links, g.cat, o->conf, roots, n_roots, o->scan_threads, err, sizeof(err));
 	if (r < 0) {
 		size_t l = strlen(err);
 

@@ -146,8 +146,8 @@ int td_life_read_verify(struct td_life *l, struct td_target *t, const char *key,
 	                           terr);
 }
 
-int td_life_put_fd(struct td_life *l, struct td_target *t, const char *key, int fd,
-                   uint64_t size, struct td_put_result *res, struct td_target_error *terr)
+int td_life_put_fd(struct td_life *l, struct td_target *t, const char *key, int fd, uint64_t size,
+                   struct td_put_result *res, struct td_target_error *terr)
 {
 	struct td_target_sync s = { 0 };
 

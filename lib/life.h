@@ -50,8 +50,8 @@ int td_life_delete(struct td_life *l, struct td_target *t, const char *key,
  * mismatch): the hydration's verifying read. */
 int td_life_read_verify(struct td_life *l, struct td_target *t, const char *key, int fd,
                         const char *sha256, struct td_target_error *terr);
-int td_life_put_fd(struct td_life *l, struct td_target *t, const char *key, int fd,
-                   uint64_t size, struct td_put_result *res, struct td_target_error *terr);
+int td_life_put_fd(struct td_life *l, struct td_target *t, const char *key, int fd, uint64_t size,
+                   struct td_put_result *res, struct td_target_error *terr);
 int td_life_list(struct td_life *l, struct td_target *t, const char *prefix,
                  td_target_list_each each, void *data, struct td_target_error *terr);
 int td_life_stale_uploads(struct td_life *l, struct td_target *t, int64_t older_than_s, bool abort,

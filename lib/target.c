@@ -213,8 +213,7 @@ int td_target_stale_uploads(struct td_target *t, struct td_target_req **req_out,
 		return -EINVAL;
 	if (!t->ops->stale_uploads)
 		return -ENOTSUP;
-	return t->ops->stale_uploads(t, req_out, older_than_s, abort, n_found, n_aborted, cb,
-	                             data);
+	return t->ops->stale_uploads(t, req_out, older_than_s, abort, n_found, n_aborted, cb, data);
 }
 
 void td_target_req_on_progress(struct td_target_req *req, td_target_progress_cb fn, void *data)

@@ -38,12 +38,11 @@ struct verify {
 	int null_fd;
 };
 
-static void problem(struct verify *v, const struct td_catalog_entry *e, const char *cls,
-                    bool note, bool repaired, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+static void problem(struct verify *v, const struct td_catalog_entry *e, const char *cls, bool note,
+                    bool repaired, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-static void problem(struct verify *v, const struct td_catalog_entry *e, const char *cls,
-                    bool note, bool repaired, const char *fmt, ...)
+static void problem(struct verify *v, const struct td_catalog_entry *e, const char *cls, bool note,
+                    bool repaired, const char *fmt, ...)
 {
 	json_int_t n = json_integer_value(json_object_get(v->classes, cls)) + 1;
 	char msg[1200];
@@ -150,7 +149,8 @@ static void check_dynamic_link(struct verify *v, const struct td_catalog_entry *
 		td_catalog_entry_free(n);
 		if (r == 0) {
 			problem(v, e, cls, false, true, "dynamic link %s; rebound to %s",
-			        strcmp(cls, "dynamic_link_missing") == 0 ? "missing" : "misdirected",
+			        strcmp(cls, "dynamic_link_missing") == 0 ? "missing"
+			                                                 : "misdirected",
 			        want);
 			return;
 		}
@@ -225,7 +225,8 @@ static void check_cache(struct verify *v, const struct td_catalog_entry *e)
 
 		if (v->o->repair) {
 			struct td_catalog_entry *n = reread(v, e);
-			int fd = n ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) : -1;
+			int fd =
+			    n ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) : -1;
 
 			fixed = fd >= 0 && fchown(fd, e->uid, e->gid) == 0 &&
 			        fchmod(fd, e->mode & 07777) == 0;
@@ -298,8 +299,8 @@ static int check_object(struct verify *v, const struct td_catalog_entry *e)
 	r = td_life_head(v->l, t, e->object_key, &info, &te);
 	if (r == -ENOENT) {
 		cls = "object_missing";
-		snprintf(what, sizeof(what), "the object %s is missing on target %s",
-		         e->object_key, e->target);
+		snprintf(what, sizeof(what), "the object %s is missing on target %s", e->object_key,
+		         e->target);
 	} else if (r < 0) {
 		td_life_target_msg(err, sizeof(err), r, &te);
 		v->stop_err = r;
@@ -312,9 +313,10 @@ static int check_object(struct verify *v, const struct td_catalog_entry *e)
 		         (unsigned long long)info.size_bytes, (unsigned long long)e->size);
 	} else if (e->etag && *e->etag && strcmp(info.etag, e->etag) != 0) {
 		cls = "etag_mismatch";
-		snprintf(what, sizeof(what),
-		         "the object's ETag is %s, the catalog says %s: replaced behind tierd's back",
-		         info.etag, e->etag);
+		snprintf(
+		    what, sizeof(what),
+		    "the object's ETag is %s, the catalog says %s: replaced behind tierd's back",
+		    info.etag, e->etag);
 	} else if (v->o->deep && e->sha256[0]) {
 		if (lseek(v->null_fd, 0, SEEK_SET) < 0) {
 			/* /dev/null: nothing to rewind */
@@ -337,7 +339,7 @@ static int check_object(struct verify *v, const struct td_catalog_entry *e)
 		int rr = v->o->repair ? reupload(v, e, t) : -1;
 
 		problem(v, e, cls, false, rr == 0, "%s%s", what,
-		        rr == 0   ? "; uploaded again from the verified cache copy"
+		        rr == 0        ? "; uploaded again from the verified cache copy"
 		        : v->o->repair ? "; no verified clean copy to upload again from"
 		                       : "");
 	}
@@ -345,10 +347,11 @@ static int check_object(struct verify *v, const struct td_catalog_entry *e)
 		memset(&te, 0, sizeof(te));
 		r = td_life_head(v->l, t, mkey, &info, &te);
 		if (r == -ENOENT) {
-			problem(v, e, "manifest_missing", false, false,
-			        "the manifest %s is missing on target %s (rebuild could not recover "
-			        "this file)",
-			        mkey, e->target);
+			problem(
+			    v, e, "manifest_missing", false, false,
+			    "the manifest %s is missing on target %s (rebuild could not recover "
+			    "this file)",
+			    mkey, e->target);
 		} else if (r < 0) {
 			td_life_target_msg(err, sizeof(err), r, &te);
 			v->stop_err = r;
@@ -427,10 +430,9 @@ static void progress(struct verify *v, bool force)
 	if (!force && now - v->last_progress_ns < 1000000000LL)
 		return;
 	v->last_progress_ns = now;
-	td_life_emit(&v->o->sink, json_pack("{s:s, s:I, s:I, s:I}", "event", "progress",
-	                                    "checked", (json_int_t)v->checked, "total",
-	                                    (json_int_t)v->total, "problems",
-	                                    (json_int_t)v->problems));
+	td_life_emit(&v->o->sink, json_pack("{s:s, s:I, s:I, s:I}", "event", "progress", "checked",
+	                                    (json_int_t)v->checked, "total", (json_int_t)v->total,
+	                                    "problems", (json_int_t)v->problems));
 }
 
 /* Walks the rows after `after`; on return `after` holds the last one checked.
@@ -458,7 +460,8 @@ static int walk(struct verify *v, char after[TD_CATALOG_ID_HEX], char *err, size
 		for (unsigned i = 0; i < p->n; i++) {
 			struct td_catalog_entry *e = NULL;
 
-			if (td_catalog_get(&e, v->cat, p->ids[i], &ce) == 0 && check_row(v, e) < 0) {
+			if (td_catalog_get(&e, v->cat, p->ids[i], &ce) == 0 &&
+			    check_row(v, e) < 0) {
 				td_catalog_entry_free(e);
 				free(p);
 				return 0; /* stop_err: this row is checked again next time */
@@ -554,10 +557,11 @@ static int whole_target_checks(struct verify *v, char *err, size_t errlen)
 			return r;
 		}
 		if (found)
-			problem(v, NULL, "stale_uploads", false, aborted == found,
-			        "%u multipart upload(s) under target %s's prefix left open for more "
-			        "than a day%s",
-			        found, oc.target, aborted == found ? "; aborted" : "");
+			problem(
+			    v, NULL, "stale_uploads", false, aborted == found,
+			    "%u multipart upload(s) under target %s's prefix left open for more "
+			    "than a day%s",
+			    found, oc.target, aborted == found ? "; aborted" : "");
 	}
 	return 0;
 }
@@ -567,7 +571,8 @@ int td_verify_run(json_t **report, const struct td_verify_opts *o)
 	struct verify v = { .o = o, .null_fd = -1 };
 	struct td_catalog_error ce;
 	struct td_catalog_stats cs;
-	char err[800] = "", t0[40], t1[40], after[TD_CATALOG_ID_HEX] = "", resumed[TD_CATALOG_ID_HEX] = "";
+	char err[800] = "", t0[40], t1[40], after[TD_CATALOG_ID_HEX] = "",
+	     resumed[TD_CATALOG_ID_HEX] = "";
 	bool full = !o->policy && o->n_paths == 0, complete = false;
 	int r;
 
@@ -627,11 +632,11 @@ out:
 	if (v.null_fd >= 0)
 		close(v.null_fd);
 	td_life_time(t1, sizeof(t1), td_now_ns());
-	*report = json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:o, s:b}", "started", t0,
-	                    "ended", t1, "deep", o->deep, "repair", o->repair, "checked",
-	                    (json_int_t)v.checked, "problems", (json_int_t)v.problems, "repaired",
-	                    (json_int_t)v.repaired, "notes", (json_int_t)v.notes, "classes",
-	                    v.classes, "complete", complete);
+	*report =
+	    json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:o, s:b}", "started", t0, "ended",
+	              t1, "deep", o->deep, "repair", o->repair, "checked", (json_int_t)v.checked,
+	              "problems", (json_int_t)v.problems, "repaired", (json_int_t)v.repaired,
+	              "notes", (json_int_t)v.notes, "classes", v.classes, "complete", complete);
 	if (resumed[0])
 		json_object_set_new(*report, "resumed_from", json_string(resumed));
 	if (r < 0)

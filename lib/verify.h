@@ -36,9 +36,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TD_VERIFY_STUCK_S       3600
-#define TD_VERIFY_UPLOAD_AGE_S  86400
-#define TD_VERIFY_PATHS_MAX     4096
+#define TD_VERIFY_STUCK_S      3600
+#define TD_VERIFY_UPLOAD_AGE_S 86400
+#define TD_VERIFY_PATHS_MAX    4096
 
 struct td_verify_opts {
 	const struct td_config *conf;
