@@ -374,6 +374,9 @@ static int gc_start(struct service *s, struct client *c, bool dry_run, char *err
 	j->go.conf = j->conf->c;
 	j->go.catalog_path = j->catalog_path;
 	j->go.dry_run = dry_run;
+	/* Tests: a day is too long to wait for an upload to become stale. */
+	j->go.upload_age_s =
+	    getenv("TD_GC_UPLOAD_AGE_S") ? atoll(getenv("TD_GC_UPLOAD_AGE_S")) : -1;
 	job_sink(j, &j->go.sink);
 	if (job_start(j, err, errlen) < 0)
 		return -EAGAIN;

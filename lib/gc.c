@@ -359,7 +359,8 @@ static int pass(struct gc *g, char *err, size_t errlen)
 static int uploads(struct gc *g, char *err, size_t errlen)
 {
 	const struct td_config *c = g->o->conf;
-	int64_t before = g->now_ns / 1000000000 - TD_GC_UPLOAD_AGE_S;
+	int64_t age = g->o->upload_age_s >= 0 ? g->o->upload_age_s : TD_GC_UPLOAD_AGE_S;
+	int64_t before = g->now_ns / 1000000000 - age;
 
 	for (size_t i = 0; i < c->n_targets; i++) {
 		struct td_target_error te = { 0 };

@@ -38,6 +38,7 @@ struct td_gc_opts {
 	int64_t now_ns; /* 0: now */
 	struct td_life_sink sink;
 	unsigned scan_threads; /* 0: 2 */
+	int64_t upload_age_s;  /* uploads older than this are aborted; < 0: TD_GC_UPLOAD_AGE_S */
 };
 
 /*

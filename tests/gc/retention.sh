@@ -25,7 +25,8 @@ write_conf() { # RETENTION
 sighting_roots = $T/outside" "$(s3_target_conf s3)" "$(e2e_policy s3 "$T/data" keep_cached=no 'exclude=**/skip/**')"
 }
 write_conf 1h
-e2e_start
+# Uploads count as stale at once (a day is the default).
+e2e_start TD_GC_UPLOAD_AGE_S=0
 ctl migrate "$T"/data/a/* >"$T/migrate.out" 2>&1 && pass "six files tiered" ||
 	e2e_abort "migrate: $(cat "$T/migrate.out")"
 for n in "${names[@]}"; do
@@ -96,7 +97,7 @@ status_get 'd["last_gc"]["deleted"], d["last_gc"]["links_seen"]' >"$T/st" &&
 	[ "$(cat "$T/st")" = "1 4" ] && pass "status: last gc deleted 1, saw 4 links" || fail "status last_gc: $(cat "$T/st")"
 
 tierd_stop
-tierd_start && pass "tierd restarted" || e2e_abort "tierd did not restart"
+tierd_start TD_GC_UPLOAD_AGE_S=0 && pass "tierd restarted" || e2e_abort "tierd did not restart"
 deadline=$((SECONDS + 20))
 until status_get 'd["last_gc"]["deleted"]' >"$T/st" 2>/dev/null && [ "$(cat "$T/st")" = 1 ]; do
 	[ $SECONDS -lt $deadline ] || break
@@ -104,6 +105,18 @@ until status_get 'd["last_gc"]["deleted"]' >"$T/st" 2>/dev/null && [ "$(cat "$T/
 done
 [ "$(cat "$T/st")" = 1 ] && pass "status shows the last gc after a restart" || fail "after restart: $(status_get 'd.get("last_gc")')"
 ctl status | grep -q "^gc: *last .*1 objects deleted" && pass "tierctl status prints the last gc" || fail "status text: $(ctl status)"
+
+# A multipart upload left open under the prefix: --dry-run counts it, gc aborts it.
+s3api create-multipart-upload --bucket "$TD_S3_BUCKET" --key "${E2E_PREFIX}zz/stray" --output text >/dev/null
+t0=$(date +%s)
+until [ "$(date +%s)" -gt "$t0" ]; do sleep 0.05; done # started before the gc's second
+[ -n "$(s3_uploads)" ] && pass "an upload is open" || fail "no upload created"
+ctl --json gc --dry-run >"$T/up-dry.json" 2>&1 || true
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["report"]; sys.exit(0 if r["uploads_found"] >= 1 and r["uploads_aborted"] == 0 else 1)' "$T/up-dry.json" &&
+	[ -n "$(s3_uploads)" ] && pass "gc --dry-run counts the open upload and leaves it" || fail "dry run uploads: $(cat "$T/up-dry.json")"
+ctl --json gc >"$T/up.json" 2>&1 || true
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["report"]; sys.exit(0 if r["uploads_aborted"] >= 1 else 1)' "$T/up.json" &&
+	[ -z "$(s3_uploads)" ] && pass "gc aborted the stale upload" || fail "uploads after gc: $(s3_uploads) $(cat "$T/up.json")"
 
 # The catalog locked by another process: gc fails clearly and deletes nothing.
 rm "$T/data/b/copied"

@@ -81,6 +81,16 @@ grep -q "^$T/data/d/hot: permissions_drifted: " "$T/v5.out" && pass "drifted per
 ctl verify --repair "$T/data/d/hot" >/dev/null 2>&1 && [ "$(stat -c %a "$T/cache/objects/${idh:0:2}/$idh")" = 640 ] &&
 	pass "--repair set the copy's mode back to 640" || fail "mode after repair: $(stat -c %a "$T/cache/objects/${idh:0:2}/$idh")"
 
+# A cached file whose object is lost: --repair uploads it again from the
+# cache copy, which hashes to the catalog's SHA-256.
+aws --endpoint-url "$REAL_ENDPOINT" s3 rm --quiet "s3://$TD_S3_BUCKET/$E2E_PREFIX${idh:0:2}/$idh"
+ctl verify --repair "$T/data/d/hot" >"$T/v5b.out" 2>&1 && pass "lost object of a cached file: --repair exit 0" || fail "re-upload: $(cat "$T/v5b.out")"
+grep -q "^$T/data/d/hot: object_missing: .*uploaded again from the verified cache copy" "$T/v5b.out" &&
+	pass "--repair uploaded it again from the verified cache copy" || fail "v5b: $(cat "$T/v5b.out")"
+[ "$(s3get "$E2E_PREFIX${idh:0:2}/$idh" | sha256sum | cut -d' ' -f1)" = "$(cat "$T/hot.sha")" ] &&
+	pass "the object is back with the original bytes" || fail "object of hot after repair"
+ctl verify --deep "$T/data/d/hot" >/dev/null 2>&1 && pass "hot verifies clean (deep) after the repair" || fail "hot after repair"
+
 # f3's object is gone now (removed above): verify reports object_missing; keep
 # the tree otherwise clean for the outage part by re-tiering nothing: check only f3.
 if ctl verify "$T/data/d/f3" >"$T/v6.out" 2>&1; then fail "missing object: exit 0"; else pass "missing object: exit 1"; fi
@@ -126,4 +136,11 @@ deadline=$((SECONDS + 20))
 until status_get 'd["last_verify"]["complete"]' 2>/dev/null | grep -q True; do [ $SECONDS -lt $deadline ] || break; sleep 0.1; done
 status_get 'd["last_verify"]["complete"]' | grep -q True && pass "status shows the last verify after a restart" || fail "after restart: $(status_get 'd.get("last_verify")') $(tail -20 "$T/tierd.log")"
 ctl status | grep -q "^verify: *last " && pass "tierctl status prints the last verify" || fail "status text: $(ctl status)"
+
+# An object under the prefix that no row owns.
+stray=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+aws --endpoint-url "$REAL_ENDPOINT" s3 cp --quiet "$T/other" "s3://$TD_S3_BUCKET/$E2E_PREFIX${stray:0:2}/$stray"
+ctl verify >"$T/v9.out" 2>&1 || true
+grep -q "^-: orphan_object: ${stray:0:2}/$stray on target s3 has no row" "$T/v9.out" &&
+	pass "an object without a row is reported by its key" || fail "v9: $(cat "$T/v9.out")"
 finish
