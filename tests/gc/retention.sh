@@ -40,6 +40,12 @@ cp -P "$T/data/a/copied" "$T/data/b/copied" && rm "$T/data/a/copied"
 mv "$T/data/a/hidden" "$T/data/skip/hidden"
 mv "$T/data/a/outside" "$T/outside/outside"
 rm "$T/data/a/gone" "$T/data/a/pinned"
+# A policy run records the links it passes, at their new paths.
+ctl run p >/dev/null && wait_idle 60 && pass "policy run over the links finished" || fail "run p"
+seen=$(sqlite3 "$T/state/catalog.db" "SELECT CAST(link_seen_path AS TEXT) FROM files WHERE id = '$(cat "$T/moved.id")'")
+[ "$seen" = "$T/data/b/moved-renamed" ] && pass "the policy run saw the moved link at its new path" || fail "link_seen_path of moved: '$seen'"
+grep -q "and 2 links to tiered files" "$T/tierd.log" && pass "the run's log line counts the 2 links it walks past (not the excluded one)" ||
+	fail "run log: $(grep 'policy p: scanned' "$T/tierd.log")"
 keys_before=$(s3_keys | sort)
 [ "$(wc -l <<<"$keys_before")" = 12 ] && pass "12 keys (6 objects, 6 manifests)" || fail "keys: $keys_before"
 
