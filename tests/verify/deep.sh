@@ -130,6 +130,17 @@ PY
 sqlite3 "$T/state/catalog.db" "SELECT count(*) FROM lifecycle WHERE name = 'verify.checkpoint'" | grep -qx 0 &&
 	pass "a completed verify drops the checkpoint" || fail "checkpoint left after a complete verify"
 
+# --time-limit: a deep verify (about 6 s at 1 MB/s) stopped after 1 s keeps a
+# checkpoint and says it stopped early; the next one resumes and completes.
+ctl --json verify --deep --restart --time-limit 1s >"$T/v10.json" 2>/dev/null || true
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["report"]; sys.exit(0 if r["complete"] is False and r["checked"] < 9 and "error" not in r else 1)' "$T/v10.json" &&
+	pass "--time-limit 1s stopped a deep verify early, without an error" || fail "v10: $(cat "$T/v10.json")"
+sqlite3 "$T/state/catalog.db" "SELECT count(*) FROM lifecycle WHERE name = 'verify.checkpoint'" | grep -qx 1 &&
+	pass "--time-limit kept a checkpoint" || fail "no checkpoint after --time-limit"
+ctl --json verify >"$T/v11.json" 2>/dev/null || true
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["report"]; sys.exit(0 if r["complete"] and "resumed_from" in r else 1)' "$T/v11.json" &&
+	pass "the next verify resumed and completed" || fail "v11: $(cat "$T/v11.json")"
+
 tierd_stop
 tierd_start TD_DIRTY_SCAN_S=100000 && pass "tierd restarted" || e2e_abort "tierd did not restart"
 deadline=$((SECONDS + 20))
