@@ -53,6 +53,13 @@ static void sight_link(void *ctx, size_t root, const char *id, const char *path,
 	abs[rl] = '/';
 	memcpy(abs + rl + 1, path, len);
 	pthread_mutex_lock(&s->lock);
+	if (s->cat_err) {
+		/* The gc deletes nothing now; a locked catalog would cost a busy
+		 * timeout per link. */
+		pthread_mutex_unlock(&s->lock);
+		free(abs);
+		return;
+	}
 	r = td_catalog_link_seen(s->cat, id, abs, rl + 1 + len, td_now_ns(), &ce);
 	if (r == 0) {
 		s->links++;
