@@ -9,8 +9,10 @@
 #include "verify.h"
 #include "catalog_life.h"
 #include "ctl.h"
+#include "fsat.h"
 #include "hash.h"
 #include "ns.h"
+#include "policy.h"
 #include "util.h"
 
 #include <errno.h>
@@ -163,12 +165,49 @@ static void check_dynamic_link(struct verify *v, const struct td_catalog_entry *
 		        strcmp(cls, "dynamic_link_missing") == 0 ? "missing" : "misdirected", want);
 }
 
+/* Reads the symlink at absolute `p` (len bytes) beneath the policy or sighting
+ * root that holds it, never following a symlink below that root (DESIGN.md
+ * invariant 3: users control those directories). Returns its length or -errno;
+ * -ENOENT for a path under no root. */
+static ssize_t read_user_link(const struct verify *v, const char *p, size_t len, char *buf,
+                              size_t n)
+{
+	const struct td_config *c = v->o->conf;
+	const char *root = NULL, *name;
+	int rfd, dfd;
+	ssize_t r;
+	size_t rl;
+
+	if (!td_policy_for_path(c, p, len, &root))
+		root = td_policy_root_of((const char *const *)c->sighting_roots.v,
+		                         c->sighting_roots.n, p, len);
+	if (!root)
+		return -ENOENT;
+	rl = strlen(root);
+	while (rl > 1 && root[rl - 1] == '/')
+		rl--;
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	dfd = td_fsat_open_parent(rfd, p + rl + 1, len - rl - 1, 0, &name);
+	close(rfd);
+	if (dfd < 0)
+		return dfd;
+	r = readlinkat(dfd, name, buf, n);
+	if (r < 0)
+		r = -errno;
+	close(dfd);
+	return r;
+}
+
 /* The user link last seen (or the original path): a symlink to our dynamic link? */
 static void check_user_link(struct verify *v, const struct td_catalog_entry *e)
 {
-	const char *p = e->link_seen_path && e->link_seen_path_len ? e->link_seen_path : e->path;
+	bool seen = e->link_seen_path && e->link_seen_path_len;
+	const char *p = seen ? e->link_seen_path : e->path;
 	char buf[4096], id[TD_CATALOG_ID_HEX];
-	ssize_t n = readlink(p, buf, sizeof(buf) - 1);
+	ssize_t n = read_user_link(v, p, seen ? e->link_seen_path_len : e->path_len, buf,
+	                           sizeof(buf) - 1);
 
 	if (n >= 0 && td_ns_parse_link(v->o->conf->state_dir, buf, (size_t)n, id) &&
 	    strcmp(id, e->id) == 0)
