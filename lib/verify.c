@@ -206,8 +206,8 @@ static void check_user_link(struct verify *v, const struct td_catalog_entry *e)
 	bool seen = e->link_seen_path && e->link_seen_path_len;
 	const char *p = seen ? e->link_seen_path : e->path;
 	char buf[4096], id[TD_CATALOG_ID_HEX];
-	ssize_t n = read_user_link(v, p, seen ? e->link_seen_path_len : e->path_len, buf,
-	                           sizeof(buf) - 1);
+	ssize_t n =
+	    read_user_link(v, p, seen ? e->link_seen_path_len : e->path_len, buf, sizeof(buf) - 1);
 
 	if (n >= 0 && td_ns_parse_link(v->o->conf->state_dir, buf, (size_t)n, id) &&
 	    strcmp(id, e->id) == 0)

@@ -12,6 +12,8 @@ e2e_conf "retention = 1s
 gc_schedule = every 2s" "$(dir_target_conf t "$T/tgt")" "$(e2e_policy t "$T/data" keep_cached=no)"
 e2e_start
 ctl migrate "$T/data/keep" "$T/data/gone" >/dev/null && pass "two files tiered" || e2e_abort "migrate"
+deadline=$((SECONDS + 10)) # set at the first tick of the daemon's timer
+until status_get 'd.get("next_gc") or ""' | grep -q '^20' || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
 status_get 'd["next_gc"]' | grep -q '^20' && pass "status says when the next gc runs" || fail "next_gc: $(status_get 'd.get("next_gc")')"
 rm "$T/data/gone"
 deadline=$((SECONDS + 60))
