@@ -206,6 +206,7 @@ static void a_status(uv_work_t *w, int status)
 	                  "recent_errors", errors, "ready", s->mover_ready);
 	json_object_set_new(reply, "dirty_scans", json_integer((json_int_t)s->dirty_scans));
 	json_object_set_new(reply, "hot_scans", json_integer((json_int_t)s->hot_scans));
+	life_status(s, reply);
 	if (j->r < 0)
 		json_object_set_new(reply, "catalog_error", json_string(j->ce.message));
 	if (s->rview) {
@@ -1089,5 +1090,7 @@ const struct command svc_commands[] = {
 	{ "pin", false, cmd_pin },        { "unpin", false, cmd_unpin },
 	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
 	{ "migrate", true, cmd_migrate }, { "metrics", true, cmd_metrics },
+	{ "migrate", true, cmd_migrate }, { "verify", true, cmd_verify },
+	{ "gc", true, cmd_gc }, /* cmd_lifecycle.c */
 };
 const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);

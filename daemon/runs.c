@@ -105,13 +105,16 @@ static void on_done(void *data, struct td_run *run)
 		svc_error(s, "policy %s: a root could not be scanned: %s", name,
 		          strerror(-st.scan_status));
 	/* The scan's reasons too, in plan's words: a run that moved nothing says why. */
-	log_notice("policy %s: scanned %llu files (%llu bytes) in %.1f s; tiered %llu "
-	           "(%llu bytes), skipped %llu, failed %llu; not candidates: %s",
-	           name, (unsigned long long)st.scan.scanned_files,
-	           (unsigned long long)st.scan.scanned_bytes, (double)st.elapsed_ns / 1e9,
-	           (unsigned long long)st.tiered, (unsigned long long)st.tiered_bytes,
-	           (unsigned long long)st.skipped, (unsigned long long)st.failed,
-	           td_plan_skips_format(skips, sizeof(skips), &st.scan));
+	log_notice(
+	    "policy %s: scanned %llu files (%llu bytes) and %llu links to tiered files in "
+	    "%.1f s; tiered %llu (%llu bytes), skipped %llu, failed %llu; not candidates: %s",
+	    name, (unsigned long long)st.scan.scanned_files,
+	    (unsigned long long)st.scan.scanned_bytes, (unsigned long long)st.scan.links_seen,
+	    (double)st.elapsed_ns / 1e9, (unsigned long long)st.tiered,
+	    (unsigned long long)st.tiered_bytes, (unsigned long long)st.skipped,
+	    (unsigned long long)st.failed, td_plan_skips_format(skips, sizeof(skips), &st.scan));
+	if (st.link_error[0])
+		svc_error(s, "policy %s: link sightings not recorded: %s", name, st.link_error);
 	runs_note_ended(s, name);
 	if (!s->stopping)
 		td_scheduler_run_ended(s->sched, name, st.target_down);

@@ -1165,6 +1165,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->mover_ready)
 		runs_tick(s, now);
+	life_tick(s, now);
 	if (s->mover_ready && now - s->last_dirty_scan_s >= (getenv("TD_DIRTY_SCAN_S")
 	                                                         ? atoi(getenv("TD_DIRTY_SCAN_S"))
 	                                                         : DIRTY_SCAN_EVERY_S)) {
@@ -1230,6 +1231,7 @@ static void stop(struct service *s)
 	uv_close((uv_handle_t *)&s->sig_hup, NULL);
 	uv_close((uv_handle_t *)&s->sig_io, NULL);
 	runs_stop(s);
+	life_stop(s);
 	if (s->rview)
 		td_rview_close(s->rview, on_rview_closed, s);
 	else
@@ -1363,6 +1365,7 @@ int td_service_run(const char *config_path, struct td_config *conf)
 	free(s.targets);
 	td_scheduler_free(s.sched);
 	td_reach_free(s.reach);
+	life_free(&s);
 	conf_put(s.conf);
 	free(s.config_path);
 	return status;

@@ -77,6 +77,7 @@ struct service {
 	uv_mutex_t rcat_lock;
 
 	struct svc_run *runs;
+	struct svc_life *life; /* verify and gc: cmd_lifecycle.c */
 	struct td_scheduler *sched;
 
 	char recent[MAX_RECENT_ERRORS][320];
@@ -173,6 +174,15 @@ int run_start(struct service *s, const char *policy, char *err, size_t errlen);
 bool run_active(struct service *s, const char *policy);
 json_t *runs_status(struct service *s);
 void runs_stop(struct service *s);
+/* verify and gc (cmd_lifecycle.c): the commands, gc_schedule (every tick),
+ * the last reports for status, cancelling at stop, freeing after the loop. */
+void cmd_verify(struct service *s, struct client *c, json_t *args);
+void cmd_gc(struct service *s, struct client *c, json_t *args);
+void life_tick(struct service *s, int64_t now_s);
+void life_status(struct service *s, json_t *reply);
+void life_stop(struct service *s);
+void life_free(struct service *s);
+
 /* Schedules, watermarks: called every tick once recovery is over. */
 void runs_tick(struct service *s, int64_t now_s);
 void runs_reschedule(struct service *s);

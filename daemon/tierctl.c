@@ -31,6 +31,10 @@ static const struct {
 	  "plan [--policy NAME]      dry run: what each policy would move now" },
 	{ "metrics", tierctl_metrics,
 	  "metrics                   Prometheus text exposition of the daemon's metrics" },
+	{ "verify", tierctl_verify,
+	  "verify [--deep] [--repair] [--policy P] [--time-limit D] [PATH...]  check catalog, "
+	  "links, cache, target" },
+	{ "gc", tierctl_gc, "gc [--dry-run]            delete objects unseen for retention" },
 	{ "check-target", tierctl_check_target,
 	  "check-target NAME         test a target's settings end to end" },
 };

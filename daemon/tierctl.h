@@ -45,4 +45,6 @@ int tierctl_unpin(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_info(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_metrics(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_verify(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_gc(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);

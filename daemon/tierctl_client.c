@@ -236,6 +236,27 @@ static void print_status(json_t *st)
 		       (long long)json_integer_value(json_object_get(v, "failed")),
 		       json_real_value(json_object_get(v, "elapsed_s")));
 	}
+	if ((v = json_object_get(st, "last_verify")))
+		printf("verify:  last %s%s: %lld rows checked, %lld problems, %lld repaired%s%s\n",
+		       json_string_value(json_object_get(v, "ended")),
+		       json_is_true(json_object_get(v, "deep")) ? " (deep)" : "",
+		       (long long)json_integer_value(json_object_get(v, "checked")),
+		       (long long)json_integer_value(json_object_get(v, "problems")),
+		       (long long)json_integer_value(json_object_get(v, "repaired")),
+		       json_object_get(v, "error") ? "; stopped: " : "",
+		       json_object_get(v, "error") ? json_string_value(json_object_get(v, "error"))
+		                                   : "");
+	if ((v = json_object_get(st, "last_gc")))
+		printf("gc:      last %s: %lld objects deleted (%lld bytes), %lld kept, %lld "
+		       "uploads aborted%s%s\n",
+		       json_string_value(json_object_get(v, "ended")),
+		       (long long)json_integer_value(json_object_get(v, "deleted")),
+		       (long long)json_integer_value(json_object_get(v, "deleted_bytes")),
+		       (long long)json_integer_value(json_object_get(v, "kept")),
+		       (long long)json_integer_value(json_object_get(v, "uploads_aborted")),
+		       json_object_get(v, "error") ? "; stopped: " : "",
+		       json_object_get(v, "error") ? json_string_value(json_object_get(v, "error"))
+		                                   : "");
 	if (json_array_size(json_object_get(st, "recent_errors")))
 		printf("recent errors:\n");
 	json_array_foreach(json_object_get(st, "recent_errors"), i, v)

@@ -113,10 +113,24 @@ static const char schema_v1[] =
 /* Version 2: the file's extended attributes (its POSIX ACL among them), as a
  * td_xattr blob; NULL for none, and for rows tiered before version 2. */
 static const char schema_v2[] = "ALTER TABLE files ADD COLUMN xattrs BLOB;";
+/* Version 3: what verify and gc keep between runs (catalog_life.c). */
+static const char schema_v3[] = "CREATE TABLE lifecycle ("
+                                " name TEXT PRIMARY KEY NOT NULL,"
+                                " value TEXT NOT NULL,"
+                                " updated_ns INTEGER NOT NULL"
+                                ") STRICT;"
+                                "CREATE TABLE gc_pending ("
+                                " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+                                " target TEXT,"
+                                " object_key TEXT,"
+                                " path BLOB,"
+                                " claimed_ns INTEGER NOT NULL"
+                                ") STRICT;";
 
 static const struct td_catalog_migration migrations[] = {
 	{ 1, schema_v1 },
 	{ 2, schema_v2 },
+	{ 3, schema_v3 },
 };
 
 /* Column numbers (1-based, as in the SELECT list and as SQL parameters ?N). */
@@ -264,6 +278,13 @@ struct td_catalog {
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt *update[TD_CATALOG_F_ALL + 1]; /* by field mask */
 };
+
+sqlite3 *td_catalog__db(struct td_catalog *cat, const char **path)
+{
+	if (path)
+		*path = cat->path;
+	return cat->db;
+}
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -1006,18 +1027,49 @@ fail:
 }
 
 /*
+ * A further handle (TD_CATALOG_NO_CHECK) in a process that may have the catalog
+ * open already: stat only. Opening and closing the file here would drop every
+ * POSIX lock SQLite holds on it in this process (close() releases a process's
+ * locks on the inode), and another process (the sqlite3 CLI, a second tool)
+ * could then believe itself the last connection and checkpoint and delete the
+ * WAL under us. The header is checked through SQLite instead (check_app_id).
+ */
+static int precheck_stat(const char *path, struct td_catalog_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return -ENOENT;
+		return set_err(err, path, -errno, NULL, 0, "cannot stat: %s", strerror(errno));
+	}
+	if (S_ISDIR(st.st_mode))
+		return set_err(err, path, -EISDIR, NULL, 0, "is a directory, not a catalog");
+	if (!S_ISREG(st.st_mode))
+		return set_err(err, path, -EINVAL, NULL, 0, "is not a regular file");
+	if (st.st_size == 0)
+		return set_err(err, path, -EBADMSG, NULL, 0,
+		               "is empty (0 bytes), not a tierd catalog (truncated?); refusing to "
+		               "use or recreate it");
+	return 0;
+}
+
+/*
  * Our own look at an existing file before SQLite opens it. Returns 0, -ENOENT
  * (missing: no error filled in) or -errno with err filled in.
  */
-static int precheck(const char *path, struct td_catalog_error *err)
+static int precheck(const char *path, unsigned flags, struct td_catalog_error *err)
 {
 	static const char magic[16] = "SQLite format 3";
 	unsigned char hdr[100];
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	_cleanup_close_ int fd = -1;
 	struct stat st;
 	uint32_t app;
 	ssize_t n;
 
+	if (flags & TD_CATALOG_NO_CHECK)
+		return precheck_stat(path, err);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return -ENOENT;
@@ -1167,6 +1219,17 @@ static int open_existing(struct td_catalog *cat, unsigned flags,
 		rc = configure(cat->db);
 	if (rc != SQLITE_OK)
 		return db_err(cat, err, rc, "cannot open");
+	if (flags & TD_CATALOG_NO_CHECK) {
+		int64_t app = 0;
+
+		/* precheck_stat did not read the header: SQLite does. */
+		rc = query_int(cat->db, "PRAGMA application_id", &app);
+		if (rc == SQLITE_NOTADB || (rc == SQLITE_OK && app != TD_CATALOG_APP_ID))
+			return set_err(err, cat->path, -EBADMSG, NULL, 0,
+			               "is not a tierd catalog; refusing to use it");
+		if (rc != SQLITE_OK)
+			return db_err(cat, err, rc, "cannot read");
+	}
 	rc = check_existing(cat, flags, latest, &version, err);
 	if (rc < 0)
 		return rc;
@@ -1202,7 +1265,7 @@ int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned fla
 	if (!sqlite3_threadsafe())
 		return set_err(err, path, -ENOTSUP, NULL, 0,
 		               "libsqlite3 was built without thread support");
-	r = precheck(path, err);
+	r = precheck(path, flags, err);
 	if (r == -ENOENT) {
 		if (!(flags & TD_CATALOG_CREATE))
 			return set_err(err, path, -ENOENT, NULL, 0, "does not exist");
@@ -1211,7 +1274,7 @@ int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned fla
 			clear_err(err);
 		if (r < 0 && r != -EEXIST)
 			return r;
-		r = precheck(path, err);
+		r = precheck(path, flags, err);
 	}
 	if (r < 0)
 		return r;

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 /* The schema this build writes; older catalogs are migrated forward on open. */
-#define TD_CATALOG_SCHEMA_VERSION 2
+#define TD_CATALOG_SCHEMA_VERSION 3
 
 #define TD_CATALOG_ID_LEN     16                          /* random bytes in an id */
 #define TD_CATALOG_ID_HEX     (2 * TD_CATALOG_ID_LEN + 1) /* 32 hex characters + NUL */

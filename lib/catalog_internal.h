@@ -1,7 +1,8 @@
 /*
  * catalog_internal — what the catalog's own tests need beyond catalog.h: opening
  * with another list of schema migrations, to exercise the migration machinery
- * with versions this build does not have. Not for other modules.
+ * with versions this build does not have, and the raw connection for the
+ * catalog's other file (catalog_life.c). Not for other modules.
  */
 #pragma once
 
@@ -23,3 +24,6 @@ int td_catalog_open_with(struct td_catalog **out, const char *path, unsigned fla
 
 /* The built-in migrations (*n of them), to make a catalog of an older version. */
 const struct td_catalog_migration *td_catalog_builtin_migrations(size_t *n);
+struct sqlite3;
+/* The handle's connection and its file's path (catalog_life.c only). */
+struct sqlite3 *td_catalog__db(struct td_catalog *cat, const char **path);

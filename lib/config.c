@@ -259,6 +259,7 @@ void td_config_free(struct td_config *c)
 	free(c->admin_group);
 	free(c->metrics_listen);
 	cfg_strlist_free(&c->no_hydrate);
+	cfg_strlist_free(&c->sighting_roots);
 	free(c);
 }
 

@@ -148,12 +148,14 @@ struct td_config {
 	char *admin_group;                /* default "tierd"; may not exist */
 	bool has_admin_gid;
 	gid_t admin_gid;
-	unsigned max_transfers;       /* default 8 */
-	int64_t retention_s;          /* default 30d */
-	struct td_strlist no_hydrate; /* process names */
-	bool stream_direct_io;        /* default yes: streamed reads bypass the page cache */
-	char *metrics_listen;         /* "ADDR:PORT" of the /metrics listener; NULL: off */
-	int64_t stop_timeout_s;       /* SIGTERM lets transfers finish this long; default 60 s */
+	unsigned max_transfers;         /* default 8 */
+	int64_t retention_s;            /* default 30d */
+	struct td_strlist no_hydrate;   /* process names */
+	bool stream_direct_io;          /* default yes: streamed reads bypass the page cache */
+	char *metrics_listen;           /* "ADDR:PORT" of the /metrics listener; NULL: off */
+	int64_t stop_timeout_s;         /* SIGTERM lets transfers finish this long; default 60 s */
+	struct td_schedule gc_schedule; /* when `tierctl gc` runs by itself; default manual */
+	struct td_strlist sighting_roots; /* trees outside the policies walked for links (gc) */
 	struct td_target_conf *targets;
 	size_t n_targets;
 	struct td_policy_conf *policies;

@@ -611,6 +611,8 @@ const struct cfg_keydef cfg_tierd_keys[] = {
 	TK(K_BOOL, stream_direct_io),
 	TK(K_LISTEN, metrics_listen),   /* off by default */
 	TK(K_DURATION, stop_timeout_s), /* under the unit's TimeoutStopSec */
+	TK(K_SCHEDULE, gc_schedule),
+	TK(K_PATHLIST, sighting_roots),
 	{ NULL },
 };
 

@@ -205,6 +205,17 @@ int td_target_cleanup_stale(struct td_target *t, struct td_target_req **req_out,
 	return t->ops->cleanup_stale(t, req_out, n_cleaned, cb, data);
 }
 
+int td_target_stale_uploads(struct td_target *t, struct td_target_req **req_out,
+                            int64_t older_than_s, bool abort, unsigned *n_found,
+                            unsigned *n_aborted, td_target_cb cb, void *data)
+{
+	if (!n_found || !n_aborted || !cb)
+		return -EINVAL;
+	if (!t->ops->stale_uploads)
+		return -ENOTSUP;
+	return t->ops->stale_uploads(t, req_out, older_than_s, abort, n_found, n_aborted, cb, data);
+}
+
 void td_target_req_on_progress(struct td_target_req *req, td_target_progress_cb fn, void *data)
 {
 	if (req) {

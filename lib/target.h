@@ -190,6 +190,13 @@ int td_target_get_json(struct td_target *t, struct td_target_req **req_out, cons
 int td_target_cleanup_stale(struct td_target *t, struct td_target_req **req_out,
                             unsigned *n_cleaned, td_target_cb cb, void *data);
 
+/* Finds the multipart uploads under the prefix started before older_than_s
+ * (epoch seconds) and, with `abort`, aborts them; *n_found and *n_aborted
+ * receive the counts. Unlike cleanup_stale it leaves younger uploads (a running
+ * tierd's) alone. -ENOTSUP for a backend without multipart uploads (dir). */
+int td_target_stale_uploads(struct td_target *t, struct td_target_req **req_out,
+                            int64_t older_than_s, bool abort, unsigned *n_found,
+                            unsigned *n_aborted, td_target_cb cb, void *data);
 /* Cancels one operation; its callback runs later with -ECANCELED (unless it had
  * already completed). */
 void td_target_cancel(struct td_target_req *req);

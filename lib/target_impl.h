@@ -35,6 +35,10 @@ struct td_target_ops {
 	            td_target_list_each each, td_target_cb cb, void *data);
 	int (*cleanup_stale)(struct td_target *t, struct td_target_req **req_out,
 	                     unsigned *n_cleaned, td_target_cb cb, void *data);
+	/* NULL: the backend has no multipart uploads (td_target_stale_uploads) */
+	int (*stale_uploads)(struct td_target *t, struct td_target_req **req_out,
+	                     int64_t older_than_s, bool abort, unsigned *n_found,
+	                     unsigned *n_aborted, td_target_cb cb, void *data);
 	void (*cancel)(struct td_target_req *req);
 };
 

@@ -501,5 +501,6 @@ const struct td_target_ops td_target_s3_ops = {
 	.delete_ = s3__delete,
 	.list = s3__list,
 	.cleanup_stale = s3__cleanup_stale,
+	.stale_uploads = s3__stale_uploads,
 	.cancel = s3_cancel,
 };

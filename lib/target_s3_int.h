@@ -166,6 +166,11 @@ struct s3_req {
 	char *token;
 	size_t strip;
 	unsigned *n_cleaned;
+	/* stale_uploads: only uploads initiated before older_than_s (0: all);
+	 * without stale_abort they are only counted, in *n_found */
+	int64_t older_than_s;
+	bool stale_abort;
+	unsigned *n_found;
 	struct upload_ref *uploads;
 	size_t n_uploads, next_upload;
 	char *key_marker, *id_marker;
@@ -319,5 +324,8 @@ void s3__uploads_clear(struct s3_req *r);
 /* Deletes every version and delete marker of `key` (delete_versions = yes). */
 int s3__delete_versions(struct s3_target *t, struct td_target_req **req_out, const char *key,
                         td_target_cb cb, void *data);
+int s3__stale_uploads(struct td_target *tt, struct td_target_req **req_out, int64_t older_than_s,
+                      bool abort, unsigned *n_found, unsigned *n_aborted, td_target_cb cb,
+                      void *data);
 int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsigned *n_cleaned,
                       td_target_cb cb, void *data);

@@ -295,6 +295,20 @@ static int uploads_collect(struct s3_req *r, const struct td_s3_xml_node *root)
 		    strncmp(key, prefix, strlen(prefix)) != 0 ||
 		    strlen(key) > TD_TARGET_KEY_MAX + strlen(prefix))
 			continue;
+		if (r->older_than_s > 0) {
+			/* ISO 8601 "2026-11-21T22:03:04.000Z"; unparsable: not old */
+			const char *ini = td_s3_xml_child_text(c, "Initiated");
+			struct tm tmv;
+
+			memset(&tmv, 0, sizeof(tmv));
+			if (!ini || !strptime(ini, "%Y-%m-%dT%H:%M:%S", &tmv) ||
+			    (int64_t)timegm(&tmv) >= r->older_than_s)
+				continue;
+		}
+		if (r->n_found)
+			(*r->n_found)++;
+		if (r->n_found && !r->stale_abort)
+			continue;
 		u->key = strdup(key);
 		u->id = strdup(id);
 		if (!u->key || !u->id) {
@@ -361,6 +375,23 @@ static int uploads_page(struct s3_req *r)
 	n = listing_get(r, q, on_uploads);
 	free(q);
 	return n;
+}
+
+int s3__stale_uploads(struct td_target *tt, struct td_target_req **req_out, int64_t older_than_s,
+                      bool abort, unsigned *n_found, unsigned *n_aborted, td_target_cb cb,
+                      void *data)
+{
+	struct s3_req *r;
+	int rc = s3__req_open(&r, (struct s3_target *)tt, K_CLEANUP, NULL, cb, data);
+
+	if (rc < 0)
+		return rc;
+	*n_found = *n_aborted = 0;
+	r->n_cleaned = n_aborted;
+	r->n_found = n_found;
+	r->older_than_s = older_than_s;
+	r->stale_abort = abort;
+	return s3__req_started(r, uploads_page(r), req_out);
 }
 
 int s3__cleanup_stale(struct td_target *tt, struct td_target_req **req_out, unsigned *n_cleaned,
