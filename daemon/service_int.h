@@ -100,11 +100,25 @@ struct client {
 	struct td_ctl_peer peer; /* immutable after accept: pool threads read it */
 	bool privileged;         /* root or admin_group */
 	bool user_slot;          /* counted in service.n_user_clients */
+	/* A streaming reply waiting for the peer to read (client_when_drained). */
+	void (*drain_cb)(struct client *c, void *data);
+	void *drain_data;
+	int64_t drain_since_ns;
 };
 
 /* Sends one line (steals msg). A no-op once the client is closing. */
 void client_send(struct client *c, json_t *msg);
 void client_ref(struct client *c);
+/*
+ * Flow control for replies of many lines (ls): whether more than
+ * CLIENT_WQ_LOW bytes wait to be read, and a call of cb, once, when they have
+ * been written down to that mark or the client is closing (then c->closing is
+ * set: cb must finish without sending). One waiter per client. An admin may
+ * read as slowly as it likes; a peer that is not one and reads nothing for
+ * CLIENT_IDLE_MS while a reply waits is disconnected.
+ */
+bool client_congested(const struct client *c);
+void client_when_drained(struct client *c, void (*cb)(struct client *c, void *data), void *data);
 void client_unref(struct client *c);
 
 /*
