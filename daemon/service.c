@@ -764,6 +764,7 @@ static void start_recovery(struct service *s)
 
 static void start_cleanups(struct service *s)
 {
+	svc_check_lost_state(s);
 	cleanups_pending = 1; /* held until every cleanup is started */
 	for (size_t i = 0; i < s->n_targets; i++) {
 		struct cleanup *c;

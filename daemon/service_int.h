@@ -144,6 +144,9 @@ void svc_reload(struct service *s);
 /* Recalls `id` (its cache copy replaces the link); done may be NULL. */
 int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
 void svc_dirty_scan(struct service *s);
+/* At start: warns when the catalog is empty but a target holds this host's
+ * manifests (rebuild_check.c). */
+void svc_check_lost_state(struct service *s);
 
 /* Commands (commands.c). Each replies with client_send, now or later. */
 struct command {
