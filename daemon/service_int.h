@@ -154,6 +154,8 @@ struct command {
 	bool mutating; /* needs root or admin_group */
 	void (*fn)(struct service *s, struct client *c, json_t *args);
 };
+/* Commands in files of their own (cmd_*.c). */
+void cmd_restore(struct service *s, struct client *c, json_t *args);
 extern const struct command svc_commands[];
 extern const size_t svc_n_commands;
 

@@ -29,6 +29,8 @@ static const struct {
 	  "reload                    re-read the configuration (like SIGHUP)" },
 	{ "plan", tierctl_plan,
 	  "plan [--policy NAME]      dry run: what each policy would move now" },
+	{ "restore", tierctl_restore,
+	  "restore [-r] PATH...      recreate links deleted by accident" },
 	{ "rebuild", tierctl_rebuild,
 	  "rebuild [--target NAME] [--dry-run]  the catalog and links again, from the manifests" },
 	{ "check-target", tierctl_check_target,

@@ -71,6 +71,11 @@ static char *absolute(const char *p)
 	return out;
 }
 
+char *tierctl_absolute(const char *p)
+{
+	return absolute(p);
+}
+
 static void add_path(json_t *args, const char *p)
 {
 	td_ctl_add_path(args, p, strlen(p)); /* on ENOMEM the request goes without it */

@@ -234,12 +234,8 @@ static bool same_row(const struct td_catalog_entry *a, const struct td_catalog_e
 	       a->size == m->size && (!a->sha256[0] || strcmp(a->sha256, m->sha256) == 0);
 }
 
-/* Makes the dynamic link of row e when it is missing: to the cache copy of a
- * cached row, to the remote view otherwise. Returns 1 if made, 0 if it was
- * there, -errno. */
-static int relink(struct rb *b, const struct td_catalog_entry *e)
+int td_rebuild_relink(const struct td_config *conf, const struct td_catalog_entry *e, bool dry_run)
 {
-	const struct td_config *conf = b->o->conf;
 	char dest[4096], cur[4096];
 	int r = td_ns_read(conf->state_dir, e->id, e->name, e->name_len, cur, sizeof(cur));
 
@@ -247,7 +243,7 @@ static int relink(struct rb *b, const struct td_catalog_entry *e)
 		return 0;
 	if (r != -ENOENT)
 		return r;
-	if (b->o->dry_run)
+	if (dry_run)
 		return 1;
 	if (e->state == TD_CATALOG_CACHED || e->state == TD_CATALOG_DIRTY)
 		r = td_ns_cache_path(dest, sizeof(dest), conf->cache_dir, e->id);
@@ -257,6 +253,11 @@ static int relink(struct rb *b, const struct td_catalog_entry *e)
 	if (r == 0)
 		r = td_ns_bind(conf->state_dir, e->id, e->name, e->name_len, dest);
 	return r < 0 ? r : 1;
+}
+
+static int relink(struct rb *b, const struct td_catalog_entry *e)
+{
+	return td_rebuild_relink(b->o->conf, e, b->o->dry_run);
 }
 
 static void merge(struct rb *b, const struct robj *o, struct td_catalog_entry *m)

@@ -78,3 +78,11 @@ int td_rebuild_run(const struct td_rebuild_opts *o, struct td_rebuild_stats *st,
 struct td_catalog_entry;
 int td_rebuild_parse_manifest(struct td_catalog_entry *e, char **path_buf, const json_t *doc,
                               char *err, size_t errlen);
+
+/*
+ * Makes the dynamic link of row e when it is missing: to the cache copy of a
+ * cached or dirty row, to the remote view otherwise (tierd rebinds it as the
+ * data moves). Returns 1 if made (or, with dry_run, if it would be), 0 if it
+ * was there, or -errno. Blocking; any thread.
+ */
+int td_rebuild_relink(const struct td_config *conf, const struct td_catalog_entry *e, bool dry_run);
