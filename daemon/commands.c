@@ -1087,11 +1087,17 @@ static void cmd_unpin(struct service *s, struct client *c, json_t *args)
 }
 
 const struct command svc_commands[] = {
-	{ "ping", false, cmd_ping },       { "status", false, cmd_status },
-	{ "info", false, cmd_info },       { "ls", false, cmd_ls },
+	{ "ping", false, cmd_ping },
+	{ "status", false, cmd_status },
+	{ "info", false, cmd_info },
+	{ "ls", false, cmd_ls },
 	{ "recall", false, cmd_recall }, /* these four check ownership per file */
-	{ "restore", false, cmd_restore }, { "pin", false, cmd_pin },
-	{ "unpin", false, cmd_unpin },     { "reload", true, cmd_reload },
-	{ "run", true, cmd_run },          { "migrate", true, cmd_migrate },
+	{ "restore", false, cmd_restore },
+	{ "recall_bulk", false, cmd_recall_bulk },
+	/* checks who per scope */ { "pin", false, cmd_pin },
+	{ "unpin", false, cmd_unpin },
+	{ "reload", true, cmd_reload },
+	{ "run", true, cmd_run },
+	{ "migrate", true, cmd_migrate },
 };
 const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);

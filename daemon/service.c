@@ -740,6 +740,7 @@ static void on_recovered(void *data, int status, unsigned finished, unsigned rol
 		return;
 	notify(s, "READY=1\nSTATUS=idle");
 	runs_reschedule(s);
+	svc_bulk_resume(s);
 }
 
 static void start_recovery(struct service *s)

@@ -85,6 +85,7 @@ struct service {
 	int64_t last_rollback_retry_s;
 	bool retrying_rollbacks;
 	uint64_t dirty_scans; /* completed, for status: tests wait for one */
+	struct bulk *bulk;    /* the bulk recall running (cmd_recall_bulk.c), or NULL */
 };
 
 struct client {
@@ -156,6 +157,9 @@ struct command {
 };
 /* Commands in files of their own (cmd_*.c). */
 void cmd_restore(struct service *s, struct client *c, json_t *args);
+void cmd_recall_bulk(struct service *s, struct client *c, json_t *args);
+/* Resumes a bulk recall recorded before a crash or stop, once recovery is over. */
+void svc_bulk_resume(struct service *s);
 extern const struct command svc_commands[];
 extern const size_t svc_n_commands;
 

@@ -20,7 +20,7 @@ static const struct {
 	{ "migrate", tierctl_migrate,
 	  "migrate [--target NAME] PATH...  tier these files now, whatever their age" },
 	{ "recall", tierctl_recall,
-	  "recall PATH...            bring files back to primary storage" },
+	  "recall PATH... | [--force] --all | --policy NAME | -r DIR  bring files back" },
 	{ "pin", tierctl_pin, "pin PATH...               keep a copy in the cache (hydrates it)" },
 	{ "unpin", tierctl_unpin, "unpin PATH...             let the cache evict it again" },
 	{ "info", tierctl_info, "info PATH...              where a file's data is, in what state" },

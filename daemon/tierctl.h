@@ -48,5 +48,6 @@ int tierctl_unpin(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_info(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_recall_bulk(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_restore(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_rebuild(const struct tierctl_opts *o, int argc, char **argv);

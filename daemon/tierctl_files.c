@@ -455,6 +455,8 @@ static int files_verb(const struct tierctl_opts *o, int argc, char **argv, const
 
 int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
 {
+	if (argc >= 2 && argv[1][0] == '-')
+		return tierctl_recall_bulk(o, argc, argv); /* --all, --policy, -r, --force */
 	return files_verb(o, argc, argv, "recall");
 }
 
