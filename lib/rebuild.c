@@ -283,6 +283,10 @@ static void merge(struct rb *b, const struct robj *o, struct td_catalog_entry *m
 			         have->target ? have->target : "none");
 			free(esc);
 			emit(b, TD_REBUILD_CONFLICT, m->id, m->path, m->path_len, m->size, msg);
+		} else if (have->state != TD_CATALOG_TIERED && have->state != TD_CATALOG_CACHED &&
+		           have->state != TD_CATALOG_DIRTY) {
+			/* recalled (or moving): its namespace entry is the mover's business */
+			emit(b, TD_REBUILD_PRESENT, m->id, m->path, m->path_len, m->size, NULL);
 		} else if ((r = relink(b, have)) < 0) {
 			snprintf(msg, sizeof(msg), "cannot make its dynamic link: %s",
 			         strerror(-r));
