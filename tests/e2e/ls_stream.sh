@@ -57,7 +57,11 @@ fi
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$TDPID/status")
 echo "  tierd RSS after start ${base_kb} KiB, peak ${hwm_kb} KiB"
 if [ $asan = 0 ]; then
-	[ "$hwm_kb" -lt $((base_kb + 32 * 1024)) ] && pass "tierd's memory stayed within 32 MiB of the start" ||
+	# What may grow: the query handle's SQLite page cache (16 MiB, catalog.h),
+	# the malloc arenas of the pool threads that page, one page of rows and
+	# 256 KiB of queued replies. Measured: +28 MiB at 100,000 rows, +38 MiB at
+	# 1,000,000 (the page cache filling up), not in proportion to the rows.
+	[ "$hwm_kb" -lt $((base_kb + 48 * 1024)) ] && pass "tierd's memory stayed within 48 MiB of the start" ||
 		fail "tierd grew by $(((hwm_kb - base_kb) / 1024)) MiB"
 fi
 tierd_stop
