@@ -30,8 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LS_PAGE     500
-#define MIGRATE_MAX 4096 /* paths in one request */
+#define LS_PAGE       500
+#define LS_PAGE_BYTES (1u << 20) /* a page also ends past about this much JSON */
+#define MIGRATE_MAX   4096       /* paths in one request */
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -630,6 +631,7 @@ struct ls_job {
 	char after[TD_CATALOG_ID_HEX];
 	json_t *page;
 	unsigned n_page;
+	size_t page_bytes;
 	uint64_t total;
 	int r;
 	/* For a peer that is not an admin: each page row's original path and
@@ -658,7 +660,9 @@ static int ls_collect(void *data, const struct td_catalog_entry *e)
 	json_array_append_new(j->page, o ? o : json_null());
 	memcpy(j->after, e->id, sizeof(j->after));
 	j->n_page++;
-	return 0;
+	/* Paths may be 64 KiB: bound a page by its size as well as its rows. */
+	j->page_bytes += 2 * e->path_len + 512;
+	return j->page_bytes >= LS_PAGE_BYTES ? 1 : 0;
 }
 
 /* Drops the rows the peer may not see and redacts the ones it does not own;
@@ -691,6 +695,7 @@ static void w_ls(uv_work_t *w)
 
 	j->page = json_array();
 	j->n_page = 0;
+	j->page_bytes = 0;
 	uv_mutex_lock(&j->s->rcat_lock);
 	j->r = td_catalog_foreach(j->s->rcat, &f, ls_collect, j, &ce);
 	uv_mutex_unlock(&j->s->rcat_lock);
@@ -698,9 +703,36 @@ static void w_ls(uv_work_t *w)
 		ls_filter(j);
 }
 
+static void a_ls(uv_work_t *w, int status);
+
+static void ls_end(struct ls_job *j)
+{
+	svc_work_done(j->c);
+	if (j->r < 0)
+		client_send(j->c, td_ctl_error_reply(j->r, "catalog read failed"));
+	else
+		client_send(j->c, json_pack("{s:b, s:I}", "ok", 1, "count", (json_int_t)j->total));
+	client_unref(j->c);
+	free(j->policy);
+	free(j);
+}
+
+/* The next page is read only once the peer has read the last one down to the
+ * low-water mark (client_when_drained): a slow reader costs one page of
+ * memory, however many rows there are, and is never cut off for being slow. */
+static void ls_next(struct client *c, void *data)
+{
+	struct ls_job *j = data;
+
+	if (!c->closing && !j->s->stopping && uv_queue_work(j->s->loop, &j->work, w_ls, a_ls) == 0)
+		return;
+	ls_end(j);
+}
+
 static void a_ls(uv_work_t *w, int status)
 {
 	struct ls_job *j = w->data;
+	bool more = j->r >= 0 && (j->n_page == LS_PAGE || j->r == 1);
 	size_t i;
 	json_t *v;
 
@@ -713,17 +745,13 @@ static void a_ls(uv_work_t *w, int status)
 		}
 	}
 	json_decref(j->page);
-	if (j->r >= 0 && j->n_page == LS_PAGE && !j->c->closing && !j->s->stopping &&
-	    uv_queue_work(j->s->loop, &j->work, w_ls, a_ls) == 0)
+	if (j->r > 0)
+		j->r = 0;
+	if (more && !j->c->closing && !j->s->stopping) {
+		client_when_drained(j->c, ls_next, j);
 		return;
-	svc_work_done(j->c);
-	if (j->r < 0)
-		client_send(j->c, td_ctl_error_reply(j->r, "catalog read failed"));
-	else
-		client_send(j->c, json_pack("{s:b, s:I}", "ok", 1, "count", (json_int_t)j->total));
-	client_unref(j->c);
-	free(j->policy);
-	free(j);
+	}
+	ls_end(j);
 }
 
 static void cmd_ls(struct service *s, struct client *c, json_t *args)
@@ -1084,13 +1112,20 @@ static void cmd_unpin(struct service *s, struct client *c, json_t *args)
 }
 
 const struct command svc_commands[] = {
-	{ "ping", false, cmd_ping },      { "status", false, cmd_status },
-	{ "info", false, cmd_info },      { "ls", false, cmd_ls },
-	{ "recall", false, cmd_recall }, /* these three check ownership per file */
-	{ "pin", false, cmd_pin },        { "unpin", false, cmd_unpin },
-	{ "reload", true, cmd_reload },   { "run", true, cmd_run },
-	{ "migrate", true, cmd_migrate }, { "metrics", true, cmd_metrics },
-	{ "migrate", true, cmd_migrate }, { "verify", true, cmd_verify },
+	{ "ping", false, cmd_ping },
+	{ "status", false, cmd_status },
+	{ "info", false, cmd_info },
+	{ "ls", false, cmd_ls },
+	{ "recall", false, cmd_recall }, /* these four check ownership per file */
+	{ "restore", false, cmd_restore },
+	{ "recall_bulk", false, cmd_recall_bulk },
+	/* checks who per scope */ { "pin", false, cmd_pin },
+	{ "unpin", false, cmd_unpin },
+	{ "reload", true, cmd_reload },
+	{ "run", true, cmd_run },
+	{ "migrate", true, cmd_migrate },
+	{ "metrics", true, cmd_metrics }, /* metrics.c */
+	{ "verify", true, cmd_verify },
 	{ "gc", true, cmd_gc }, /* cmd_lifecycle.c */
 };
 const size_t svc_n_commands = sizeof(svc_commands) / sizeof(svc_commands[0]);

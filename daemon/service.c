@@ -55,11 +55,13 @@
 #define CLIENT_LINE_MS      (10 * 1000) /* a request line, from its first byte */
 #define CLIENT_IDLE_MS      (60 * 1000) /* between complete requests, no reply pending */
 #define CLIENT_WQ_MAX       (4u << 20)  /* bytes of replies queued to a slow reader */
-#define REFUSAL_LOG_S       10          /* refused connections are logged this often at most */
+#define CLIENT_WQ_LOW       (256u << 10) /* a streaming reply goes on below this */
+#define REFUSAL_LOG_S       10           /* refused connections are logged this often at most */
 #define PROBE_INTERVAL_S    30
 #define SWAP_GRACE_MS       2000
 
 static void stop(struct service *s);
+static void drained(struct client *c);
 
 /* ---- shared helpers ----------------------------------------------------- */
 
@@ -201,6 +203,7 @@ static void client_close(struct client *c)
 	uv_close((uv_handle_t *)&c->pipe, client_handle_closed);
 	uv_close((uv_handle_t *)&c->idle, client_handle_closed);
 	uv_close((uv_handle_t *)&c->deadline, client_handle_closed);
+	drained(c); /* a streaming reply stops here; c lives until the close callbacks */
 }
 
 /* Answers with one error line, written at once if nothing else is queued (a
@@ -251,10 +254,40 @@ void client_unref(struct client *c)
 	client_free_if_done(c);
 }
 
+static void drained(struct client *c)
+{
+	void (*cb)(struct client *, void *) = c->drain_cb;
+
+	if (!cb)
+		return;
+	c->drain_cb = NULL;
+	cb(c, c->drain_data);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
+	struct client *c = w->handle->data;
+
 	free(w->data);
 	free(w);
+	/* Cancelled writes of a closing client come here too, before its close
+	 * callback, so a waiter always hears of the end. */
+	if (c->drain_cb && (c->closing || !client_congested(c)))
+		drained(c);
+}
+
+bool client_congested(const struct client *c)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) > CLIENT_WQ_LOW;
+}
+
+void client_when_drained(struct client *c, void (*cb)(struct client *c, void *data), void *data)
+{
+	c->drain_cb = cb;
+	c->drain_data = data;
+	c->drain_since_ns = td_monotonic_ns();
+	if (c->closing || !client_congested(c))
+		drained(c);
 }
 
 void client_send(struct client *c, json_t *msg)
@@ -369,8 +402,17 @@ static void on_idle(uv_timer_t *t)
 {
 	struct client *c = t->data;
 
-	if (c->refs == 0) /* never cut off a client still waiting for a reply */
+	if (c->refs == 0) { /* never cut off a client still waiting for a reply */
 		client_close(c);
+	} else if (c->drain_cb && !c->privileged &&
+	           td_monotonic_ns() - c->drain_since_ns >= (int64_t)CLIENT_IDLE_MS * 1000000) {
+		/* ...unless it stopped reading it: users may not hold a reply (and
+		 * its pool slot) forever. Admins may read as slowly as they like. */
+		log_warning("control: closing a connection from uid %u that has not read its "
+		            "reply for %d s",
+		            (unsigned)c->peer.uid, CLIENT_IDLE_MS / 1000);
+		client_close(c);
+	}
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -733,6 +775,7 @@ static void on_recovered(void *data, int status, unsigned finished, unsigned rol
 		return;
 	notify(s, "READY=1\nSTATUS=idle");
 	runs_reschedule(s);
+	svc_bulk_resume(s);
 }
 
 static void start_recovery(struct service *s)
@@ -757,6 +800,7 @@ static void start_recovery(struct service *s)
 
 static void start_cleanups(struct service *s)
 {
+	svc_check_lost_state(s);
 	cleanups_pending = 1; /* held until every cleanup is started */
 	for (size_t i = 0; i < s->n_targets; i++) {
 		struct cleanup *c;

@@ -99,6 +99,7 @@ struct service {
 		int64_t ended_ns; /* wall clock */
 	} last_runs[64];          /* each policy's last run, for the metrics */
 	size_t n_last_runs;
+	struct bulk *bulk; /* the bulk recall running (cmd_recall_bulk.c), or NULL */
 };
 
 struct client {
@@ -114,11 +115,25 @@ struct client {
 	struct td_ctl_peer peer; /* immutable after accept: pool threads read it */
 	bool privileged;         /* root or admin_group */
 	bool user_slot;          /* counted in service.n_user_clients */
+	/* A streaming reply waiting for the peer to read (client_when_drained). */
+	void (*drain_cb)(struct client *c, void *data);
+	void *drain_data;
+	int64_t drain_since_ns;
 };
 
 /* Sends one line (steals msg). A no-op once the client is closing. */
 void client_send(struct client *c, json_t *msg);
 void client_ref(struct client *c);
+/*
+ * Flow control for replies of many lines (ls): whether more than
+ * CLIENT_WQ_LOW bytes wait to be read, and a call of cb, once, when they have
+ * been written down to that mark or the client is closing (then c->closing is
+ * set: cb must finish without sending). One waiter per client. An admin may
+ * read as slowly as it likes; a peer that is not one and reads nothing for
+ * CLIENT_IDLE_MS while a reply waits is disconnected.
+ */
+bool client_congested(const struct client *c);
+void client_when_drained(struct client *c, void (*cb)(struct client *c, void *data), void *data);
 void client_unref(struct client *c);
 
 /*
@@ -157,6 +172,9 @@ void cmd_metrics(struct service *s, struct client *c, json_t *args);
 /* Recalls `id` (its cache copy replaces the link); done may be NULL. */
 int svc_recall(struct service *s, const char *id, td_mover_cb done, void *data);
 void svc_dirty_scan(struct service *s);
+/* At start: warns when the catalog is empty but a target holds this host's
+ * manifests (rebuild_check.c). */
+void svc_check_lost_state(struct service *s);
 
 /* Commands (commands.c). Each replies with client_send, now or later. */
 struct command {
@@ -164,6 +182,11 @@ struct command {
 	bool mutating; /* needs root or admin_group */
 	void (*fn)(struct service *s, struct client *c, json_t *args);
 };
+/* Commands in files of their own (cmd_*.c). */
+void cmd_restore(struct service *s, struct client *c, json_t *args);
+void cmd_recall_bulk(struct service *s, struct client *c, json_t *args);
+/* Resumes a bulk recall recorded before a crash or stop, once recovery is over. */
+void svc_bulk_resume(struct service *s);
 extern const struct command svc_commands[];
 extern const size_t svc_n_commands;
 

@@ -20,7 +20,7 @@ static const struct {
 	{ "migrate", tierctl_migrate,
 	  "migrate [--target NAME] PATH...  tier these files now, whatever their age" },
 	{ "recall", tierctl_recall,
-	  "recall PATH...            bring files back to primary storage" },
+	  "recall PATH... | [--force] --all | --policy NAME | -r DIR  bring files back" },
 	{ "pin", tierctl_pin, "pin PATH...               keep a copy in the cache (hydrates it)" },
 	{ "unpin", tierctl_unpin, "unpin PATH...             let the cache evict it again" },
 	{ "info", tierctl_info, "info PATH...              where a file's data is, in what state" },
@@ -35,6 +35,10 @@ static const struct {
 	  "verify [--deep] [--repair] [--policy P] [--time-limit D] [PATH...]  check catalog, "
 	  "links, cache, target" },
 	{ "gc", tierctl_gc, "gc [--dry-run]            delete objects unseen for retention" },
+	{ "restore", tierctl_restore,
+	  "restore [-r] PATH...      recreate links deleted by accident" },
+	{ "rebuild", tierctl_rebuild,
+	  "rebuild [--target NAME] [--dry-run]  the catalog and links again, from the manifests" },
 	{ "check-target", tierctl_check_target,
 	  "check-target NAME         test a target's settings end to end" },
 };

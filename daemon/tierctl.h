@@ -30,6 +30,9 @@ int tierctl_request(const struct tierctl_opts *o, const char *cmd, json_t *args,
 /* The same, passing each streamed {"event": ...} line to on_event first. */
 int tierctl_request_stream(const struct tierctl_opts *o, const char *cmd, json_t *args,
                            int (*on_event)(void *ctx, json_t *ev), void *ctx, json_t **reply);
+/* A path made absolute against the current directory and cleaned of "." and
+ * ".." lexically, never resolved (tierctl_files.c). malloc'd; NULL on error. */
+char *tierctl_absolute(const char *p);
 /* Prints a reply's error; returns the exit code for it. */
 int tierctl_reply_error(json_t *reply);
 
@@ -48,3 +51,6 @@ int tierctl_metrics(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_verify(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_gc(const struct tierctl_opts *o, int argc, char **argv);
 int tierctl_check_target(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_recall_bulk(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_restore(const struct tierctl_opts *o, int argc, char **argv);
+int tierctl_rebuild(const struct tierctl_opts *o, int argc, char **argv);

@@ -71,6 +71,11 @@ static char *absolute(const char *p)
 	return out;
 }
 
+char *tierctl_absolute(const char *p)
+{
+	return absolute(p);
+}
+
 static void add_path(json_t *args, const char *p)
 {
 	td_ctl_add_path(args, p, strlen(p)); /* on ENOMEM the request goes without it */
@@ -319,16 +324,20 @@ int tierctl_info(const struct tierctl_opts *o, int argc, char **argv)
 
 struct lsctx {
 	const struct tierctl_opts *o;
-	json_t *files;
+	unsigned long long n;
 };
 
+/* Rows are printed as they arrive, never gathered: --json too writes its one
+ * document ({"files": [...], "count": N}) a row at a time. */
 static int on_ls_event(void *ctx, json_t *ev)
 {
 	struct lsctx *l = ctx;
 
-	if (l->files) {
+	if (l->o->json) {
 		json_object_del(ev, "event");
-		json_array_append(l->files, ev);
+		fputs(l->n ? ",\n    " : "\n    ", stdout);
+		json_dumpf(ev, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+		l->n++;
 		return 0;
 	}
 	printf("%-9s %14lld  %-20s  %s\n", json_string_value(json_object_get(ev, "state")),
@@ -337,6 +346,7 @@ static int on_ls_event(void *ctx, json_t *ev)
 	           ? json_string_value(json_object_get(ev, "tiered_at"))
 	           : "-",
 	       ev_path(ev, "original_path"));
+	l->n++;
 	return 0;
 }
 
@@ -361,19 +371,24 @@ int tierctl_ls(const struct tierctl_opts *o, int argc, char **argv)
 		}
 	}
 	if (o->json)
-		l.files = json_array();
-	else
+		fputs("{\n  \"files\": [", stdout);
+	else if (o->tty) /* piped, it is one line a file: `ls | wc -l` counts them */
 		printf("%-9s %14s  %-20s  %s\n", "STATE", "SIZE", "TIERED AT", "PATH");
 	r = tierctl_request_stream(o, "ls", args, on_ls_event, &l, &reply);
 	json_decref(args);
 	if (r == TIERCTL_OK && !json_is_true(json_object_get(reply, "ok")))
 		r = tierctl_reply_error(reply);
-	else if (r == TIERCTL_OK && o->json) {
-		emit_json(json_pack("{s:O, s:O}", "files", l.files, "count",
-		                    json_object_get(reply, "count")));
+	if (o->json) {
+		/* Closed even after a failure, so what was printed still parses;
+		 * "complete" says whether it is every row. */
+		printf("%s],\n  \"count\": %llu,\n  \"complete\": %s\n}\n", l.n ? "\n  " : "", l.n,
+		       r == TIERCTL_OK ? "true" : "false");
 	}
-	json_decref(l.files);
 	json_decref(reply);
+	if (r == TIERCTL_OK && fflush(stdout) != 0) {
+		fprintf(stderr, "tierctl: writing the listing: %s\n", strerror(errno));
+		r = TIERCTL_FAILED;
+	}
 	return r;
 }
 
@@ -450,6 +465,8 @@ static int files_verb(const struct tierctl_opts *o, int argc, char **argv, const
 
 int tierctl_recall(const struct tierctl_opts *o, int argc, char **argv)
 {
+	if (argc >= 2 && argv[1][0] == '-')
+		return tierctl_recall_bulk(o, argc, argv); /* --all, --policy, -r, --force */
 	return files_verb(o, argc, argv, "recall");
 }
 
