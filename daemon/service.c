@@ -891,6 +891,15 @@ static int open_mover(struct service *s)
 	if (r < 0)
 		log_warning("moving cache copies out of %s/objects: %s", conf->cache_dir,
 		            strerror(-r));
+	/* A crash between a hydration's rebind and its catalog row. */
+	unsigned fixed = 0;
+	r = td_cache_reconcile(s->rcat, conf->state_dir, conf->cache_dir, &fixed);
+	if (fixed)
+		log_notice("%u tiered file(s) were bound to their cache copies at the last stop: "
+		           "recorded as cached, or as written to (they go back to primary storage)",
+		           fixed);
+	if (r < 0)
+		log_warning("checking the cache copies of tiered files: %s", strerror(-r));
 	return 0;
 }
 

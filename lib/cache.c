@@ -5,7 +5,9 @@
  */
 #include "cache.h"
 #include "access.h"
+#include "hash.h"
 #include "ns.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -270,4 +272,128 @@ int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *
 	td_access_cache_free(ac);
 	rmdir(dir); /* when empty */
 	return first;
+}
+
+/* ---- start-up: copies the catalog does not know are bound ------------------ */
+
+#define RECONCILE_PAGE 256
+
+struct reconcile_row {
+	char id[TD_CATALOG_ID_HEX];
+	char sha256[TD_CATALOG_SHA256_HEX];
+	uint64_t size;
+	char *name; /* the dynamic link's name: the original basename */
+	size_t name_len;
+};
+
+struct reconcile_page {
+	struct reconcile_row rows[RECONCILE_PAGE];
+	unsigned n;
+	char after[TD_CATALOG_ID_HEX];
+};
+
+static int reconcile_collect(void *data, const struct td_catalog_entry *e)
+{
+	struct reconcile_page *p = data;
+	struct reconcile_row *r = &p->rows[p->n];
+	const char *slash = memrchr(e->path, '/', e->path_len);
+	const char *base = slash ? slash + 1 : e->path;
+	size_t bl = e->path_len - (size_t)(base - e->path);
+
+	memcpy(p->after, e->id, sizeof(p->after));
+	r->name = malloc(bl + 1);
+	if (!r->name)
+		return 0; /* looked at again on the next start */
+	memcpy(r->name, base, bl);
+	r->name[bl] = '\0';
+	r->name_len = bl;
+	memcpy(r->id, e->id, sizeof(r->id));
+	memcpy(r->sha256, e->sha256, sizeof(r->sha256));
+	r->size = e->size;
+	p->n++;
+	return 0;
+}
+
+/* One tiered row: if its dynamic link leads to its cache copy, the catalog
+ * learns it, as the copy's bytes say: cached when they are still the object's,
+ * dirty (to be recalled) when someone wrote to them. 1 when the row changed. */
+static int reconcile_one(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
+                         const struct reconcile_row *r)
+{
+	char link[4096], copy[4096], sum[TD_SHA256_HEX];
+	struct td_catalog_expect ex = { .state = TD_CATALOG_TIERED, .step = TD_CATALOG_ANY };
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_error ce;
+	struct stat st;
+	unsigned fields = TD_CATALOG_F_STATE | TD_CATALOG_F_CACHE;
+	int n, fd, r2;
+	bool same;
+
+	n = td_ns_read(state_dir, r->id, r->name, r->name_len, link, sizeof(link) - 1);
+	if (n < 0 || td_ns_cache_path(copy, sizeof(copy), cache_dir, r->id) < 0)
+		return 0;
+	link[n] = '\0';
+	if (strcmp(link, copy) != 0)
+		return 0;
+	fd = open(copy, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return 0;
+	}
+	/* An owner may put the mtime back: only the bytes tell. */
+	same = (uint64_t)st.st_size == r->size && r->sha256[0] && td_sha256_fd_hex(fd, sum) == 0 &&
+	       strcmp(sum, r->sha256) == 0;
+	close(fd);
+	memcpy(e.id, r->id, sizeof(e.id));
+	e.cache_atime_ns = td_now_ns();
+	if (same) {
+		struct td_catalog_entry *row = NULL;
+
+		if (td_catalog_get(&row, cat, r->id, &ce) == 0) {
+			e = *row; /* F_STAT writes every stat field: the row's, with the copy's
+			             ctime */
+			e.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+			e.cache_atime_ns = td_now_ns();
+			fields |= TD_CATALOG_F_STAT;
+		}
+		e.state = TD_CATALOG_CACHED;
+		e.cache_state = TD_CATALOG_CACHE_CACHED;
+		e.cached_bytes = r->size;
+		r2 = td_catalog_update(cat, &e, fields, &ex, &ce);
+		td_catalog_entry_free(row);
+	} else {
+		e.state = TD_CATALOG_DIRTY;
+		e.cache_state = TD_CATALOG_CACHE_DIRTY;
+		e.cached_bytes = (uint64_t)st.st_size;
+		r2 = td_catalog_update(cat, &e, fields, &ex, &ce);
+	}
+	return r2 == 0 ? 1 : 0;
+}
+
+int td_cache_reconcile(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
+                       unsigned *fixed)
+{
+	struct reconcile_page *p = calloc(1, sizeof(*p));
+	struct td_catalog_filter f = { .state = TD_CATALOG_TIERED, .limit = RECONCILE_PAGE };
+	struct td_catalog_error ce;
+	int r;
+
+	*fixed = 0;
+	if (!p)
+		return -ENOMEM;
+	do {
+		p->n = 0;
+		f.after_id = p->after[0] ? p->after : NULL;
+		r = td_catalog_foreach(cat, &f, reconcile_collect, p, &ce);
+		for (unsigned i = 0; i < p->n; i++) {
+			if (r >= 0)
+				*fixed +=
+				    (unsigned)reconcile_one(cat, state_dir, cache_dir, &p->rows[i]);
+			free(p->rows[i].name);
+		}
+	} while (r >= 0 && p->n == RECONCILE_PAGE);
+	free(p);
+	return r < 0 ? r : 0;
 }

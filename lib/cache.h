@@ -68,3 +68,15 @@ int td_cache_dirty_scan(uv_loop_t *loop, struct td_catalog *cat, uv_mutex_t *loc
  */
 int td_cache_migrate(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
                      unsigned *moved);
+
+/*
+ * Rows the catalog calls tiered whose dynamic link leads to their cache copy:
+ * tierd stopped (a crash) between binding a finished hydration and recording
+ * it. Such a copy may have been written through the link since. Each becomes
+ * cached when the copy's bytes are still the object's (SHA-256), else dirty,
+ * so the dirty scan sends the written file back to primary storage. For
+ * start-up, with the same rules as td_cache_migrate. *fixed counts the rows
+ * changed. Returns 0 or -errno.
+ */
+int td_cache_reconcile(struct td_catalog *cat, const char *state_dir, const char *cache_dir,
+                       unsigned *fixed);

@@ -3,6 +3,7 @@
  * with its mtime put back), and rows already marked dirty, are reported;
  * unchanged and absent copies are not. */
 #include "cache.h"
+#include "hash.h"
 #include "catalog.h"
 #include "ns.h"
 #include "testlib.h"
@@ -347,11 +348,89 @@ static void test_migrate(void)
 	td_test_rmtree(t);
 }
 
+/* A tiered row whose dynamic link leads to its copy (a crash between a
+ * hydration's rebind and its row): cached when the bytes are the object's,
+ * dirty when written to (same size, mtime put back), untouched when the link
+ * leads elsewhere. */
+static void tiered_bound(struct td_catalog *cat, const char *state, unsigned n, const char *bytes,
+                         bool bind_copy, char id_out[TD_CATALOG_ID_HEX])
+{
+	struct td_catalog_entry e = { 0 };
+	struct td_catalog_error err;
+	unsigned char d[TD_SHA256_LEN];
+	char path[64], cpath[4400], dir[4400];
+	int fd;
+
+	snprintf(e.id, sizeof(e.id), "%032x", n);
+	snprintf(path, sizeof(path), "/srv/t%u", n);
+	e.state = TD_CATALOG_TIERED;
+	e.path = path;
+	e.path_len = strlen(path);
+	e.name = path + 5;
+	e.name_len = strlen(e.name);
+	e.size = 10;
+	e.mtime_ns = 1000000000;
+	e.tiered_ns = 1000;
+	td_sha256("0123456789", 10, d);
+	td_hex(e.sha256, d, sizeof(d));
+	REQUIRE(td_ns_cache_path(cpath, sizeof(cpath), CACHE, e.id) == 0);
+	snprintf(dir, sizeof(dir), "%s", cpath);
+	*strrchr(dir, '/') = '\0';
+	td_ns_mkdirs(dir, 0700);
+	fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	CHECK_INT(td_write_full(fd, bytes, 10), 0);
+	close(fd);
+	CHECK_INT(td_catalog_insert(cat, &e, &err), 0);
+	CHECK_INT(td_ns_bind(state, e.id, e.name, e.name_len,
+	                     bind_copy ? cpath : "/nonexistent/remote/view"),
+	          0);
+	memcpy(id_out, e.id, TD_CATALOG_ID_HEX);
+}
+
+static void test_reconcile(void)
+{
+	const char *t = td_test_tmpdir("cache-reconcile");
+	char db[4200], state[4200], clean[33], written[33], remote[33];
+	struct td_catalog *cat = NULL;
+	struct td_catalog_entry *e;
+	struct td_catalog_error err;
+	unsigned fixed = 99;
+
+	snprintf(CACHE, sizeof(CACHE), "%s/cache", t);
+	snprintf(state, sizeof(state), "%s/state", t);
+	snprintf(db, sizeof(db), "%s/catalog.db", t);
+	mkdir(CACHE, 0711);
+	mkdir(state, 0711);
+	REQUIRE(td_catalog_open(&cat, db, TD_CATALOG_CREATE, &err) == 0);
+	tiered_bound(cat, state, 0x51, "0123456789", true, clean);
+	tiered_bound(cat, state, 0x52, "01XYZ56789", true, written);
+	tiered_bound(cat, state, 0x53, "0123456789", false, remote);
+	CHECK_INT(td_cache_reconcile(cat, state, CACHE, &fixed), 0);
+	CHECK_INT(fixed, 2);
+	REQUIRE(td_catalog_get(&e, cat, clean, &err) == 0);
+	CHECK_INT(e->state, TD_CATALOG_CACHED);
+	CHECK_INT(e->cache_state, TD_CATALOG_CACHE_CACHED);
+	td_catalog_entry_free(e);
+	REQUIRE(td_catalog_get(&e, cat, written, &err) == 0);
+	CHECK_INT(e->state, TD_CATALOG_DIRTY);
+	CHECK_INT(e->cache_state, TD_CATALOG_CACHE_DIRTY);
+	td_catalog_entry_free(e);
+	REQUIRE(td_catalog_get(&e, cat, remote, &err) == 0);
+	CHECK_INT(e->state, TD_CATALOG_TIERED);
+	td_catalog_entry_free(e);
+	/* Nothing left to do the second time. */
+	CHECK_INT(td_cache_reconcile(cat, state, CACHE, &fixed), 0);
+	CHECK_INT(fixed, 0);
+	td_catalog_close(cat);
+}
+
 int main(void)
 {
 	TD_RUN(test_limit);
 	TD_RUN(test_dirty_scan);
 	TD_RUN(test_dirty_batch);
 	TD_RUN(test_migrate);
+	TD_RUN(test_reconcile);
 	return td_test_done();
 }
