@@ -591,9 +591,9 @@ keep_cached = no
             for n in names:
                 p = os.path.join(root, n)
                 rel = os.path.relpath(p, os.path.join(T, "cache"))
-                if rel.startswith("objects/") and rowstate.get(n) in ("cached", "dirty"):
+                if rel.startswith(("objects/", "copies/")) and rowstate.get(n) in ("cached", "dirty"):
                     continue
-                if rel.startswith("objects/") and rowstate.get(n) == "tiered":
+                if rel.startswith(("objects/", "copies/")) and rowstate.get(n) == "tiered":
                     # A copy the catalog does not know of (a crash between
                     # placing it and recording it; one that differs from the
                     # object was written, e.g. after a truncating open whose

@@ -75,11 +75,12 @@ ctl verify "$T/data/d/f5" >"$T/v4b.out" 2>&1 && pass "f5 verifies clean after th
 
 # A cache copy whose mode drifted.
 idh=$(idof "$T/data/d/hot")
-chmod 666 "$T/cache/objects/${idh:0:2}/$idh"
+hcopy=$(readlink "$(readlink "$T/data/d/hot")") # the dynamic link leads to the copy
+chmod 666 "$hcopy"
 if ctl verify "$T/data/d/hot" >"$T/v5.out" 2>&1; then fail "drifted mode: exit 0"; else pass "drifted mode: verify exit 1"; fi
 grep -q "^$T/data/d/hot: permissions_drifted: " "$T/v5.out" && pass "drifted permissions named by path" || fail "v5: $(cat "$T/v5.out")"
-ctl verify --repair "$T/data/d/hot" >/dev/null 2>&1 && [ "$(stat -c %a "$T/cache/objects/${idh:0:2}/$idh")" = 640 ] &&
-	pass "--repair set the copy's mode back to 640" || fail "mode after repair: $(stat -c %a "$T/cache/objects/${idh:0:2}/$idh")"
+ctl verify --repair "$T/data/d/hot" >/dev/null 2>&1 && [ "$(stat -c %a "$hcopy")" = 640 ] &&
+	pass "--repair set the copy's mode back to 640" || fail "mode after repair: $(stat -c %a "$hcopy")"
 
 # A cached file whose object is lost: --repair uploads it again from the
 # cache copy, which hashes to the catalog's SHA-256.
