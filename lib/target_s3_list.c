@@ -268,6 +268,32 @@ void s3__uploads_clear(struct s3_req *r)
 }
 
 /* Keeps the page's uploads under our prefix (at most 10,000); -ENOMEM. */
+/* Keeps one (key, upload or version id) pair of a listing. 0 or -ENOMEM. */
+static int keep_ref(struct upload_ref *u, const char *key, const char *id)
+{
+	u->key = strdup(key);
+	u->id = strdup(id);
+	if (!u->key || !u->id) {
+		free(u->key);
+		free(u->id);
+		u->key = u->id = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Whether a listing goes on, and from where: NextKeyMarker and `id_marker`. */
+static void next_page(struct s3_req *r, const struct td_s3_xml_node *root, const char *id_marker)
+{
+	const char *trunc = td_s3_xml_child_text(root, "IsTruncated");
+
+	r->more_pages = trunc && strcmp(trunc, "true") == 0;
+	free(r->key_marker);
+	free(r->id_marker);
+	r->key_marker = xstrdup(td_s3_xml_child_text(root, "NextKeyMarker"));
+	r->id_marker = xstrdup(td_s3_xml_child_text(root, id_marker));
+}
+
 static int uploads_collect(struct s3_req *r, const struct td_s3_xml_node *root)
 {
 	const char *prefix = r->t->prefix;
@@ -309,14 +335,8 @@ static int uploads_collect(struct s3_req *r, const struct td_s3_xml_node *root)
 			(*r->n_found)++;
 		if (r->n_found && !r->stale_abort)
 			continue;
-		u->key = strdup(key);
-		u->id = strdup(id);
-		if (!u->key || !u->id) {
-			free(u->key);
-			free(u->id);
-			u->key = u->id = NULL;
+		if (keep_ref(u, key, id) < 0)
 			return -ENOMEM;
-		}
 		r->n_uploads++;
 	}
 	return 0;
@@ -328,7 +348,6 @@ static void on_uploads(struct s3_http *h, int status, const struct td_target_err
 	struct td_s3_xml *doc =
 	    listing_doc(h, status, e, "ListMultipartUploadsResult", "ListMultipartUploads");
 	const struct td_s3_xml_node *root;
-	const char *trunc;
 
 	if (!doc)
 		return;
@@ -338,12 +357,7 @@ static void on_uploads(struct s3_http *h, int status, const struct td_target_err
 		s3__req_fail(r, -ENOMEM, NULL);
 		return;
 	}
-	trunc = td_s3_xml_child_text(root, "IsTruncated");
-	r->more_pages = trunc && strcmp(trunc, "true") == 0;
-	free(r->key_marker);
-	free(r->id_marker);
-	r->key_marker = xstrdup(td_s3_xml_child_text(root, "NextKeyMarker"));
-	r->id_marker = xstrdup(td_s3_xml_child_text(root, "NextUploadIdMarker"));
+	next_page(r, root, "NextUploadIdMarker");
 	td_s3_xml_free(doc);
 	if (r->more_pages && (!r->key_marker || !*r->key_marker)) {
 		fail_proto(r, "truncated upload listing without a marker");
@@ -485,14 +499,8 @@ static int versions_collect(struct s3_req *r, const struct td_s3_xml_node *root)
 		id = td_s3_xml_child_text(c, "VersionId");
 		if (!key || strcmp(key, r->full_key) != 0 || !id || !*id || strlen(id) > 1000)
 			continue;
-		u->key = strdup(key);
-		u->id = strdup(id);
-		if (!u->key || !u->id) {
-			free(u->key);
-			free(u->id);
-			u->key = u->id = NULL;
+		if (keep_ref(u, key, id) < 0)
 			return -ENOMEM;
-		}
 		r->n_uploads++;
 	}
 	return 0;
@@ -504,7 +512,6 @@ static void on_versions(struct s3_http *h, int status, const struct td_target_er
 	struct td_s3_xml *doc =
 	    listing_doc(h, status, e, "ListVersionsResult", "ListObjectVersions");
 	const struct td_s3_xml_node *root;
-	const char *trunc;
 
 	if (!doc)
 		return;
@@ -514,12 +521,7 @@ static void on_versions(struct s3_http *h, int status, const struct td_target_er
 		s3__req_fail(r, -ENOMEM, NULL);
 		return;
 	}
-	trunc = td_s3_xml_child_text(root, "IsTruncated");
-	r->more_pages = trunc && strcmp(trunc, "true") == 0;
-	free(r->key_marker);
-	free(r->id_marker);
-	r->key_marker = xstrdup(td_s3_xml_child_text(root, "NextKeyMarker"));
-	r->id_marker = xstrdup(td_s3_xml_child_text(root, "NextVersionIdMarker"));
+	next_page(r, root, "NextVersionIdMarker");
 	td_s3_xml_free(doc);
 	/* Past our key the listing has nothing more for us. */
 	if (r->more_pages && r->key_marker && strcmp(r->key_marker, r->full_key) > 0)
